@@ -1,0 +1,317 @@
+/*
+ * b64.c - base64, percent-encoding and raw DEFLATE for the SAML bindings.
+ */
+#include <limits.h>
+#include <string.h>
+#include <zlib.h>
+#include <apr_strings.h>
+
+#include "core/b64.h"
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+const char *btsso_b64_encode(apr_pool_t *p, const void *data, apr_size_t len)
+{
+    const unsigned char *in = data;
+    char *out = apr_palloc(p, ((len + 2) / 3) * 4 + 1);
+    char *o = out;
+    apr_size_t i;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        *o++ = b64_alphabet[in[i] >> 2];
+        *o++ = b64_alphabet[((in[i] & 0x03) << 4) | (in[i + 1] >> 4)];
+        *o++ = b64_alphabet[((in[i + 1] & 0x0f) << 2) | (in[i + 2] >> 6)];
+        *o++ = b64_alphabet[in[i + 2] & 0x3f];
+    }
+    if (len - i == 1) {
+        *o++ = b64_alphabet[in[i] >> 2];
+        *o++ = b64_alphabet[(in[i] & 0x03) << 4];
+        *o++ = '=';
+        *o++ = '=';
+    }
+    else if (len - i == 2) {
+        *o++ = b64_alphabet[in[i] >> 2];
+        *o++ = b64_alphabet[((in[i] & 0x03) << 4) | (in[i + 1] >> 4)];
+        *o++ = b64_alphabet[(in[i + 1] & 0x0f) << 2];
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return -1;
+}
+
+static int is_xml_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
+                                unsigned char **out, apr_size_t *out_len)
+{
+    unsigned char *buf = apr_palloc(p, (len / 4) * 3 + 4);
+    apr_size_t n = 0, i;
+    unsigned long acc = 0;
+    int group = 0;      /* sextets collected in the current quantum */
+    int padding = 0;    /* '=' seen: only '=' and whitespace may follow */
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int v;
+
+        if (is_xml_space(c)) {
+            continue;
+        }
+        if (c == '=') {
+            /* Padding completes a quantum of 2 or 3 sextets, never more. */
+            if (group < 2 && padding == 0) {
+                goto bad;
+            }
+            padding++;
+            if (group + padding > 4) {
+                goto bad;
+            }
+            continue;
+        }
+        if (padding != 0) {
+            goto bad;
+        }
+        v = b64_value(c);
+        if (v < 0) {
+            goto bad;
+        }
+        acc = (acc << 6) | (unsigned long)v;
+        group++;
+        if (group == 4) {
+            buf[n++] = (unsigned char)(acc >> 16);
+            buf[n++] = (unsigned char)(acc >> 8);
+            buf[n++] = (unsigned char)acc;
+            acc = 0;
+            group = 0;
+        }
+    }
+    if (padding != 0 && group + padding != 4) {
+        goto bad;
+    }
+    if (group == 1) {
+        goto bad;
+    }
+    if (group == 2) {
+        buf[n++] = (unsigned char)(acc >> 4);
+    }
+    else if (group == 3) {
+        buf[n++] = (unsigned char)(acc >> 10);
+        buf[n++] = (unsigned char)(acc >> 2);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return NULL;
+
+bad:
+    return btsso_error_make(p, 400, "bad_base64",
+                            "The message is not valid base64.",
+                            "invalid base64 near offset %" APR_SIZE_T_FMT, i);
+}
+
+static int is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+        || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+        || c == '~';
+}
+
+const char *btsso_pct_encode(apr_pool_t *p, const void *data, apr_size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *in = data;
+    char *out = apr_palloc(p, len * 3 + 1);
+    char *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (is_unreserved(in[i])) {
+            *o++ = (char)in[i];
+        }
+        else {
+            *o++ = '%';
+            *o++ = hex[in[i] >> 4];
+            *o++ = hex[in[i] & 0x0f];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+btsso_error_t *btsso_pct_decode(apr_pool_t *p, const char *s, apr_size_t len,
+                                char **out, apr_size_t *out_len)
+{
+    char *buf = apr_palloc(p, len + 1);
+    apr_size_t n = 0, i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi, lo;
+
+            if (len - i < 3) {
+                goto bad;
+            }
+            hi = hex_value((unsigned char)s[i + 1]);
+            lo = hex_value((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                goto bad;
+            }
+            buf[n++] = (char)((hi << 4) | lo);
+            i += 2;
+        }
+        else if (s[i] == '+') {
+            buf[n++] = ' ';
+        }
+        else {
+            buf[n++] = s[i];
+        }
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return NULL;
+
+bad:
+    return btsso_error_make(p, 400, "bad_encoding",
+                            "The request carries a malformed URL encoding.",
+                            "'%%' not followed by two hex digits at offset %"
+                            APR_SIZE_T_FMT, i);
+}
+
+btsso_error_t *btsso_deflate_raw(apr_pool_t *p, const void *in, apr_size_t len,
+                                 unsigned char **out, apr_size_t *out_len)
+{
+    z_stream zs;
+    unsigned char *buf;
+    uLong bound;
+    int rc;
+
+    memset(&zs, 0, sizeof(zs));
+    /* Negative window bits: raw DEFLATE, as SAML bindings 3.4.4.1 wants. */
+    rc = deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8,
+                      Z_DEFAULT_STRATEGY);
+    if (rc != Z_OK) {
+        return btsso_error_make(p, 500, "deflate_failed",
+                                "Internal error while encoding a message.",
+                                "deflateInit2: %d", rc);
+    }
+    bound = deflateBound(&zs, (uLong)len);
+    buf = apr_palloc(p, bound + 1);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = buf;
+    zs.avail_out = (uInt)bound;
+    rc = deflate(&zs, Z_FINISH);
+    *out_len = zs.total_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        return btsso_error_make(p, 500, "deflate_failed",
+                                "Internal error while encoding a message.",
+                                "deflate: %d", rc);
+    }
+    buf[*out_len] = '\0';
+    *out = buf;
+    return NULL;
+}
+
+btsso_error_t *btsso_inflate_raw(apr_pool_t *p, const void *in, apr_size_t len,
+                                 apr_size_t max_out, unsigned max_ratio,
+                                 unsigned char **out, apr_size_t *out_len)
+{
+    btsso_error_t *err = NULL;
+    z_stream zs;
+    unsigned char *buf;
+    apr_size_t limit = max_out;
+    int rc;
+
+    if (len > UINT_MAX / 2 || max_out > UINT_MAX / 2) {
+        return btsso_error_make(p, 413, "too_large",
+                                "The message is too large.",
+                                "%" APR_SIZE_T_FMT " compressed octets", len);
+    }
+    if (max_ratio > 0 && len < limit / max_ratio) {
+        limit = len * max_ratio;
+    }
+    memset(&zs, 0, sizeof(zs));
+    rc = inflateInit2(&zs, -MAX_WBITS);
+    if (rc != Z_OK) {
+        return btsso_error_make(p, 500, "inflate_failed",
+                                "Internal error while decoding a message.",
+                                "inflateInit2: %d", rc);
+    }
+    /* One octet more than the limit: filling it proves the bound exceeded
+     * without ever holding more than limit + 1 octets. */
+    buf = apr_palloc(p, limit + 2);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = buf;
+    zs.avail_out = (uInt)(limit + 1);
+    rc = inflate(&zs, Z_FINISH);
+    if (rc == Z_STREAM_END) {
+        if (zs.avail_in != 0) {
+            err = btsso_error_make(p, 400, "inflate_failed",
+                                   "The message is not validly compressed.",
+                                   "%u octets of trailing garbage after the "
+                                   "DEFLATE stream", zs.avail_in);
+        }
+        else {
+            *out_len = zs.total_out;
+            buf[*out_len] = '\0';
+            *out = buf;
+        }
+    }
+    else if (zs.total_out > limit
+             || (zs.avail_out == 0 && (rc == Z_BUF_ERROR || rc == Z_OK))) {
+        err = btsso_error_make(p, 413, "too_large",
+                               "The message is too large.",
+                               "inflated size exceeds %" APR_SIZE_T_FMT
+                               " octets (from %" APR_SIZE_T_FMT
+                               " compressed)", limit, len);
+    }
+    else {
+        err = btsso_error_make(p, 400, "inflate_failed",
+                               "The message is not validly compressed.",
+                               "inflate: %d (%s)", rc,
+                               zs.msg != NULL ? zs.msg : "truncated stream");
+    }
+    inflateEnd(&zs);
+    return err;
+}
