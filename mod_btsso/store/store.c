@@ -1,0 +1,1982 @@
+/*
+ * store.c - the account store over APR DBD (SQLite and PostgreSQL).
+ *
+ * Every change runs in one transaction that first bumps the account's
+ * version (taking the row's write lock, and checking expected_version in
+ * the same UPDATE, so two admins cannot both win), then does its work and
+ * writes an audit row.  Any error rolls the whole transaction back.  Result
+ * sets are always read to their end, which both drivers need to free the
+ * connection for the next statement.
+ *
+ * Nothing here logs: errors carry apr_dbd_error() text in their detail.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <apr_lib.h>
+
+#include "store/store.h"
+
+/* The shipped schema, per dialect, as upgrade steps.
+ *
+ * Step N takes a database from version N-1 to N.  A new schema version is
+ * one more element in schema_steps[] (and BTSSO_SCHEMA_VERSION in store.h);
+ * existing steps never change, because deployed databases already ran them.
+ * btsso_store_init runs each missing step in its own transaction and
+ * records it in btsso_schema_version, whose primary key makes two
+ * concurrent upgrades of the same step fail instead of both applying it. */
+typedef struct schema_step_t {
+    int version;
+    const char *const *sqlite3;
+    const char *const *pgsql;
+} schema_step_t;
+
+/* ---- version 1 ------------------------------------------------------------ */
+
+/* Times are BIGINT unix seconds; flags are INTEGER 0/1 (not BOOLEAN, so the
+ * two drivers return the same text).  The users trigger holds every writer,
+ * the portal's own included, to unique contact emails while SSO is on. */
+static const char *const v1_sqlite3[] = {
+    "CREATE TABLE accounts ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " sso_enabled INTEGER NOT NULL DEFAULT 0 CHECK (sso_enabled IN (0, 1)),"
+    " allow_password INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (allow_password IN (0, 1)),"
+    " version BIGINT NOT NULL DEFAULT 1,"
+    " created BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL)",
+
+    "CREATE TABLE idp ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " entity_id TEXT NOT NULL,"
+    " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),"
+    " metadata_xml TEXT NOT NULL,"
+    " source_url TEXT,"
+    " email_attribute TEXT,"
+    " email_from_name_id INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (email_from_name_id IN (0, 1)),"
+    " updated BIGINT NOT NULL)",
+    "CREATE INDEX idp_entity_id ON idp (entity_id)",
+
+    "CREATE TABLE certificates ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " sha256 CHAR(64) NOT NULL,"
+    " role VARCHAR(16) NOT NULL DEFAULT 'none'"
+    "  CHECK (role IN ('primary', 'secondary', 'none')),"
+    " der TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " issuer TEXT NOT NULL,"
+    " not_before BIGINT NOT NULL,"
+    " not_after BIGINT NOT NULL,"
+    " source VARCHAR(16) NOT NULL,"
+    " added BIGINT NOT NULL,"
+    " PRIMARY KEY (account, sha256))",
+    "CREATE UNIQUE INDEX certificates_one_role ON certificates (account, role)"
+    " WHERE role <> 'none'",
+    "CREATE INDEX certificates_not_after ON certificates (not_after)",
+
+    "CREATE TABLE users ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " extension VARCHAR(64) NOT NULL,"
+    " kind VARCHAR(16) NOT NULL DEFAULT 'user'"
+    "  CHECK (kind IN ('user', 'call_queue')),"
+    " email TEXT NOT NULL,"
+    " is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+    " PRIMARY KEY (account, extension))",
+    "CREATE INDEX users_email ON users (account, lower(trim(email)))",
+    "CREATE INDEX users_email_any ON users (lower(trim(email)))",
+
+    "CREATE TRIGGER users_unique_email_insert BEFORE INSERT ON users"
+    " WHEN EXISTS (SELECT 1 FROM accounts a"
+    "              WHERE a.account = NEW.account AND a.sso_enabled = 1)"
+    "  AND EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "              AND lower(trim(u.email)) = lower(trim(NEW.email)))"
+    " BEGIN"
+    "  SELECT RAISE(ABORT, 'duplicate_email: the email is already used in"
+    " this SSO-enabled account');"
+    " END",
+    "CREATE TRIGGER users_unique_email_update"
+    " BEFORE UPDATE OF account, email ON users"
+    " WHEN EXISTS (SELECT 1 FROM accounts a"
+    "              WHERE a.account = NEW.account AND a.sso_enabled = 1)"
+    "  AND EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "              AND lower(trim(u.email)) = lower(trim(NEW.email))"
+    "              AND NOT (u.account = OLD.account"
+    "                       AND u.extension = OLD.extension))"
+    " BEGIN"
+    "  SELECT RAISE(ABORT, 'duplicate_email: the email is already used in"
+    " this SSO-enabled account');"
+    " END",
+
+    "CREATE TABLE audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " at BIGINT NOT NULL,"
+    " account VARCHAR(64),"
+    " actor TEXT NOT NULL,"
+    " action VARCHAR(64) NOT NULL,"
+    " detail TEXT)",
+    "CREATE INDEX audit_account ON audit (account, id)",
+    NULL
+};
+
+static const char *const v1_pgsql[] = {
+    "CREATE TABLE accounts ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " sso_enabled INTEGER NOT NULL DEFAULT 0 CHECK (sso_enabled IN (0, 1)),"
+    " allow_password INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (allow_password IN (0, 1)),"
+    " version BIGINT NOT NULL DEFAULT 1,"
+    " created BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL)",
+
+    "CREATE TABLE idp ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " entity_id TEXT NOT NULL,"
+    " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),"
+    " metadata_xml TEXT NOT NULL,"
+    " source_url TEXT,"
+    " email_attribute TEXT,"
+    " email_from_name_id INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (email_from_name_id IN (0, 1)),"
+    " updated BIGINT NOT NULL)",
+    "CREATE INDEX idp_entity_id ON idp (entity_id)",
+
+    "CREATE TABLE certificates ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " sha256 CHAR(64) NOT NULL,"
+    " role VARCHAR(16) NOT NULL DEFAULT 'none'"
+    "  CHECK (role IN ('primary', 'secondary', 'none')),"
+    " der TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " issuer TEXT NOT NULL,"
+    " not_before BIGINT NOT NULL,"
+    " not_after BIGINT NOT NULL,"
+    " source VARCHAR(16) NOT NULL,"
+    " added BIGINT NOT NULL,"
+    " PRIMARY KEY (account, sha256))",
+    "CREATE UNIQUE INDEX certificates_one_role ON certificates (account, role)"
+    " WHERE role <> 'none'",
+    "CREATE INDEX certificates_not_after ON certificates (not_after)",
+
+    "CREATE TABLE users ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " extension VARCHAR(64) NOT NULL,"
+    " kind VARCHAR(16) NOT NULL DEFAULT 'user'"
+    "  CHECK (kind IN ('user', 'call_queue')),"
+    " email TEXT NOT NULL,"
+    " is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+    " PRIMARY KEY (account, extension))",
+    "CREATE INDEX users_email ON users (account, lower(trim(email)))",
+    "CREATE INDEX users_email_any ON users (lower(trim(email)))",
+
+    "CREATE FUNCTION btsso_users_unique_email() RETURNS trigger"
+    " LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF NOT EXISTS (SELECT 1 FROM accounts a"
+    "                 WHERE a.account = NEW.account AND a.sso_enabled = 1)"
+    "  THEN"
+    "   RETURN NEW;"
+    "  END IF;"
+    "  IF TG_OP = 'INSERT' THEN"
+    "   IF EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "              AND lower(trim(u.email)) = lower(trim(NEW.email))) THEN"
+    "    RAISE EXCEPTION 'duplicate_email: the email is already used in"
+    " this SSO-enabled account' USING ERRCODE = 'unique_violation';"
+    "   END IF;"
+    "  ELSIF EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "                AND lower(trim(u.email)) = lower(trim(NEW.email))"
+    "                AND NOT (u.account = OLD.account"
+    "                         AND u.extension = OLD.extension)) THEN"
+    "   RAISE EXCEPTION 'duplicate_email: the email is already used in"
+    " this SSO-enabled account' USING ERRCODE = 'unique_violation';"
+    "  END IF;"
+    "  RETURN NEW;"
+    " END $$",
+    "CREATE TRIGGER users_unique_email"
+    " BEFORE INSERT OR UPDATE OF account, email ON users"
+    " FOR EACH ROW EXECUTE FUNCTION btsso_users_unique_email()",
+
+    "CREATE TABLE audit ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " at BIGINT NOT NULL,"
+    " account VARCHAR(64),"
+    " actor TEXT NOT NULL,"
+    " action VARCHAR(64) NOT NULL,"
+    " detail TEXT)",
+    "CREATE INDEX audit_account ON audit (account, id)",
+    NULL
+};
+
+static const schema_step_t schema_steps[] = {
+    { 1, v1_sqlite3, v1_pgsql },
+};
+
+#define SCHEMA_STEP_COUNT ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))
+
+/* ---- connection ----------------------------------------------------------- */
+
+#define SQLITE_BUSY_TIMEOUT_MS 10000
+#define AUDIT_DEFAULT_LIMIT 100
+#define SECONDS_PER_DAY 86400
+
+struct btsso_store_t {
+    apr_pool_t *pool;
+    const apr_dbd_driver_t *driver;
+    apr_dbd_t *handle;
+    apr_hash_t *prepared;       /* label -> apr_dbd_prepared_t * */
+    apr_hash_t *overrides;      /* label -> operator SQL (open only) */
+    const char *dialect;
+    int prepare_on_demand;      /* btsso_store_open: yes; wrap: mod_dbd did */
+    int closed;
+};
+
+typedef struct db_row_t {
+    int ncols;
+    const char **col;           /* NULL for SQL NULL (sqlite3 only) */
+} db_row_t;
+
+#define ARGS(...) (const char *[]){ __VA_ARGS__ }, \
+    (int)(sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(const char *))
+
+static const char *one_line(apr_pool_t *p, const char *text)
+{
+    char *s, *c;
+    apr_size_t n;
+
+    if (text == NULL) {
+        return "(no driver message)";
+    }
+    s = apr_pstrdup(p, text);
+    for (c = s; *c != '\0'; c++) {
+        if (*c == '\n' || *c == '\r' || *c == '\t') {
+            *c = ' ';
+        }
+    }
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ') {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
+{
+    return btsso_error_make(s->pool, 500, "db_error",
+                            "The account database failed.", "%s: %s", what,
+                            one_line(s->pool, apr_dbd_error(s->driver,
+                                                            s->handle, rv)));
+}
+
+static const char *i64(apr_pool_t *p, apr_int64_t v)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT, v);
+}
+
+static apr_int64_t col_i64(const db_row_t *r, int i)
+{
+    if (i >= r->ncols || r->col[i] == NULL) {
+        return 0;
+    }
+    return apr_atoi64(r->col[i]);
+}
+
+/* Text column; "" for NULL. */
+static const char *col_text(const db_row_t *r, int i)
+{
+    if (i >= r->ncols || r->col[i] == NULL) {
+        return "";
+    }
+    return r->col[i];
+}
+
+/* Optional text column read through COALESCE(x, ''): NULL when absent. */
+static const char *col_opt(const db_row_t *r, int i)
+{
+    const char *v = col_text(r, i);
+    return *v == '\0' ? NULL : v;
+}
+
+static const char *default_sql(const char *label)
+{
+    const btsso_stmt_def_t *d;
+
+    for (d = btsso_store_statements(); d->label != NULL; d++) {
+        if (strcmp(d->label, label) == 0) {
+            return d->sql;
+        }
+    }
+    return NULL;
+}
+
+/* Placeholders the way apr_dbd_prepare counts them: '%' + letter. */
+static int count_placeholders(const char *sql)
+{
+    int n = 0;
+
+    for (; *sql != '\0'; sql++) {
+        if (sql[0] == '%' && sql[1] == '%') {
+            sql++;
+        }
+        else if (sql[0] == '%' && apr_isalpha(sql[1])) {
+            n++;
+        }
+    }
+    return n;
+}
+
+static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
+                               apr_dbd_prepared_t **out)
+{
+    const char *sql;
+    int rv;
+
+    *out = apr_hash_get(s->prepared, label, APR_HASH_KEY_STRING);
+    if (*out != NULL) {
+        return NULL;
+    }
+    if (!s->prepare_on_demand) {
+        return btsso_error_make(s->pool, 500, "not_prepared",
+                                "The account database is not set up.",
+                                "statement %s was not prepared on this "
+                                "connection", label);
+    }
+    sql = apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING);
+    if (sql == NULL) {
+        sql = default_sql(label);
+    }
+    if (sql == NULL) {
+        return btsso_error_make(s->pool, 500, "not_prepared",
+                                "The account database is not set up.",
+                                "no SQL for statement %s", label);
+    }
+    rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql, label, out);
+    if (rv != 0) {
+        *out = NULL;
+        return db_error(s, rv, apr_psprintf(s->pool, "prepare %s", label));
+    }
+    apr_hash_set(s->prepared, apr_pstrdup(s->pool, label),
+                 APR_HASH_KEY_STRING, *out);
+    return NULL;
+}
+
+static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
+                              const char *label, int *nrows,
+                              const char **args, int nargs)
+{
+    apr_dbd_prepared_t *stmt;
+    btsso_error_t *err;
+    int n = 0, rv;
+
+    if ((err = stmt_get(s, label, &stmt)) != NULL) {
+        return err;
+    }
+    rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
+    if (rv != 0) {
+        return db_error(s, rv, label);
+    }
+    if (nrows != NULL) {
+        *nrows = n;
+    }
+    return NULL;
+}
+
+/* Reads every row (drivers need the set drained) into db_row_t copies. */
+static btsso_error_t *drain(btsso_store_t *s, apr_pool_t *p,
+                            apr_dbd_results_t *res, apr_array_header_t **rows)
+{
+    apr_dbd_row_t *row = NULL;
+    int ncols = apr_dbd_num_cols(s->driver, res);
+    int i;
+
+    *rows = apr_array_make(p, 4, sizeof(db_row_t));
+    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+        db_row_t *r = apr_array_push(*rows);
+        r->ncols = ncols;
+        r->col = apr_pcalloc(p, sizeof(const char *) * (ncols > 0 ? ncols : 1));
+        for (i = 0; i < ncols; i++) {
+            const char *v = apr_dbd_get_entry(s->driver, row, i);
+            r->col[i] = v != NULL ? apr_pstrdup(p, v) : NULL;
+        }
+    }
+    return NULL;
+}
+
+static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
+                                const char *label, apr_array_header_t **rows,
+                                const char **args, int nargs)
+{
+    apr_dbd_prepared_t *stmt;
+    apr_dbd_results_t *res = NULL;
+    btsso_error_t *err;
+    int rv;
+
+    if ((err = stmt_get(s, label, &stmt)) != NULL) {
+        return err;
+    }
+    /* Random access: the pgsql driver then reports execution errors here
+     * instead of ending the row loop early as if the set were empty. */
+    rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs, args);
+    if (rv != 0) {
+        return db_error(s, rv, label);
+    }
+    return drain(s, p, res, rows);
+}
+
+/* Unprepared SQL: only the constant schema text goes through here. */
+static btsso_error_t *raw_exec(btsso_store_t *s, const char *sql)
+{
+    int n = 0;
+    int rv = apr_dbd_query(s->driver, s->handle, &n, sql);
+
+    if (rv != 0) {
+        return db_error(s, rv, apr_psprintf(s->pool, "schema statement "
+                                            "\"%.60s...\"", sql));
+    }
+    return NULL;
+}
+
+static btsso_error_t *raw_select(btsso_store_t *s, apr_pool_t *p,
+                                 const char *sql, apr_array_header_t **rows)
+{
+    apr_dbd_results_t *res = NULL;
+    int rv = apr_dbd_select(s->driver, p, s->handle, &res, sql, 1);
+
+    if (rv != 0) {
+        return db_error(s, rv, apr_psprintf(s->pool, "\"%s\"", sql));
+    }
+    return drain(s, p, res, rows);
+}
+
+static btsso_error_t *txn_begin(btsso_store_t *s, apr_pool_t *p,
+                                apr_dbd_transaction_t **txn)
+{
+    int rv;
+
+    *txn = NULL;
+    rv = apr_dbd_transaction_start(s->driver, p, s->handle, txn);
+    if (rv != 0) {
+        btsso_error_t *err = db_error(s, rv, "begin transaction");
+        if (*txn != NULL) {
+            /* the driver attaches the transaction even when BEGIN fails */
+            apr_dbd_transaction_mode_set(s->driver, *txn,
+                                         APR_DBD_TRANSACTION_ROLLBACK);
+            apr_dbd_transaction_end(s->driver, p, *txn);
+            *txn = NULL;
+        }
+        return err;
+    }
+    return NULL;
+}
+
+/* Commit when err is NULL and rollback is 0; otherwise roll back and
+ * hand err on. */
+static btsso_error_t *txn_end(btsso_store_t *s, apr_pool_t *p,
+                              apr_dbd_transaction_t *txn, btsso_error_t *err,
+                              int rollback)
+{
+    int rv;
+
+    if (err != NULL || rollback) {
+        apr_dbd_transaction_mode_set(s->driver, txn,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    rv = apr_dbd_transaction_end(s->driver, p, txn);
+    if (err != NULL) {
+        return err;
+    }
+    if (rv != 0) {
+        return db_error(s, rv, rollback ? "rollback" : "commit");
+    }
+    return NULL;
+}
+
+static apr_status_t store_cleanup(void *data)
+{
+    btsso_store_t *s = data;
+
+    if (!s->closed) {
+        s->closed = 1;
+        apr_dbd_close(s->driver, s->handle);
+    }
+    return APR_SUCCESS;
+}
+
+btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
+                                apr_dbd_t *handle, apr_hash_t *prepared)
+{
+    btsso_store_t *s = apr_pcalloc(p, sizeof(*s));
+
+    s->pool = p;
+    s->driver = driver;
+    s->handle = handle;
+    s->prepared = prepared != NULL ? prepared : apr_hash_make(p);
+    s->overrides = apr_hash_make(p);
+    s->dialect = apr_dbd_name(driver);
+    s->prepare_on_demand = 0;
+    s->closed = 1;              /* mod_dbd owns the connection */
+    return s;
+}
+
+static int is_overridable(const char *label)
+{
+    return strcmp(label, BTSSO_Q_USER) == 0
+        || strcmp(label, BTSSO_Q_DUPLICATES) == 0
+        || strcmp(label, BTSSO_Q_ADMIN) == 0
+        || strcmp(label, BTSSO_Q_ACCOUNT_BY_EMAIL) == 0;
+}
+
+static btsso_error_t *check_overrides(apr_pool_t *p, apr_hash_t *overrides)
+{
+    apr_hash_index_t *hi;
+
+    if (overrides == NULL) {
+        return NULL;
+    }
+    for (hi = apr_hash_first(p, overrides); hi; hi = apr_hash_next(hi)) {
+        const void *key;
+        void *val;
+        int want, have;
+
+        apr_hash_this(hi, &key, NULL, &val);
+        if (!is_overridable(key)) {
+            return btsso_error_make(p, 400, "bad_query",
+                                    "A query override is not valid.",
+                                    "%s is not an overridable statement",
+                                    (const char *)key);
+        }
+        want = count_placeholders(default_sql(key));
+        have = count_placeholders(val);
+        if (want != have) {
+            return btsso_error_make(p, 400, "bad_query",
+                                    "A query override is not valid.",
+                                    "%s takes %d parameters, the override "
+                                    "has %d", (const char *)key, want, have);
+        }
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
+                                const char *params, apr_hash_t *sql_overrides,
+                                btsso_store_t **out)
+{
+    const apr_dbd_driver_t *drv = NULL;
+    apr_dbd_t *handle = NULL;
+    const char *open_error = NULL;
+    btsso_store_t *s;
+    btsso_error_t *err;
+    apr_status_t rv;
+
+    *out = NULL;
+    if (driver == NULL || params == NULL) {
+        return btsso_error_make(p, 400, "no_store",
+                                "No account database is configured.",
+                                "DBDriver and DBDParams are needed");
+    }
+    if (strcmp(driver, "sqlite3") != 0 && strcmp(driver, "pgsql") != 0) {
+        return btsso_error_make(p, 400, "bad_driver",
+                                "The database driver is not supported.",
+                                "driver %s: use sqlite3 or pgsql", driver);
+    }
+    if ((err = check_overrides(p, sql_overrides)) != NULL) {
+        return err;
+    }
+    apr_dbd_init(p);
+    rv = apr_dbd_get_driver(p, driver, &drv);
+    if (rv != APR_SUCCESS) {
+        char buf[120];
+        return btsso_error_make(p, 500, "no_driver",
+                                "The database driver could not be loaded.",
+                                "apr_dbd_get_driver(%s): %s (install "
+                                "libaprutil1-dbd-%s)", driver,
+                                apr_strerror(rv, buf, sizeof(buf)),
+                                strcmp(driver, "pgsql") == 0 ? "pgsql"
+                                                             : "sqlite3");
+    }
+    rv = apr_dbd_open_ex(drv, p, params, &handle, &open_error);
+    if (rv != APR_SUCCESS || handle == NULL) {
+        return btsso_error_make(p, 500, "db_open",
+                                "The account database could not be opened.",
+                                "%s: %s", driver,
+                                one_line(p, open_error != NULL
+                                         ? open_error : "open failed"));
+    }
+
+    s = apr_pcalloc(p, sizeof(*s));
+    s->pool = p;
+    s->driver = drv;
+    s->handle = handle;
+    s->prepared = apr_hash_make(p);
+    s->overrides = sql_overrides != NULL ? apr_hash_copy(p, sql_overrides)
+                                         : apr_hash_make(p);
+    s->dialect = apr_dbd_name(drv);
+    s->prepare_on_demand = 1;
+    apr_pool_cleanup_register(p, s, store_cleanup, apr_pool_cleanup_null);
+
+    if (strcmp(s->dialect, "sqlite3") == 0) {
+        /* btssoctl and httpd share the file: wait for a writer instead of
+         * failing at once, and enforce the schema's foreign keys. */
+        apr_array_header_t *rows;
+        if ((err = raw_select(s, p, "PRAGMA busy_timeout = "
+                              APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS),
+                              &rows)) != NULL
+            || (err = raw_exec(s, "PRAGMA foreign_keys = ON")) != NULL) {
+            btsso_store_close(s);
+            return err;
+        }
+    }
+    *out = s;
+    return NULL;
+}
+
+void btsso_store_close(btsso_store_t *s)
+{
+    if (s != NULL && !s->closed) {
+        apr_pool_cleanup_run(s->pool, s, store_cleanup);
+    }
+}
+
+const char *btsso_store_dialect(const btsso_store_t *s)
+{
+    return s->dialect;
+}
+
+/* ---- schema ---------------------------------------------------------------- */
+
+btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
+{
+    apr_pool_t *tmp;
+    apr_array_header_t *rows;
+    btsso_error_t *err = NULL;
+    int current, i, is_pg;
+
+    is_pg = strcmp(s->dialect, "pgsql") == 0;
+    if (!is_pg && strcmp(s->dialect, "sqlite3") != 0) {
+        return btsso_error_make(s->pool, 500, "bad_driver",
+                                "The database driver is not supported.",
+                                "no schema for driver %s", s->dialect);
+    }
+    apr_pool_create(&tmp, s->pool);
+    if (!is_pg) {
+        /* WAL lets httpd read while btssoctl writes; it is a property of
+         * the file, so setting it once here is enough. */
+        if ((err = raw_select(s, tmp, "PRAGMA journal_mode = WAL",
+                              &rows)) != NULL) {
+            goto done;
+        }
+    }
+    if ((err = raw_exec(s, "CREATE TABLE IF NOT EXISTS btsso_schema_version ("
+                        " version INTEGER NOT NULL PRIMARY KEY,"
+                        " applied BIGINT NOT NULL)")) != NULL) {
+        goto done;
+    }
+    if ((err = raw_select(s, tmp, "SELECT COALESCE(MAX(version), 0)"
+                          " FROM btsso_schema_version", &rows)) != NULL) {
+        goto done;
+    }
+    current = rows->nelts > 0 ? (int)col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t),
+                                             0) : 0;
+    if (from != NULL) {
+        *from = current;
+    }
+    if (current > BTSSO_SCHEMA_VERSION) {
+        err = btsso_error_make(s->pool, 500, "schema_too_new",
+                               "The account database is newer than this "
+                               "program.", "schema version %d, this build "
+                               "knows up to %d", current,
+                               BTSSO_SCHEMA_VERSION);
+        goto done;
+    }
+    for (i = 0; i < SCHEMA_STEP_COUNT; i++) {
+        const schema_step_t *step = &schema_steps[i];
+        const char *const *sql;
+        apr_dbd_transaction_t *txn;
+
+        if (step->version <= current) {
+            continue;
+        }
+        if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+            goto done;
+        }
+        for (sql = is_pg ? step->pgsql : step->sqlite3;
+             *sql != NULL && err == NULL; sql++) {
+            err = raw_exec(s, *sql);
+        }
+        if (err == NULL) {
+            err = raw_exec(s, apr_psprintf(tmp, "INSERT INTO "
+                                           "btsso_schema_version (version, "
+                                           "applied) VALUES (%d, %"
+                                           APR_INT64_T_FMT ")", step->version,
+                                           (apr_int64_t)apr_time_sec(
+                                               apr_time_now())));
+        }
+        if ((err = txn_end(s, tmp, txn, err, 0)) != NULL) {
+            err = btsso_error_make(s->pool, err->status, err->code,
+                                   err->message, "upgrade to schema version "
+                                   "%d: %s", step->version, err->detail);
+            goto done;
+        }
+        current = step->version;
+    }
+    if (to != NULL) {
+        *to = current;
+    }
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+static int valid_id(const char *s, const char *extra)
+{
+    apr_size_t n = 0;
+
+    if (s == NULL) {
+        return 0;
+    }
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!apr_isalnum(c) && strchr(extra, c) == NULL) {
+            return 0;
+        }
+        if (n >= 64) {
+            return 0;
+        }
+    }
+    return n >= 1;
+}
+
+static btsso_error_t *check_account_id(btsso_store_t *s, const char *account)
+{
+    if (!valid_id(account, "._-")) {
+        return btsso_error_make(s->pool, 400, "bad_account",
+                                "The account id is not valid.",
+                                "account ids are 1-64 characters of "
+                                "A-Z a-z 0-9 . _ -");
+    }
+    return NULL;
+}
+
+/* Printable text without control characters, at most max bytes. */
+static int printable(const char *s, apr_size_t max)
+{
+    apr_size_t n;
+
+    if (s == NULL) {
+        return 0;
+    }
+    for (n = 0; s[n] != '\0'; n++) {
+        if ((unsigned char)s[n] < 0x20 || s[n] == 0x7f || n >= max) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Trims spaces (as SQL trim() does) and checks the shape of an address:
+ * one '@', something on both sides, no whitespace or control characters. */
+static const char *normalized_email(apr_pool_t *p, const char *email)
+{
+    const char *start, *end, *at = NULL, *c;
+
+    if (email == NULL) {
+        return NULL;
+    }
+    start = email;
+    while (*start == ' ') {
+        start++;
+    }
+    end = start + strlen(start);
+    while (end > start && end[-1] == ' ') {
+        end--;
+    }
+    if (end - start < 3 || end - start > 254) {
+        return NULL;
+    }
+    for (c = start; c < end; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if (ch <= 0x20 || ch == 0x7f || ch == '<' || ch == '>' || ch == '"'
+            || ch == ',' || ch == ';' || ch == '\\') {
+            return NULL;
+        }
+        if (ch == '@') {
+            if (at != NULL) {
+                return NULL;
+            }
+            at = c;
+        }
+    }
+    if (at == NULL || at == start || at == end - 1) {
+        return NULL;
+    }
+    return apr_pstrmemdup(p, start, end - start);
+}
+
+/* ---- shared steps of every change -------------------------------------------- */
+
+static btsso_error_t *not_found(btsso_store_t *s, const char *account)
+{
+    return btsso_error_make(s->pool, 404, "not_found",
+                            "No such account.", "account %s", account);
+}
+
+/* First statement of every change: bumps the version (and with it takes
+ * the account's write lock), checking expected_version atomically. */
+static btsso_error_t *bump_version(btsso_store_t *s, apr_pool_t *p,
+                                   const char *account,
+                                   apr_int64_t expected_version,
+                                   apr_time_t now)
+{
+    const char *at = i64(p, apr_time_sec(now));
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int n = 0;
+
+    if (expected_version == 0) {
+        err = db_exec(s, p, "btsso_account_bump", &n, ARGS(at, account));
+    }
+    else {
+        err = db_exec(s, p, "btsso_account_bump_if", &n,
+                      ARGS(at, account, i64(p, expected_version)));
+    }
+    if (err != NULL) {
+        return err;
+    }
+    if (n == 1) {
+        return NULL;
+    }
+    if ((err = db_select(s, p, "btsso_account_get", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    if (rows->nelts == 0) {
+        return not_found(s, account);
+    }
+    return btsso_error_make(s->pool, 409, "conflict",
+                            "The configuration was changed meanwhile; "
+                            "reload and try again.",
+                            "account %s is at version %" APR_INT64_T_FMT
+                            ", the change expected %" APR_INT64_T_FMT,
+                            account,
+                            col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 4),
+                            expected_version);
+}
+
+static btsso_error_t *audit_write(btsso_store_t *s, apr_pool_t *p,
+                                  apr_time_t now, const char *account,
+                                  const char *actor, const char *action,
+                                  const char *detail)
+{
+    return db_exec(s, p, "btsso_audit_insert", NULL,
+                   ARGS(i64(p, apr_time_sec(now)), account,
+                        actor != NULL && *actor != '\0' ? actor : "unknown",
+                        action, detail));
+}
+
+/* ---- accounts ---------------------------------------------------------------- */
+
+static btsso_account_t *account_from_row(apr_pool_t *p, const db_row_t *r)
+{
+    btsso_account_t *a = apr_pcalloc(p, sizeof(*a));
+
+    a->account = col_text(r, 0);
+    a->name = col_text(r, 1);
+    a->sso_enabled = col_i64(r, 2) != 0;
+    a->allow_password = col_i64(r, 3) != 0;
+    a->version = col_i64(r, 4);
+    a->created = apr_time_from_sec(col_i64(r, 5));
+    a->updated = apr_time_from_sec(col_i64(r, 6));
+    return a;
+}
+
+btsso_error_t *btsso_store_account_add(btsso_store_t *s, const char *account,
+                                       const char *name, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *at;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (name == NULL || *name == '\0') {
+        name = account;
+    }
+    if (!printable(name, 200)) {
+        return btsso_error_make(s->pool, 400, "bad_name",
+                                "The account name is not valid.",
+                                "names are at most 200 bytes without "
+                                "control characters");
+    }
+    apr_pool_create(&tmp, s->pool);
+    at = i64(tmp, apr_time_sec(now));
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = db_select(s, tmp, "btsso_account_get", &rows, ARGS(account));
+    if (err == NULL && rows->nelts > 0) {
+        err = btsso_error_make(s->pool, 409, "exists",
+                               "The account already exists.",
+                               "account %s", account);
+    }
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_account_insert", NULL,
+                      ARGS(account, name, at, at));
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "account.add",
+                          apr_psprintf(tmp, "name=%s", name));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_account_get(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       btsso_account_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *out = NULL;
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if ((err = db_select(s, p, "btsso_account_get", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    if (rows->nelts == 0) {
+        return not_found(s, account);
+    }
+    *out = account_from_row(p, &APR_ARRAY_IDX(rows, 0, db_row_t));
+    return NULL;
+}
+
+btsso_error_t *btsso_store_account_list(btsso_store_t *s, apr_pool_t *p,
+                                        apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_account_t *));
+    if ((err = db_select(s, p, "btsso_account_list", &rows, NULL, 0))
+        != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        APR_ARRAY_PUSH(*out, btsso_account_t *) =
+            account_from_row(p, &APR_ARRAY_IDX(rows, i, db_row_t));
+    }
+    return NULL;
+}
+
+/* ---- users ---------------------------------------------------------------------- */
+
+static btsso_error_t *duplicate_email_error(btsso_store_t *s,
+                                            const char *account,
+                                            const char *email,
+                                            const char *holders)
+{
+    return btsso_error_make(s->pool, 409, "duplicate_email",
+                            "This email is already used by another user of "
+                            "the account, and SSO is enabled for it.",
+                            "account %s: %s is held by extension %s",
+                            account, email, holders);
+}
+
+btsso_error_t *btsso_store_user_add(btsso_store_t *s, const char *account,
+                                    const char *extension, const char *email,
+                                    const char *kind, int is_admin,
+                                    const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *norm;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (!valid_id(extension, "._-+#*")) {
+        return btsso_error_make(s->pool, 400, "bad_extension",
+                                "The extension is not valid.",
+                                "extensions are 1-64 characters of "
+                                "A-Z a-z 0-9 . _ - + # *");
+    }
+    if (kind == NULL) {
+        kind = "user";
+    }
+    if (strcmp(kind, "user") != 0 && strcmp(kind, "call_queue") != 0) {
+        return btsso_error_make(s->pool, 400, "bad_kind",
+                                "The kind must be user or call_queue.",
+                                "kind %s", kind);
+    }
+    apr_pool_create(&tmp, s->pool);
+    norm = normalized_email(tmp, email);
+    if (norm == NULL) {
+        err = btsso_error_make(s->pool, 400, "bad_email",
+                               "The email address is not valid.", NULL);
+        goto done;
+    }
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, 0, now);
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_user_exists", &rows,
+                        ARGS(account, extension));
+        if (err == NULL && rows->nelts > 0) {
+            err = btsso_error_make(s->pool, 409, "exists",
+                                   "The extension already exists in the "
+                                   "account.", "account %s extension %s",
+                                   account, extension);
+        }
+    }
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_account_get", &rows, ARGS(account));
+    }
+    if (err == NULL && rows->nelts > 0
+        && col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 2) != 0) {
+        err = db_select(s, tmp, "btsso_user_holders", &rows,
+                        ARGS(account, norm));
+        if (err == NULL && rows->nelts > 0) {
+            err = duplicate_email_error(
+                s, account, norm,
+                col_text(&APR_ARRAY_IDX(rows, 0, db_row_t), 0));
+        }
+    }
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_user_insert", NULL,
+                      ARGS(account, extension, kind, norm,
+                           is_admin ? "1" : "0"));
+        if (err != NULL && err->detail != NULL
+            && strstr(err->detail, "duplicate_email") != NULL) {
+            /* the trigger caught a writer that raced us */
+            err = duplicate_email_error(s, account, norm, "(another)");
+        }
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "user.add",
+                          apr_psprintf(tmp, "extension=%s kind=%s email=%s "
+                                       "admin=%d", extension, kind, norm,
+                                       is_admin ? 1 : 0));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_user_list(btsso_store_t *s, apr_pool_t *p,
+                                     const char *account,
+                                     apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_user_t *));
+    if ((err = check_account_id(s, account)) != NULL
+        || (err = db_select(s, p, "btsso_user_list", &rows,
+                            ARGS(account))) != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_user_t *u = apr_pcalloc(p, sizeof(*u));
+        u->account = col_text(r, 0);
+        u->extension = col_text(r, 1);
+        u->kind = col_text(r, 2);
+        u->email = col_text(r, 3);
+        u->is_admin = col_i64(r, 4) != 0;
+        APR_ARRAY_PUSH(*out, btsso_user_t *) = u;
+    }
+    return NULL;
+}
+
+static btsso_error_t *short_row(btsso_store_t *s, const char *label, int want)
+{
+    return btsso_error_make(s->pool, 500, "bad_query",
+                            "The account database query is not valid.",
+                            "%s must return at least %d columns", label,
+                            want);
+}
+
+btsso_error_t *btsso_store_user_by_email(btsso_store_t *s, apr_pool_t *p,
+                                         const char *account,
+                                         const char *email,
+                                         btsso_user_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const db_row_t *r;
+    btsso_user_t *u;
+
+    *out = NULL;
+    if (account == NULL || email == NULL) {
+        return NULL;
+    }
+    if ((err = db_select(s, p, BTSSO_Q_USER, &rows,
+                         ARGS(account, email))) != NULL) {
+        return err;
+    }
+    if (rows->nelts == 0) {
+        return NULL;
+    }
+    r = &APR_ARRAY_IDX(rows, 0, db_row_t);
+    if (r->ncols < 2) {
+        return short_row(s, BTSSO_Q_USER, 2);
+    }
+    u = apr_pcalloc(p, sizeof(*u));
+    u->account = apr_pstrdup(p, account);
+    u->extension = col_text(r, 0);
+    u->email = col_text(r, 1);
+    u->kind = NULL;             /* the query does not say */
+    *out = u;
+    return NULL;
+}
+
+btsso_error_t *btsso_store_is_admin(btsso_store_t *s, const char *account,
+                                    const char *remote_user, int *is_admin)
+{
+    apr_pool_t *tmp;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *is_admin = 0;
+    if (account == NULL || remote_user == NULL || *remote_user == '\0') {
+        return NULL;
+    }
+    apr_pool_create(&tmp, s->pool);
+    err = db_select(s, tmp, BTSSO_Q_ADMIN, &rows, ARGS(account, remote_user));
+    if (err == NULL) {
+        *is_admin = rows->nelts > 0;
+    }
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_account_by_email(btsso_store_t *s, apr_pool_t *p,
+                                            const char *email,
+                                            const char **account)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *account = NULL;
+    if (email == NULL) {
+        return NULL;
+    }
+    if ((err = db_select(s, p, BTSSO_Q_ACCOUNT_BY_EMAIL, &rows,
+                         ARGS(email))) != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        *account = col_opt(&APR_ARRAY_IDX(rows, 0, db_row_t), 0);
+    }
+    return NULL;
+}
+
+static int compare_dups(const void *a, const void *b)
+{
+    const btsso_dup_email_t *x = *(btsso_dup_email_t *const *)a;
+    const btsso_dup_email_t *y = *(btsso_dup_email_t *const *)b;
+    return strcmp(x->email, y->email);
+}
+
+btsso_error_t *btsso_store_duplicate_emails(btsso_store_t *s, apr_pool_t *p,
+                                            const char *account,
+                                            apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    apr_hash_t *by_email;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_dup_email_t *));
+    if ((err = db_select(s, p, BTSSO_Q_DUPLICATES, &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    /* Grouped here rather than trusting an operator query's ORDER BY. */
+    by_email = apr_hash_make(p);
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_dup_email_t *d;
+        btsso_user_t *u;
+
+        if (r->ncols < 2) {
+            return short_row(s, BTSSO_Q_DUPLICATES, 2);
+        }
+        d = apr_hash_get(by_email, col_text(r, 0), APR_HASH_KEY_STRING);
+        if (d == NULL) {
+            d = apr_pcalloc(p, sizeof(*d));
+            d->email = col_text(r, 0);
+            d->holders = apr_array_make(p, 2, sizeof(btsso_user_t *));
+            apr_hash_set(by_email, d->email, APR_HASH_KEY_STRING, d);
+            APR_ARRAY_PUSH(*out, btsso_dup_email_t *) = d;
+        }
+        u = apr_pcalloc(p, sizeof(*u));
+        u->account = apr_pstrdup(p, account);
+        u->extension = col_text(r, 1);
+        u->kind = r->ncols > 2 ? col_text(r, 2) : NULL;
+        u->email = d->email;
+        APR_ARRAY_PUSH(d->holders, btsso_user_t *) = u;
+    }
+    qsort((*out)->elts, (*out)->nelts, sizeof(btsso_dup_email_t *),
+          compare_dups);
+    return NULL;
+}
+
+/* ---- IdP ------------------------------------------------------------------------------ */
+
+static btsso_idp_t *idp_from_row(apr_pool_t *p, const db_row_t *r)
+{
+    btsso_idp_t *i = apr_pcalloc(p, sizeof(*i));
+
+    i->account = col_text(r, 0);
+    i->entity_id = col_text(r, 1);
+    i->shared = col_i64(r, 2) != 0;
+    i->metadata_xml = col_text(r, 3);
+    i->source_url = col_opt(r, 4);
+    i->email_attribute = col_opt(r, 5);
+    i->email_from_name_id = col_i64(r, 6) != 0;
+    i->updated = apr_time_from_sec(col_i64(r, 7));
+    return i;
+}
+
+btsso_error_t *btsso_store_idp_get(btsso_store_t *s, apr_pool_t *p,
+                                   const char *account, btsso_idp_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *out = NULL;
+    if ((err = db_select(s, p, "btsso_idp_get", &rows, ARGS(account)))
+        != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        *out = idp_from_row(p, &APR_ARRAY_IDX(rows, 0, db_row_t));
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_account_by_issuer(btsso_store_t *s, apr_pool_t *p,
+                                             const char *entity_id,
+                                             const char **account)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *account = NULL;
+    if (entity_id == NULL) {
+        return NULL;
+    }
+    if ((err = db_select(s, p, "btsso_idp_by_issuer", &rows,
+                         ARGS(entity_id))) != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        *account = col_opt(&APR_ARRAY_IDX(rows, 0, db_row_t), 0);
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_url_accounts(btsso_store_t *s, apr_pool_t *p,
+                                        apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(const char *));
+    if ((err = db_select(s, p, "btsso_idp_url_accounts", &rows, NULL, 0))
+        != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        APR_ARRAY_PUSH(*out, const char *) =
+            col_text(&APR_ARRAY_IDX(rows, i, db_row_t), 0);
+    }
+    return NULL;
+}
+
+/* ---- certificates (helpers used by idp_set too) ------------------------------ */
+
+static btsso_error_t *stored_cert_from_row(btsso_store_t *s, apr_pool_t *p,
+                                           const db_row_t *r,
+                                           btsso_stored_cert_t **out)
+{
+    btsso_stored_cert_t *sc = apr_pcalloc(p, sizeof(*sc));
+    btsso_error_t *err;
+
+    /* columns: account, sha256, role, der, source, added */
+    err = btsso_cert_parse_b64(p, col_text(r, 3), &sc->cert);
+    if (err != NULL) {
+        return btsso_error_make(s->pool, 500, "db_corrupt",
+                                "A stored certificate could not be read.",
+                                "account %s certificate %s: %s",
+                                col_text(r, 0), col_text(r, 1),
+                                err->detail != NULL ? err->detail : err->code);
+    }
+    if (btsso_cert_role_parse(col_text(r, 2), &sc->role) != 0) {
+        sc->role = BTSSO_ROLE_NONE;
+    }
+    sc->source = col_text(r, 4);
+    sc->added = apr_time_from_sec(col_i64(r, 5));
+    *out = sc;
+    return NULL;
+}
+
+static btsso_error_t *certs_from_rows(btsso_store_t *s, apr_pool_t *p,
+                                      const apr_array_header_t *rows,
+                                      apr_array_header_t **certs,
+                                      apr_array_header_t **accounts)
+{
+    btsso_error_t *err;
+    int i;
+
+    *certs = apr_array_make(p, rows->nelts + 1,
+                            sizeof(btsso_stored_cert_t *));
+    if (accounts != NULL) {
+        *accounts = apr_array_make(p, rows->nelts + 1, sizeof(const char *));
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_stored_cert_t *sc;
+        if ((err = stored_cert_from_row(s, p, r, &sc)) != NULL) {
+            return err;
+        }
+        APR_ARRAY_PUSH(*certs, btsso_stored_cert_t *) = sc;
+        if (accounts != NULL) {
+            APR_ARRAY_PUSH(*accounts, const char *) = col_text(r, 0);
+        }
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_cert_list(btsso_store_t *s, apr_pool_t *p,
+                                     const char *account,
+                                     apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *out = apr_array_make(p, 1, sizeof(btsso_stored_cert_t *));
+    if ((err = db_select(s, p, "btsso_cert_list", &rows, ARGS(account)))
+        != NULL) {
+        return err;
+    }
+    return certs_from_rows(s, p, rows, out, NULL);
+}
+
+static btsso_error_t *cert_insert(btsso_store_t *s, apr_pool_t *p,
+                                  const char *account,
+                                  const btsso_cert_t *cert,
+                                  btsso_cert_role_e role, const char *source,
+                                  apr_time_t now)
+{
+    return db_exec(s, p, "btsso_cert_insert", NULL,
+                   ARGS(account, cert->sha256, btsso_cert_role_name(role),
+                        btsso_cert_b64(p, cert),
+                        cert->subject != NULL ? cert->subject : "",
+                        cert->issuer != NULL ? cert->issuer : "",
+                        i64(p, apr_time_sec(cert->not_before)),
+                        i64(p, apr_time_sec(cert->not_after)),
+                        source, i64(p, apr_time_sec(now))));
+}
+
+/* Gives role to sha256, taking it from whichever certificate held it. */
+static btsso_error_t *cert_assign(btsso_store_t *s, apr_pool_t *p,
+                                  const char *account, const char *sha256,
+                                  btsso_cert_role_e role)
+{
+    btsso_error_t *err;
+
+    if (role != BTSSO_ROLE_NONE) {
+        err = db_exec(s, p, "btsso_cert_clear_role", NULL,
+                      ARGS(account, btsso_cert_role_name(role)));
+        if (err != NULL) {
+            return err;
+        }
+    }
+    return db_exec(s, p, "btsso_cert_set_role", NULL,
+                   ARGS(btsso_cert_role_name(role), account, sha256));
+}
+
+static int has_usable_signing_cert(const apr_array_header_t *certs,
+                                   apr_time_t now)
+{
+    int i;
+
+    for (i = 0; certs != NULL && i < certs->nelts; i++) {
+        const btsso_stored_cert_t *sc =
+            APR_ARRAY_IDX(certs, i, btsso_stored_cert_t *);
+        if (sc->role != BTSSO_ROLE_NONE && sc->cert != NULL
+            && btsso_cert_is_valid_at(sc->cert, now)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int cert_listed(const apr_array_header_t *certs, const char *sha256)
+{
+    int i;
+
+    for (i = 0; i < certs->nelts; i++) {
+        const btsso_stored_cert_t *sc =
+            APR_ARRAY_IDX(certs, i, btsso_stored_cert_t *);
+        if (strcmp(sc->cert->sha256, sha256) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- IdP changes ------------------------------------------------------------------ */
+
+btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
+                                   const btsso_idp_metadata_t *md,
+                                   const char *xml, const char *source_url,
+                                   int shared, apr_int64_t expected_version,
+                                   apr_time_t now, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows, *stored = NULL;
+    btsso_idp_t *old = NULL;
+    btsso_error_t *err;
+    const char *at;
+    int i, added = 0;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (md == NULL || md->entity_id == NULL || *md->entity_id == '\0'
+        || xml == NULL) {
+        return btsso_error_make(s->pool, 400, "bad_metadata",
+                                "The IdP metadata is missing.",
+                                "idp_set needs parsed metadata and its XML");
+    }
+    if (source_url != NULL && *source_url == '\0') {
+        source_url = NULL;
+    }
+    apr_pool_create(&tmp, s->pool);
+    at = i64(tmp, apr_time_sec(now));
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_idp_others", &rows,
+                        ARGS(md->entity_id, account));
+    }
+    for (i = 0; err == NULL && i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        if (!shared || col_i64(r, 1) == 0) {
+            err = btsso_error_make(s->pool, 409, "entity_in_use",
+                                   "This IdP is already configured for "
+                                   "another account; contact support to "
+                                   "share it between accounts.",
+                                   "entityID %s is held by account %s%s",
+                                   md->entity_id, col_text(r, 0),
+                                   col_i64(r, 1) ? " (shared)" : "");
+        }
+    }
+    if (err == NULL) {
+        err = btsso_store_idp_get(s, tmp, account, &old);
+    }
+    if (err == NULL && old == NULL) {
+        err = db_exec(s, tmp, "btsso_idp_insert", NULL,
+                      ARGS(account, md->entity_id, shared ? "1" : "0", xml,
+                           source_url, at));
+    }
+    else if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_idp_update", NULL,
+                      ARGS(md->entity_id, shared ? "1" : "0", xml,
+                           source_url, at, account));
+    }
+    if (err == NULL) {
+        err = btsso_store_cert_list(s, tmp, account, &stored);
+    }
+    for (i = 0; err == NULL && md->signing_certs != NULL
+                && i < md->signing_certs->nelts; i++) {
+        const btsso_cert_t *c = APR_ARRAY_IDX(md->signing_certs, i,
+                                              btsso_cert_t *);
+        if (!cert_listed(stored, c->sha256)) {
+            err = cert_insert(s, tmp, account, c, BTSSO_ROLE_NONE,
+                              "metadata", now);
+            added++;
+        }
+    }
+    if (err == NULL
+        && (old == NULL || strcmp(old->entity_id, md->entity_id) != 0
+            || !has_usable_signing_cert(stored, now))) {
+        /* A new IdP must not be verified with the old IdP's keys. */
+        int assigned = 0;
+        err = db_exec(s, tmp, "btsso_cert_clear_role", NULL,
+                      ARGS(account, "primary"));
+        if (err == NULL) {
+            err = db_exec(s, tmp, "btsso_cert_clear_role", NULL,
+                          ARGS(account, "secondary"));
+        }
+        for (i = 0; err == NULL && md->signing_certs != NULL
+                    && i < md->signing_certs->nelts && assigned < 2; i++) {
+            const btsso_cert_t *c = APR_ARRAY_IDX(md->signing_certs, i,
+                                                  btsso_cert_t *);
+            if (btsso_cert_is_valid_at(c, now)) {
+                err = db_exec(s, tmp, "btsso_cert_set_role", NULL,
+                              ARGS(assigned == 0 ? "primary" : "secondary",
+                                   account, c->sha256));
+                assigned++;
+            }
+        }
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "idp.set",
+                          apr_psprintf(tmp, "entity_id=%s shared=%d "
+                                       "source=%s new_certificates=%d",
+                                       md->entity_id, shared ? 1 : 0,
+                                       source_url != NULL ? source_url
+                                                          : "upload",
+                                       added));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_email_set(btsso_store_t *s, const char *account,
+                                     const char *attribute, int name_id,
+                                     apr_int64_t expected_version,
+                                     const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    btsso_idp_t *idp = NULL;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (attribute != NULL && *attribute == '\0') {
+        attribute = NULL;
+    }
+    if ((name_id && attribute != NULL) || (!name_id && attribute == NULL)
+        || (attribute != NULL
+            && (!printable(attribute, 512) || attribute[0] == ' '
+                || attribute[strlen(attribute) - 1] == ' '))) {
+        return btsso_error_make(s->pool, 400, "bad_attribute",
+                                "Choose one attribute name, or the NameID.",
+                                "attribute names are 1-512 printable "
+                                "characters; name_id excludes an attribute");
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = btsso_store_idp_get(s, tmp, account, &idp);
+    }
+    if (err == NULL && idp == NULL) {
+        err = btsso_error_make(s->pool, 409, "no_idp",
+                               "Upload the IdP metadata first.",
+                               "account %s has no IdP", account);
+    }
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_idp_email", NULL,
+                      ARGS(attribute, name_id ? "1" : "0",
+                           i64(tmp, apr_time_sec(now)), account));
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "idp.email",
+                          name_id ? "name_id"
+                                  : apr_psprintf(tmp, "attribute=%s",
+                                                 attribute));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+/* ---- certificate changes ------------------------------------------------------------- */
+
+static btsso_error_t *check_role(btsso_store_t *s, btsso_cert_role_e role)
+{
+    if (role != BTSSO_ROLE_NONE && role != BTSSO_ROLE_PRIMARY
+        && role != BTSSO_ROLE_SECONDARY) {
+        return btsso_error_make(s->pool, 400, "bad_role",
+                                "The role must be primary, secondary or "
+                                "none.", NULL);
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_cert_add(btsso_store_t *s, const char *account,
+                                    const btsso_cert_t *cert,
+                                    btsso_cert_role_e role, const char *source,
+                                    apr_int64_t expected_version,
+                                    apr_time_t now, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const char *action = NULL;
+
+    if ((err = check_account_id(s, account)) != NULL
+        || (err = check_role(s, role)) != NULL) {
+        return err;
+    }
+    if (cert == NULL || cert->der == NULL || cert->der_len == 0
+        || !btsso_cert_is_fingerprint(cert->sha256)) {
+        return btsso_error_make(s->pool, 400, "bad_certificate",
+                                "The certificate is missing.", NULL);
+    }
+    if (source == NULL || (strcmp(source, "metadata") != 0
+                           && strcmp(source, "upload") != 0
+                           && strcmp(source, "refresh") != 0)) {
+        return btsso_error_make(s->pool, 400, "bad_source",
+                                "The certificate source is not valid.",
+                                "source must be metadata, upload or refresh");
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_cert_get", &rows,
+                        ARGS(account, cert->sha256));
+    }
+    if (err == NULL && rows->nelts == 0) {
+        if (role != BTSSO_ROLE_NONE) {
+            err = db_exec(s, tmp, "btsso_cert_clear_role", NULL,
+                          ARGS(account, btsso_cert_role_name(role)));
+        }
+        if (err == NULL) {
+            err = cert_insert(s, tmp, account, cert, role, source, now);
+        }
+        action = "cert.add";
+    }
+    else if (err == NULL && role != BTSSO_ROLE_NONE
+             && strcmp(col_text(&APR_ARRAY_IDX(rows, 0, db_row_t), 0),
+                       btsso_cert_role_name(role)) != 0) {
+        err = cert_assign(s, tmp, account, cert->sha256, role);
+        action = "cert.role";
+    }
+    if (err == NULL && action != NULL) {
+        err = audit_write(s, tmp, now, account, actor, action,
+                          apr_psprintf(tmp, "sha256=%s role=%s source=%s "
+                                       "subject=%s", cert->sha256,
+                                       btsso_cert_role_name(role), source,
+                                       cert->subject != NULL ? cert->subject
+                                                             : ""));
+    }
+    /* Already stored with nothing to change: leave the version alone. */
+    err = txn_end(s, tmp, txn, err, action == NULL);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+static btsso_error_t *check_fingerprint(btsso_store_t *s, apr_pool_t *p,
+                                        const char *sha256, const char **lc)
+{
+    char *c;
+
+    if (!btsso_cert_is_fingerprint(sha256)) {
+        return btsso_error_make(s->pool, 400, "bad_fingerprint",
+                                "A certificate is named by the 64 hex digits "
+                                "of its SHA-256 fingerprint.", NULL);
+    }
+    *lc = c = apr_pstrdup(p, sha256);
+    for (; *c != '\0'; c++) {
+        *c = (char)apr_tolower(*c);
+    }
+    return NULL;
+}
+
+static btsso_error_t *no_cert(btsso_store_t *s, const char *account,
+                              const char *sha256)
+{
+    return btsso_error_make(s->pool, 404, "not_found",
+                            "No such certificate.",
+                            "account %s certificate %s", account, sha256);
+}
+
+btsso_error_t *btsso_store_cert_role(btsso_store_t *s, const char *account,
+                                     const char *sha256, btsso_cert_role_e role,
+                                     apr_int64_t expected_version,
+                                     const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *fp;
+    int unchanged = 0;
+
+    if ((err = check_account_id(s, account)) != NULL
+        || (err = check_role(s, role)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = check_fingerprint(s, tmp, sha256, &fp)) != NULL
+        || (err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_cert_get", &rows, ARGS(account, fp));
+    }
+    if (err == NULL && rows->nelts == 0) {
+        err = no_cert(s, account, fp);
+    }
+    if (err == NULL) {
+        unchanged = strcmp(col_text(&APR_ARRAY_IDX(rows, 0, db_row_t), 0),
+                           btsso_cert_role_name(role)) == 0;
+    }
+    if (err == NULL && !unchanged) {
+        err = cert_assign(s, tmp, account, fp, role);
+    }
+    if (err == NULL && !unchanged) {
+        err = audit_write(s, tmp, now, account, actor, "cert.role",
+                          apr_psprintf(tmp, "sha256=%s role=%s", fp,
+                                       btsso_cert_role_name(role)));
+    }
+    err = txn_end(s, tmp, txn, err, unchanged);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_cert_remove(btsso_store_t *s, const char *account,
+                                       const char *sha256,
+                                       apr_int64_t expected_version,
+                                       const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *fp;
+    int n = 0;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = check_fingerprint(s, tmp, sha256, &fp)) != NULL
+        || (err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_cert_delete", &n, ARGS(account, fp));
+    }
+    if (err == NULL && n == 0) {
+        err = no_cert(s, account, fp);
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "cert.remove",
+                          apr_psprintf(tmp, "sha256=%s", fp));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_cert_expiring(btsso_store_t *s, apr_pool_t *p,
+                                         apr_time_t now, int days,
+                                         apr_array_header_t **certs,
+                                         apr_array_header_t **accounts)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    apr_int64_t bound = (apr_int64_t)apr_time_sec(now)
+                        + (apr_int64_t)(days > 0 ? days : 0) * SECONDS_PER_DAY;
+
+    *certs = apr_array_make(p, 1, sizeof(btsso_stored_cert_t *));
+    *accounts = apr_array_make(p, 1, sizeof(const char *));
+    if ((err = db_select(s, p, "btsso_cert_expiring", &rows,
+                         ARGS(i64(p, bound)))) != NULL) {
+        return err;
+    }
+    return certs_from_rows(s, p, rows, certs, accounts);
+}
+
+/* ---- enabling ------------------------------------------------------------------------ */
+
+apr_array_header_t *btsso_account_missing(apr_pool_t *p,
+                                          const btsso_idp_t *idp,
+                                          const apr_array_header_t *certs,
+                                          apr_time_t now)
+{
+    apr_array_header_t *missing = apr_array_make(p, 3, sizeof(const char *));
+
+    if (idp == NULL) {
+        APR_ARRAY_PUSH(missing, const char *) = "idp";
+    }
+    if (idp == NULL || (!idp->email_from_name_id
+                        && (idp->email_attribute == NULL
+                            || *idp->email_attribute == '\0'))) {
+        APR_ARRAY_PUSH(missing, const char *) = "email_mapping";
+    }
+    if (!has_usable_signing_cert(certs, now)) {
+        APR_ARRAY_PUSH(missing, const char *) = "usable_certificate";
+    }
+    return missing;
+}
+
+static const char *joined(apr_pool_t *p, const apr_array_header_t *words)
+{
+    return apr_array_pstrcat(p, words, ',');
+}
+
+btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account, int enabled,
+                                       int allow_password,
+                                       apr_int64_t expected_version,
+                                       apr_time_t now, const char *actor,
+                                       apr_array_header_t **dups,
+                                       apr_array_header_t **missing)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *found_dups = NULL, *found_missing = NULL, *certs;
+    btsso_idp_t *idp = NULL;
+    btsso_error_t *err;
+
+    if (dups != NULL) {
+        *dups = apr_array_make(p, 1, sizeof(btsso_dup_email_t *));
+    }
+    if (missing != NULL) {
+        *missing = apr_array_make(p, 1, sizeof(const char *));
+    }
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    /* Bumping first locks the account row, so a user added meanwhile
+     * either commits before our duplicate check or meets the trigger. */
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL && enabled) {
+        err = btsso_store_duplicate_emails(s, p, account, &found_dups);
+        if (err == NULL) {
+            err = btsso_store_idp_get(s, p, account, &idp);
+        }
+        if (err == NULL) {
+            err = btsso_store_cert_list(s, p, account, &certs);
+        }
+        if (err == NULL) {
+            found_missing = btsso_account_missing(p, idp, certs, now);
+            if (dups != NULL) {
+                *dups = found_dups;
+            }
+            if (missing != NULL) {
+                *missing = found_missing;
+            }
+        }
+        if (err == NULL && found_dups->nelts > 0) {
+            apr_array_header_t *emails =
+                apr_array_make(tmp, found_dups->nelts, sizeof(const char *));
+            int i;
+            for (i = 0; i < found_dups->nelts; i++) {
+                APR_ARRAY_PUSH(emails, const char *) =
+                    APR_ARRAY_IDX(found_dups, i, btsso_dup_email_t *)->email;
+            }
+            err = btsso_error_make(s->pool, 409, "duplicate_emails",
+                                   "Users of this account share contact "
+                                   "emails; make them unique before "
+                                   "enabling SSO.", "account %s: %s",
+                                   account, joined(tmp, emails));
+        }
+        else if (err == NULL && found_missing->nelts > 0) {
+            err = btsso_error_make(s->pool, 409, "incomplete",
+                                   "The SSO configuration is incomplete.",
+                                   "account %s misses %s", account,
+                                   joined(tmp, found_missing));
+        }
+    }
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_account_enable", NULL,
+                      ARGS(enabled ? "1" : "0", allow_password ? "1" : "0",
+                           account));
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor,
+                          enabled ? "sso.enable" : "sso.disable",
+                          apr_psprintf(tmp, "allow_password=%d",
+                                       allow_password ? 1 : 0));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+/* ---- audit ------------------------------------------------------------------------ */
+
+btsso_error_t *btsso_store_audit_list(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account, int limit,
+                                      apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const char *lim;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_audit_t *));
+    lim = apr_itoa(p, limit > 0 ? limit : AUDIT_DEFAULT_LIMIT);
+    if (account != NULL) {
+        err = db_select(s, p, "btsso_audit_list", &rows, ARGS(account, lim));
+    }
+    else {
+        err = db_select(s, p, "btsso_audit_list_all", &rows, ARGS(lim));
+    }
+    if (err != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_audit_t *a = apr_pcalloc(p, sizeof(*a));
+        a->at = apr_time_from_sec(col_i64(r, 0));
+        a->account = col_opt(r, 1);
+        a->actor = col_text(r, 2);
+        a->action = col_text(r, 3);
+        a->detail = col_text(r, 4);
+        APR_ARRAY_PUSH(*out, btsso_audit_t *) = a;
+    }
+    return NULL;
+}

@@ -1,0 +1,180 @@
+/*
+ * store_sql.c - every SQL statement of the account store, by label.
+ *
+ * One text serves SQLite and PostgreSQL.  APR DBD's pgsql driver declares
+ * each %s parameter as varchar, so a parameter compared with or stored into
+ * a number column is wrapped in CAST(... AS BIGINT/INTEGER); SQLite accepts
+ * the same casts.  Nullable text columns are read through COALESCE(x, '')
+ * because the pgsql driver returns "" for NULL while the sqlite3 driver
+ * returns NULL; the store treats "" as absent for those columns.
+ *
+ * Labels are PostgreSQL identifiers (the pgsql driver runs PREPARE <label>).
+ */
+#include <stddef.h>
+
+#include "store/store.h"
+
+static const btsso_stmt_def_t store_statements[] = {
+    /* ---- overridable by directive: keep to the documented params ---- */
+    { BTSSO_Q_USER,
+      "SELECT extension, email FROM users"
+      " WHERE account = %s AND lower(trim(email)) = lower(trim(%s))"
+      " ORDER BY extension",
+      "account, email -> rows (extension, email)" },
+    { BTSSO_Q_DUPLICATES,
+      "SELECT lower(trim(u.email)), u.extension, u.kind FROM users u"
+      " WHERE u.account = %s AND lower(trim(u.email)) IN"
+      " (SELECT lower(trim(d.email)) FROM users d"
+      "  WHERE d.account = u.account"
+      "  GROUP BY lower(trim(d.email)) HAVING count(*) > 1)"
+      " ORDER BY 1, 2",
+      "account -> rows (lowercased trimmed email, extension, kind)" },
+    { BTSSO_Q_ADMIN,
+      "SELECT u.extension FROM users u,"
+      " (SELECT CAST(%s AS TEXT) AS account, CAST(%s AS TEXT) AS remote_user) q"
+      " WHERE u.account = q.account AND u.is_admin = 1"
+      " AND (lower(trim(u.email)) = lower(trim(q.remote_user))"
+      "      OR u.extension = q.remote_user)",
+      "account, remote_user -> a row when remote_user administers account" },
+    { BTSSO_Q_ACCOUNT_BY_EMAIL,
+      "SELECT u.account FROM users u JOIN accounts a ON a.account = u.account"
+      " WHERE lower(trim(u.email)) = lower(trim(%s))"
+      " ORDER BY a.sso_enabled DESC, u.account",
+      "email -> rows (account), the preferred one first" },
+
+    /* ---- accounts ---- */
+    { "btsso_account_insert",
+      "INSERT INTO accounts (account, name, sso_enabled, allow_password,"
+      " version, created, updated)"
+      " VALUES (%s, %s, 0, 0, 1, CAST(%s AS BIGINT), CAST(%s AS BIGINT))",
+      "account, name, created, updated" },
+    { "btsso_account_get",
+      "SELECT account, name, sso_enabled, allow_password, version, created,"
+      " updated FROM accounts WHERE account = %s",
+      "account" },
+    { "btsso_account_list",
+      "SELECT account, name, sso_enabled, allow_password, version, created,"
+      " updated FROM accounts ORDER BY account",
+      "" },
+    { "btsso_account_bump",
+      "UPDATE accounts SET version = version + 1,"
+      " updated = CAST(%s AS BIGINT) WHERE account = %s",
+      "updated, account" },
+    { "btsso_account_bump_if",
+      "UPDATE accounts SET version = version + 1,"
+      " updated = CAST(%s AS BIGINT)"
+      " WHERE account = %s AND version = CAST(%s AS BIGINT)",
+      "updated, account, expected version" },
+    { "btsso_account_enable",
+      "UPDATE accounts SET sso_enabled = CAST(%s AS INTEGER),"
+      " allow_password = CAST(%s AS INTEGER) WHERE account = %s",
+      "sso_enabled, allow_password, account" },
+
+    /* ---- users ---- */
+    { "btsso_user_insert",
+      "INSERT INTO users (account, extension, kind, email, is_admin)"
+      " VALUES (%s, %s, %s, %s, CAST(%s AS INTEGER))",
+      "account, extension, kind, email, is_admin" },
+    { "btsso_user_exists",
+      "SELECT extension FROM users WHERE account = %s AND extension = %s",
+      "account, extension" },
+    { "btsso_user_holders",
+      "SELECT extension FROM users"
+      " WHERE account = %s AND lower(trim(email)) = lower(trim(%s))"
+      " ORDER BY extension",
+      "account, email" },
+    { "btsso_user_list",
+      "SELECT account, extension, kind, email, is_admin FROM users"
+      " WHERE account = %s ORDER BY extension",
+      "account" },
+
+    /* ---- IdP ---- */
+    { "btsso_idp_get",
+      "SELECT account, entity_id, shared, metadata_xml,"
+      " COALESCE(source_url, ''), COALESCE(email_attribute, ''),"
+      " email_from_name_id, updated FROM idp WHERE account = %s",
+      "account" },
+    { "btsso_idp_others",
+      "SELECT account, shared FROM idp"
+      " WHERE entity_id = %s AND account <> %s ORDER BY account",
+      "entity_id, account" },
+    { "btsso_idp_insert",
+      "INSERT INTO idp (account, entity_id, shared, metadata_xml, source_url,"
+      " email_attribute, email_from_name_id, updated)"
+      " VALUES (%s, %s, CAST(%s AS INTEGER), %s, %s, NULL, 0,"
+      " CAST(%s AS BIGINT))",
+      "account, entity_id, shared, metadata_xml, source_url, updated" },
+    { "btsso_idp_update",
+      "UPDATE idp SET entity_id = %s, shared = CAST(%s AS INTEGER),"
+      " metadata_xml = %s, source_url = %s, updated = CAST(%s AS BIGINT)"
+      " WHERE account = %s",
+      "entity_id, shared, metadata_xml, source_url, updated, account" },
+    { "btsso_idp_email",
+      "UPDATE idp SET email_attribute = %s,"
+      " email_from_name_id = CAST(%s AS INTEGER),"
+      " updated = CAST(%s AS BIGINT) WHERE account = %s",
+      "email_attribute, email_from_name_id, updated, account" },
+    { "btsso_idp_by_issuer",
+      "SELECT account FROM idp WHERE entity_id = %s AND shared = 0"
+      " ORDER BY account",
+      "entity_id" },
+    { "btsso_idp_url_accounts",
+      "SELECT account FROM idp"
+      " WHERE source_url IS NOT NULL AND source_url <> '' ORDER BY account",
+      "" },
+
+    /* ---- certificates ---- */
+    { "btsso_cert_insert",
+      "INSERT INTO certificates (account, sha256, role, der, subject, issuer,"
+      " not_before, not_after, source, added)"
+      " VALUES (%s, %s, %s, %s, %s, %s, CAST(%s AS BIGINT),"
+      " CAST(%s AS BIGINT), %s, CAST(%s AS BIGINT))",
+      "account, sha256, role, der, subject, issuer, not_before, not_after,"
+      " source, added" },
+    { "btsso_cert_get",
+      "SELECT role FROM certificates WHERE account = %s AND sha256 = %s",
+      "account, sha256" },
+    { "btsso_cert_list",
+      "SELECT account, sha256, role, der, source, added FROM certificates"
+      " WHERE account = %s"
+      " ORDER BY CASE role WHEN 'primary' THEN 0 WHEN 'secondary' THEN 1"
+      " ELSE 2 END, added, sha256",
+      "account" },
+    { "btsso_cert_clear_role",
+      "UPDATE certificates SET role = 'none'"
+      " WHERE account = %s AND role = %s",
+      "account, role" },
+    { "btsso_cert_set_role",
+      "UPDATE certificates SET role = %s WHERE account = %s AND sha256 = %s",
+      "role, account, sha256" },
+    { "btsso_cert_delete",
+      "DELETE FROM certificates WHERE account = %s AND sha256 = %s",
+      "account, sha256" },
+    { "btsso_cert_expiring",
+      "SELECT account, sha256, role, der, source, added FROM certificates"
+      " WHERE not_after < CAST(%s AS BIGINT)"
+      " ORDER BY not_after, account, sha256",
+      "unix time bound" },
+
+    /* ---- audit ---- */
+    { "btsso_audit_insert",
+      "INSERT INTO audit (at, account, actor, action, detail)"
+      " VALUES (CAST(%s AS BIGINT), %s, %s, %s, %s)",
+      "at, account, actor, action, detail" },
+    { "btsso_audit_list",
+      "SELECT at, COALESCE(account, ''), actor, action, COALESCE(detail, '')"
+      " FROM audit WHERE account = %s ORDER BY id DESC"
+      " LIMIT CAST(%s AS INTEGER)",
+      "account, limit" },
+    { "btsso_audit_list_all",
+      "SELECT at, COALESCE(account, ''), actor, action, COALESCE(detail, '')"
+      " FROM audit ORDER BY id DESC LIMIT CAST(%s AS INTEGER)",
+      "limit" },
+
+    { NULL, NULL, NULL }
+};
+
+const btsso_stmt_def_t *btsso_store_statements(void)
+{
+    return store_statements;
+}

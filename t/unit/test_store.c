@@ -1,0 +1,1297 @@
+/*
+ * test_store.c - the account store on a temporary SQLite file and, when
+ * BTSSO_TEST_PGSQL holds APR DBD pgsql params (t/lib/pgtmp.sh start DIR
+ * prints them), the same suite again on PostgreSQL.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <ctype.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <apr_file_io.h>
+
+#include "store/store.h"
+
+#ifndef TOP_SRCDIR
+#define TOP_SRCDIR "."
+#endif
+
+#define ACTOR "test:unit"
+
+static apr_pool_t *root_pool;
+static const char *backend_driver;      /* "sqlite3" or "pgsql" */
+static const char *backend_params;
+
+typedef struct fx_t {
+    apr_pool_t *p;
+    const char *params;
+    btsso_store_t *s;
+} fx_t;
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static void ok(btsso_error_t *e, const char *what)
+{
+    if (e != NULL) {
+        fail_msg("%s: %s", what, btsso_error_line(root_pool, e));
+    }
+}
+
+static void expect_err(btsso_error_t *e, const char *code, int status)
+{
+    if (e == NULL) {
+        fail_msg("expected error %s, got success", code);
+    }
+    if (strcmp(e->code, code) != 0 || e->status != status) {
+        fail_msg("expected %s/%d, got %s", code, status,
+                 btsso_error_line(root_pool, e));
+    }
+}
+
+/* A second, plain APR DBD connection: the "portal" writing behind the
+ * store's back, and the place to reset the PostgreSQL schema. */
+static apr_dbd_t *raw_open(apr_pool_t *p, const char *params,
+                           const apr_dbd_driver_t **drv)
+{
+    apr_dbd_t *h = NULL;
+    const char *err = NULL;
+
+    assert_int_equal(apr_dbd_get_driver(p, backend_driver, drv), APR_SUCCESS);
+    if (apr_dbd_open_ex(*drv, p, params, &h, &err) != APR_SUCCESS) {
+        fail_msg("raw open: %s", err ? err : "?");
+    }
+    return h;
+}
+
+static int raw_exec(apr_pool_t *p, const char *params, const char *sql,
+                    const char **error)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h = raw_open(p, params, &drv);
+    int n = 0;
+    int rv = apr_dbd_query(drv, h, &n, sql);
+
+    if (error != NULL) {
+        *error = rv != 0 ? apr_pstrdup(p, apr_dbd_error(drv, h, rv)) : NULL;
+    }
+    apr_dbd_close(drv, h);
+    return rv;
+}
+
+static int raw_count(apr_pool_t *p, const char *params, const char *sql)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h = raw_open(p, params, &drv);
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    int count = -1;
+
+    if (apr_dbd_select(drv, p, h, &res, sql, 1) != 0) {
+        fail_msg("raw select %s: %s", sql, apr_dbd_error(drv, h, 1));
+    }
+    while (apr_dbd_get_row(drv, p, res, &row, -1) == 0) {
+        count = atoi(apr_dbd_get_entry(drv, row, 0));
+    }
+    apr_dbd_close(drv, h);
+    return count;
+}
+
+static btsso_cert_t *fixture_cert(apr_pool_t *p, const char *name)
+{
+    const char *path = apr_pstrcat(p, TOP_SRCDIR, "/t/fixtures/keys/", name,
+                                   ".crt", NULL);
+    apr_file_t *f;
+    apr_finfo_t fi;
+    char *buf;
+    apr_size_t len;
+    btsso_cert_t *c = NULL;
+
+    if (apr_file_open(&f, path, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
+        fail_msg("cannot open %s", path);
+    }
+    apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    len = (apr_size_t)fi.size;
+    buf = apr_palloc(p, len + 1);
+    assert_int_equal(apr_file_read_full(f, buf, len, NULL), APR_SUCCESS);
+    apr_file_close(f);
+    ok(btsso_cert_parse(p, buf, len, &c), path);
+    return c;
+}
+
+/* Metadata as the parser would hand it over; the store reads only the
+ * entityID and the signing certificates. */
+static btsso_idp_metadata_t *md_make(apr_pool_t *p, const char *entity_id,
+                                     ...)
+{
+    btsso_idp_metadata_t *md = apr_pcalloc(p, sizeof(*md));
+    const char *name;
+    va_list ap;
+
+    md->entity_id = entity_id;
+    md->sso = apr_array_make(p, 1, sizeof(btsso_endpoint_t));
+    md->slo = apr_array_make(p, 1, sizeof(btsso_endpoint_t));
+    md->nameid_formats = apr_array_make(p, 1, sizeof(const char *));
+    md->attributes = apr_array_make(p, 1, sizeof(btsso_md_attribute_t));
+    md->signing_certs = apr_array_make(p, 2, sizeof(btsso_cert_t *));
+    va_start(ap, entity_id);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        APR_ARRAY_PUSH(md->signing_certs, btsso_cert_t *) =
+            fixture_cert(p, name);
+    }
+    va_end(ap);
+    return md;
+}
+
+static const char *xml_for(apr_pool_t *p, const char *entity_id)
+{
+    return apr_psprintf(p, "<md:EntityDescriptor entityID=\"%s\"/>",
+                        entity_id);
+}
+
+static btsso_account_t *account(fx_t *f, const char *id)
+{
+    btsso_account_t *a = NULL;
+    ok(btsso_store_account_get(f->s, f->p, id, &a), "account_get");
+    return a;
+}
+
+static int audit_count(fx_t *f, const char *id)
+{
+    apr_array_header_t *rows;
+    ok(btsso_store_audit_list(f->s, f->p, id, 1000, &rows), "audit_list");
+    return rows->nelts;
+}
+
+static const char *role_of(fx_t *f, const char *id, const char *sha256)
+{
+    apr_array_header_t *certs;
+    int i;
+
+    ok(btsso_store_cert_list(f->s, f->p, id, &certs), "cert_list");
+    for (i = 0; i < certs->nelts; i++) {
+        btsso_stored_cert_t *sc = APR_ARRAY_IDX(certs, i,
+                                                btsso_stored_cert_t *);
+        if (strcmp(sc->cert->sha256, sha256) == 0) {
+            return btsso_cert_role_name(sc->role);
+        }
+    }
+    return "absent";
+}
+
+static const char *missing_str(apr_pool_t *p, const apr_array_header_t *m)
+{
+    return apr_array_pstrcat(p, m, ',');
+}
+
+/* An account ready to enable: IdP with okta (primary) and entra
+ * (secondary) certificates, email from the "mail" attribute. */
+static void ready_account(fx_t *f, const char *id, const char *entity)
+{
+    apr_time_t now = apr_time_now();
+    ok(btsso_store_account_add(f->s, id, NULL, ACTOR), "account_add");
+    ok(btsso_store_idp_set(f->s, id, md_make(f->p, entity, "okta", "entra",
+                                             NULL),
+                           xml_for(f->p, entity), NULL, 0, 0, now, ACTOR),
+       "idp_set");
+    ok(btsso_store_email_set(f->s, id, "mail", 0, 0, ACTOR), "email_set");
+}
+
+/* ---- fixtures --------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    int from = -1, to = -1;
+
+    apr_pool_create(&f->p, root_pool);
+    if (strcmp(backend_driver, "sqlite3") == 0) {
+        char path[] = "/tmp/btsso-test-store-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        f->params = apr_pstrdup(f->p, path);
+    }
+    else {
+        const char *error;
+        f->params = backend_params;
+        if (raw_exec(f->p, f->params, "DROP SCHEMA IF EXISTS public CASCADE",
+                     &error) != 0
+            || raw_exec(f->p, f->params, "CREATE SCHEMA public",
+                        &error) != 0) {
+            fail_msg("reset pgsql schema: %s", error);
+        }
+    }
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "open");
+    ok(btsso_store_init(f->s, &from, &to), "init");
+    assert_int_equal(from, 0);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+
+    btsso_store_close(f->s);
+    if (strcmp(backend_driver, "sqlite3") == 0) {
+        unlink(f->params);
+        unlink(apr_pstrcat(f->p, f->params, "-wal", NULL));
+        unlink(apr_pstrcat(f->p, f->params, "-shm", NULL));
+    }
+    apr_pool_destroy(f->p);
+    free(f);
+    return 0;
+}
+
+/* ---- schema and statements ---------------------------------------------------- */
+
+static void test_init_idempotent(void **state)
+{
+    fx_t *f = *state;
+    btsso_store_t *again;
+    int from = -1, to = -1;
+
+    assert_string_equal(btsso_store_dialect(f->s), backend_driver);
+    ok(btsso_store_init(f->s, &from, &to), "second init");
+    assert_int_equal(from, BTSSO_SCHEMA_VERSION);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
+    /* a second connection (httpd beside btssoctl) sees the same schema */
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &again),
+       "open again");
+    ok(btsso_store_init(again, &from, &to), "init on second connection");
+    assert_int_equal(from, BTSSO_SCHEMA_VERSION);
+    btsso_store_close(again);
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM btsso_schema_version"),
+                     1);
+}
+
+static void test_schema_too_new(void **state)
+{
+    fx_t *f = *state;
+    int from = -1, to = -1;
+
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "INSERT INTO btsso_schema_version (version, "
+                              "applied) VALUES (99, 0)", NULL), 0);
+    expect_err(btsso_store_init(f->s, &from, &to), "schema_too_new", 500);
+    assert_int_equal(from, 99);
+}
+
+static int placeholders(const char *sql)
+{
+    int n = 0;
+    for (; *sql; sql++) {
+        if (sql[0] == '%' && sql[1] == 's') {
+            n++;
+        }
+    }
+    return n;
+}
+
+static void test_statements(void **state)
+{
+    const btsso_stmt_def_t *d;
+    apr_hash_t *seen = apr_hash_make(root_pool);
+    int found = 0;
+
+    (void)state;
+    for (d = btsso_store_statements(); d->label != NULL; d++) {
+        assert_non_null(d->sql);
+        assert_non_null(d->params);
+        assert_null(apr_hash_get(seen, d->label, APR_HASH_KEY_STRING));
+        apr_hash_set(seen, d->label, APR_HASH_KEY_STRING, d);
+        assert_true(strlen(d->label) < 64);
+        if (strcmp(d->label, BTSSO_Q_USER) == 0
+            || strcmp(d->label, BTSSO_Q_ADMIN) == 0) {
+            assert_int_equal(placeholders(d->sql), 2);
+            found++;
+        }
+        if (strcmp(d->label, BTSSO_Q_DUPLICATES) == 0
+            || strcmp(d->label, BTSSO_Q_ACCOUNT_BY_EMAIL) == 0) {
+            assert_int_equal(placeholders(d->sql), 1);
+            found++;
+        }
+    }
+    assert_int_equal(found, 4);
+}
+
+static void test_open_errors(void **state)
+{
+    fx_t *f = *state;
+    btsso_store_t *s = NULL;
+    apr_hash_t *ov = apr_hash_make(f->p);
+
+    expect_err(btsso_store_open(f->p, "mysqlx", "x", NULL, &s), "bad_driver",
+               400);
+    expect_err(btsso_store_open(f->p, "sqlite3", NULL, NULL, &s), "no_store",
+               400);
+    if (strcmp(backend_driver, "sqlite3") == 0) {
+        expect_err(btsso_store_open(f->p, "sqlite3",
+                                    "/nonexistent-dir/x/y.db", NULL, &s),
+                   "db_open", 500);
+    }
+    else {
+        expect_err(btsso_store_open(f->p, "pgsql",
+                                    "host=127.0.0.1 port=1 user=nobody "
+                                    "connect_timeout=2", NULL, &s),
+                   "db_open", 500);
+    }
+    assert_null(s);
+    apr_hash_set(ov, BTSSO_Q_USER, APR_HASH_KEY_STRING,
+                 "SELECT extension, email FROM users WHERE account = %s");
+    expect_err(btsso_store_open(f->p, backend_driver, f->params, ov, &s),
+               "bad_query", 400);
+    ov = apr_hash_make(f->p);
+    apr_hash_set(ov, "btsso_account_get", APR_HASH_KEY_STRING,
+                 "SELECT 1 FROM accounts WHERE account = %s");
+    expect_err(btsso_store_open(f->p, backend_driver, f->params, ov, &s),
+               "bad_query", 400);
+}
+
+static void test_override_and_wrap(void **state)
+{
+    fx_t *f = *state;
+    btsso_store_t *s2, *wrapped;
+    btsso_user_t *u;
+    apr_hash_t *ov = apr_hash_make(f->p);
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+    apr_hash_t *prepared;
+    apr_dbd_prepared_t *stmt = NULL;
+    const btsso_stmt_def_t *d;
+    int admin = -1;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_user_add(f->s, "acme", "100", "Bob@Example.com", "user",
+                            0, ACTOR), "user");
+    /* an operator query that compares exactly */
+    apr_hash_set(ov, BTSSO_Q_USER, APR_HASH_KEY_STRING,
+                 "SELECT extension, email FROM users"
+                 " WHERE account = %s AND email = %s");
+    ok(btsso_store_open(f->p, backend_driver, f->params, ov, &s2), "open ov");
+    ok(btsso_store_user_by_email(s2, f->p, "acme", "bob@example.com", &u),
+       "by email");
+    assert_null(u);
+    ok(btsso_store_user_by_email(s2, f->p, "acme", "Bob@Example.com", &u),
+       "by email exact");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "100");
+    btsso_store_close(s2);
+
+    /* wrap: what the module does with mod_dbd's prepared statements */
+    h = raw_open(f->p, f->params, &drv);
+    wrapped = btsso_store_wrap(f->p, drv, h, apr_hash_make(f->p));
+    expect_err(btsso_store_is_admin(wrapped, "acme", "100", &admin),
+               "not_prepared", 500);
+    prepared = apr_hash_make(f->p);
+    for (d = btsso_store_statements(); d->label != NULL; d++) {
+        stmt = NULL;
+        assert_int_equal(apr_dbd_prepare(drv, f->p, h, d->sql, d->label,
+                                         &stmt), 0);
+        apr_hash_set(prepared, d->label, APR_HASH_KEY_STRING, stmt);
+    }
+    wrapped = btsso_store_wrap(f->p, drv, h, prepared);
+    assert_string_equal(btsso_store_dialect(wrapped), backend_driver);
+    ok(btsso_store_user_by_email(wrapped, f->p, "acme", " BOB@example.COM ",
+                                 &u), "wrapped by email");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "100");
+    btsso_store_close(wrapped);         /* does not close mod_dbd's handle */
+    ok(btsso_store_user_by_email(wrapped, f->p, "acme", "bob@example.com",
+                                 &u), "still open");
+    apr_dbd_close(drv, h);
+}
+
+/* ---- accounts and users --------------------------------------------------------- */
+
+static void test_accounts(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *list;
+    btsso_account_t *a;
+    char long_id[66];
+
+    ok(btsso_store_account_add(f->s, "zeta", "Zeta Ltd", ACTOR), "add zeta");
+    ok(btsso_store_account_add(f->s, "acme.co_1-x", NULL, ACTOR), "add acme");
+    expect_err(btsso_store_account_add(f->s, "zeta", NULL, ACTOR), "exists",
+               409);
+    expect_err(btsso_store_account_add(f->s, "bad id", NULL, ACTOR),
+               "bad_account", 400);
+    expect_err(btsso_store_account_add(f->s, "", NULL, ACTOR), "bad_account",
+               400);
+    memset(long_id, 'a', 65);
+    long_id[65] = '\0';
+    expect_err(btsso_store_account_add(f->s, long_id, NULL, ACTOR),
+               "bad_account", 400);
+    long_id[64] = '\0';
+    ok(btsso_store_account_add(f->s, long_id, NULL, ACTOR), "64 chars");
+    expect_err(btsso_store_account_add(f->s, "x", "bad\nname", ACTOR),
+               "bad_name", 400);
+
+    a = account(f, "zeta");
+    assert_string_equal(a->name, "Zeta Ltd");
+    assert_int_equal(a->version, 1);
+    assert_int_equal(a->sso_enabled, 0);
+    assert_int_equal(a->allow_password, 0);
+    assert_true(a->created > 0 && a->created == a->updated);
+    assert_string_equal(account(f, "acme.co_1-x")->name, "acme.co_1-x");
+    expect_err(btsso_store_account_get(f->s, f->p, "nope", &a), "not_found",
+               404);
+    assert_null(a);
+
+    ok(btsso_store_account_list(f->s, f->p, &list), "list");
+    assert_int_equal(list->nelts, 3);
+    assert_string_equal(APR_ARRAY_IDX(list, 0, btsso_account_t *)->account,
+                        long_id);
+    assert_string_equal(APR_ARRAY_IDX(list, 1, btsso_account_t *)->account,
+                        "acme.co_1-x");
+    assert_string_equal(APR_ARRAY_IDX(list, 2, btsso_account_t *)->account,
+                        "zeta");
+}
+
+static void test_users(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *list;
+    btsso_user_t *u, *first;
+    const char *acct;
+    int admin = -1;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_account_add(f->s, "other", NULL, ACTOR), "add other");
+    ok(btsso_store_user_add(f->s, "acme", "200", "  Carol@Example.COM ",
+                            "user", 1, ACTOR), "carol");
+    ok(btsso_store_user_add(f->s, "acme", "100", "bob@example.com", NULL, 0,
+                            ACTOR), "bob");
+    ok(btsso_store_user_add(f->s, "acme", "q1", "queue@example.com",
+                            "call_queue", 0, ACTOR), "queue");
+    assert_int_equal(account(f, "acme")->version, 4);
+
+    expect_err(btsso_store_user_add(f->s, "acme", "100", "x@example.com",
+                                    "user", 0, ACTOR), "exists", 409);
+    expect_err(btsso_store_user_add(f->s, "nope", "100", "x@example.com",
+                                    "user", 0, ACTOR), "not_found", 404);
+    expect_err(btsso_store_user_add(f->s, "acme", "101", "not-an-email",
+                                    "user", 0, ACTOR), "bad_email", 400);
+    expect_err(btsso_store_user_add(f->s, "acme", "101", "a@b@c.com",
+                                    "user", 0, ACTOR), "bad_email", 400);
+    expect_err(btsso_store_user_add(f->s, "acme", "101", "a b@c.com",
+                                    "user", 0, ACTOR), "bad_email", 400);
+    expect_err(btsso_store_user_add(f->s, "acme", "101", NULL, "user", 0,
+                                    ACTOR), "bad_email", 400);
+    expect_err(btsso_store_user_add(f->s, "acme", "101", "x@example.com",
+                                    "robot", 0, ACTOR), "bad_kind", 400);
+    expect_err(btsso_store_user_add(f->s, "acme", "1 01", "x@example.com",
+                                    "user", 0, ACTOR), "bad_extension", 400);
+    assert_int_equal(account(f, "acme")->version, 4);
+
+    ok(btsso_store_user_list(f->s, f->p, "acme", &list), "list");
+    assert_int_equal(list->nelts, 3);
+    first = APR_ARRAY_IDX(list, 0, btsso_user_t *);
+    assert_string_equal(first->extension, "100");
+    assert_string_equal(first->kind, "user");
+    u = APR_ARRAY_IDX(list, 1, btsso_user_t *);
+    assert_string_equal(u->extension, "200");
+    assert_string_equal(u->email, "Carol@Example.COM");   /* trimmed */
+    assert_int_equal(u->is_admin, 1);
+    assert_string_equal(APR_ARRAY_IDX(list, 2, btsso_user_t *)->kind,
+                        "call_queue");
+
+    ok(btsso_store_user_by_email(f->s, f->p, "acme", " carol@example.com",
+                                 &u), "by email");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "200");
+    assert_string_equal(u->account, "acme");
+    ok(btsso_store_user_by_email(f->s, f->p, "other", "carol@example.com",
+                                 &u), "by email other account");
+    assert_null(u);
+
+    ok(btsso_store_is_admin(f->s, "acme", "CAROL@example.com", &admin),
+       "admin by email");
+    assert_int_equal(admin, 1);
+    ok(btsso_store_is_admin(f->s, "acme", "200", &admin), "admin by ext");
+    assert_int_equal(admin, 1);
+    ok(btsso_store_is_admin(f->s, "acme", "bob@example.com", &admin),
+       "not admin");
+    assert_int_equal(admin, 0);
+    ok(btsso_store_is_admin(f->s, "other", "200", &admin), "other account");
+    assert_int_equal(admin, 0);
+
+    ok(btsso_store_account_by_email(f->s, f->p, "QUEUE@example.com ", &acct),
+       "account by email");
+    assert_non_null(acct);
+    assert_string_equal(acct, "acme");
+    ok(btsso_store_account_by_email(f->s, f->p, "nobody@example.com", &acct),
+       "no account");
+    assert_null(acct);
+}
+
+static void test_duplicates(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups;
+    btsso_dup_email_t *d;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_user_add(f->s, "acme", "100", "Alice@Example.com", "user",
+                            0, ACTOR), "a1");
+    ok(btsso_store_user_add(f->s, "acme", "q9", " alice@example.COM ",
+                            "call_queue", 0, ACTOR), "a2");
+    ok(btsso_store_user_add(f->s, "acme", "300", "bob@example.com", "user",
+                            0, ACTOR), "b1");
+    ok(btsso_store_user_add(f->s, "acme", "301", "BOB@example.com", "user",
+                            0, ACTOR), "b2");
+    ok(btsso_store_user_add(f->s, "acme", "302", "bob@EXAMPLE.com", "user",
+                            0, ACTOR), "b3");
+    ok(btsso_store_user_add(f->s, "acme", "400", "carol@example.com", "user",
+                            0, ACTOR), "c");
+
+    ok(btsso_store_duplicate_emails(f->s, f->p, "acme", &dups), "dups");
+    assert_int_equal(dups->nelts, 2);
+    d = APR_ARRAY_IDX(dups, 0, btsso_dup_email_t *);
+    assert_string_equal(d->email, "alice@example.com");
+    assert_int_equal(d->holders->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(d->holders, 0, btsso_user_t *)->extension,
+                        "100");
+    assert_string_equal(APR_ARRAY_IDX(d->holders, 1, btsso_user_t *)->kind,
+                        "call_queue");
+    d = APR_ARRAY_IDX(dups, 1, btsso_dup_email_t *);
+    assert_string_equal(d->email, "bob@example.com");
+    assert_int_equal(d->holders->nelts, 3);
+
+    ok(btsso_store_duplicate_emails(f->s, f->p, "nope", &dups), "none");
+    assert_int_equal(dups->nelts, 0);
+}
+
+/* ---- enabling ------------------------------------------------------------------------- */
+
+static void test_enable_refused_duplicates(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups = NULL, *missing = NULL;
+    int audits;
+
+    ready_account(f, "acme", "https://idp.example.com/acme");
+    ok(btsso_store_user_add(f->s, "acme", "100", "alice@example.com", "user",
+                            0, ACTOR), "a1");
+    ok(btsso_store_user_add(f->s, "acme", "101", "Alice@Example.com ",
+                            "user", 0, ACTOR), "a2");
+    audits = audit_count(f, "acme");
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0,
+                                       apr_time_now(), ACTOR, &dups,
+                                       &missing),
+               "duplicate_emails", 409);
+    assert_int_equal(dups->nelts, 1);
+    assert_string_equal(APR_ARRAY_IDX(dups, 0, btsso_dup_email_t *)->email,
+                        "alice@example.com");
+    assert_int_equal(missing->nelts, 0);
+    assert_int_equal(account(f, "acme")->sso_enabled, 0);
+    assert_int_equal(account(f, "acme")->version, 5);
+    assert_int_equal(audit_count(f, "acme"), audits);
+    /* either out pointer may be NULL */
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0,
+                                       apr_time_now(), ACTOR, NULL, NULL),
+               "duplicate_emails", 409);
+}
+
+static void test_enable_and_user_refusal(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups = NULL, *missing = NULL, *list;
+    btsso_account_t *a;
+    int audits;
+    const char *variants[] = { "alice@example.com", "ALICE@EXAMPLE.COM",
+                               "  Alice@Example.Com", "alice@example.com  " };
+    size_t i;
+
+    ready_account(f, "acme", "https://idp.example.com/acme");
+    ok(btsso_store_user_add(f->s, "acme", "100", "Alice@Example.com", "user",
+                            0, ACTOR), "alice");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 1, 0, apr_time_now(),
+                               ACTOR, &dups, &missing), "enable");
+    a = account(f, "acme");
+    assert_int_equal(a->sso_enabled, 1);
+    assert_int_equal(a->allow_password, 1);
+    audits = audit_count(f, "acme");
+
+    for (i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+        expect_err(btsso_store_user_add(f->s, "acme", "200", variants[i],
+                                        "call_queue", 0, ACTOR),
+                   "duplicate_email", 409);
+    }
+    ok(btsso_store_user_list(f->s, f->p, "acme", &list), "list");
+    assert_int_equal(list->nelts, 1);
+    assert_int_equal(account(f, "acme")->version, a->version);
+    assert_int_equal(audit_count(f, "acme"), audits);
+    ok(btsso_store_user_add(f->s, "acme", "200", "other@example.com", "user",
+                            0, ACTOR), "unique email still fine");
+
+    /* disabling always works, even with duplicates present */
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 0, 0, 0, apr_time_now(),
+                               ACTOR, NULL, NULL), "disable");
+    assert_int_equal(account(f, "acme")->sso_enabled, 0);
+    ok(btsso_store_user_add(f->s, "acme", "300", "ALICE@example.com", "user",
+                            0, ACTOR), "duplicate allowed while disabled");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 0, 0, 0, apr_time_now(),
+                               ACTOR, NULL, NULL), "disable with dups");
+}
+
+static void test_trigger_raw_writes(void **state)
+{
+    fx_t *f = *state;
+    const char *error = NULL;
+
+    ready_account(f, "acme", "https://idp.example.com/acme");
+    ok(btsso_store_user_add(f->s, "acme", "100", "alice@example.com", "user",
+                            0, ACTOR), "alice");
+    ok(btsso_store_user_add(f->s, "acme", "101", "bob@example.com", "user",
+                            0, ACTOR), "bob");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, apr_time_now(),
+                               ACTOR, NULL, NULL), "enable");
+
+    /* the portal inserting directly is held to the rule as well */
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "INSERT INTO users (account, extension, "
+                                  "kind, email, is_admin) VALUES ('acme', "
+                                  "'102', 'user', ' ALICE@example.com', 0)",
+                                  &error), 0);
+    assert_non_null(strstr(error, "duplicate_email"));
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "UPDATE users SET email = 'Alice@Example.com'"
+                                  " WHERE account = 'acme' AND extension = "
+                                  "'101'", &error), 0);
+    assert_non_null(strstr(error, "duplicate_email"));
+    /* updating a user's own row to a variant of its own email is fine */
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "UPDATE users SET email = 'ALICE@example.com'"
+                              " WHERE account = 'acme' AND extension = '100'",
+                              &error), 0);
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "INSERT INTO users (account, extension, kind, "
+                              "email, is_admin) VALUES ('acme', '102', "
+                              "'user', 'carol@example.com', 0)", &error), 0);
+    assert_int_equal(raw_count(f->p, f->params, "SELECT count(*) FROM users "
+                               "WHERE account = 'acme'"), 3);
+    /* another account, or SSO off: no restriction */
+    ok(btsso_store_account_add(f->s, "other", NULL, ACTOR), "other");
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "INSERT INTO users (account, extension, kind, "
+                              "email, is_admin) VALUES ('other', '1', 'user',"
+                              " 'alice@example.com', 0)", &error), 0);
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "INSERT INTO users (account, extension, kind, "
+                              "email, is_admin) VALUES ('other', '2', 'user',"
+                              " 'alice@example.com', 0)", &error), 0);
+    /* the CHECK on kind */
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "INSERT INTO users (account, extension, "
+                                  "kind, email, is_admin) VALUES ('other', "
+                                  "'3', 'robot', 'r@example.com', 0)",
+                                  &error), 0);
+}
+
+static void test_incomplete(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups = NULL, *missing = NULL;
+    apr_time_t now = apr_time_now();
+    btsso_idp_t *idp;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now,
+                                       ACTOR, &dups, &missing),
+               "incomplete", 409);
+    assert_string_equal(missing_str(f->p, missing),
+                        "idp,email_mapping,usable_certificate");
+    assert_int_equal(dups->nelts, 0);
+
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com", "okta",
+                                   NULL),
+                           "<x/>", NULL, 0, 0, now, ACTOR), "idp");
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now,
+                                       ACTOR, &dups, &missing),
+               "incomplete", 409);
+    assert_string_equal(missing_str(f->p, missing), "email_mapping");
+
+    ok(btsso_store_email_set(f->s, "acme", NULL, 1, 0, ACTOR), "name_id");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "idp_get");
+    assert_int_equal(idp->email_from_name_id, 1);
+    assert_null(idp->email_attribute);
+    ok(btsso_store_cert_role(f->s, "acme", fixture_cert(f->p, "okta")->sha256,
+                             BTSSO_ROLE_NONE, 0, ACTOR), "drop role");
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now,
+                                       ACTOR, &dups, &missing),
+               "incomplete", 409);
+    assert_string_equal(missing_str(f->p, missing), "usable_certificate");
+    assert_int_equal(account(f, "acme")->sso_enabled, 0);
+
+    ok(btsso_store_cert_role(f->s, "acme", fixture_cert(f->p, "okta")->sha256,
+                             BTSSO_ROLE_SECONDARY, 0, ACTOR), "secondary");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now, ACTOR, &dups,
+                               &missing), "enable with secondary only");
+    assert_int_equal(missing->nelts, 0);
+    assert_int_equal(account(f, "acme")->sso_enabled, 1);
+    expect_err(btsso_store_set_enabled(f->s, f->p, "nope", 1, 0, 0, now,
+                                       ACTOR, &dups, &missing),
+               "not_found", 404);
+}
+
+static void test_missing_pure(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_idp_t idp;
+    apr_array_header_t *certs = apr_array_make(f->p, 2,
+                                               sizeof(btsso_stored_cert_t *));
+    btsso_stored_cert_t good = { NULL, BTSSO_ROLE_PRIMARY, "upload", 0 };
+    btsso_stored_cert_t unassigned = { NULL, BTSSO_ROLE_NONE, "upload", 0 };
+
+    good.cert = fixture_cert(f->p, "okta");
+    unassigned.cert = fixture_cert(f->p, "entra");
+    memset(&idp, 0, sizeof(idp));
+    idp.entity_id = "https://idp";
+
+    assert_string_equal(missing_str(f->p, btsso_account_missing(f->p, NULL,
+                                                                NULL, now)),
+                        "idp,email_mapping,usable_certificate");
+    assert_string_equal(missing_str(f->p, btsso_account_missing(f->p, &idp,
+                                                                certs, now)),
+                        "email_mapping,usable_certificate");
+    idp.email_attribute = "";
+    APR_ARRAY_PUSH(certs, btsso_stored_cert_t *) = &unassigned;
+    assert_string_equal(missing_str(f->p, btsso_account_missing(f->p, &idp,
+                                                                certs, now)),
+                        "email_mapping,usable_certificate");
+    idp.email_attribute = "mail";
+    APR_ARRAY_PUSH(certs, btsso_stored_cert_t *) = &good;
+    assert_int_equal(btsso_account_missing(f->p, &idp, certs, now)->nelts, 0);
+    idp.email_attribute = NULL;
+    idp.email_from_name_id = 1;
+    assert_int_equal(btsso_account_missing(f->p, &idp, certs, now)->nelts, 0);
+    /* the same certificate, looked at after it expired */
+    assert_string_equal(missing_str(f->p, btsso_account_missing(
+                            f->p, &idp, certs,
+                            good.cert->not_after + apr_time_from_sec(1))),
+                        "usable_certificate");
+    /* and before it was valid */
+    assert_string_equal(missing_str(f->p, btsso_account_missing(
+                            f->p, &idp, certs,
+                            good.cert->not_before - apr_time_from_sec(1))),
+                        "usable_certificate");
+}
+
+static void test_expired_only(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups = NULL, *missing = NULL;
+    apr_time_t now = apr_time_now();
+    btsso_cert_t *expired = fixture_cert(f->p, "expired");
+    btsso_cert_t *notyet = fixture_cert(f->p, "notyet");
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com", "expired",
+                                   "notyet", NULL),
+                           "<x/>", NULL, 0, 0, now, ACTOR), "idp");
+    /* neither is valid now, so neither was given a role */
+    assert_string_equal(role_of(f, "acme", expired->sha256), "none");
+    assert_string_equal(role_of(f, "acme", notyet->sha256), "none");
+    ok(btsso_store_email_set(f->s, "acme", "mail", 0, 0, ACTOR), "email");
+    ok(btsso_store_cert_role(f->s, "acme", expired->sha256,
+                             BTSSO_ROLE_PRIMARY, 0, ACTOR), "primary");
+    ok(btsso_store_cert_role(f->s, "acme", notyet->sha256,
+                             BTSSO_ROLE_SECONDARY, 0, ACTOR), "secondary");
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now,
+                                       ACTOR, &dups, &missing),
+               "incomplete", 409);
+    assert_string_equal(missing_str(f->p, missing), "usable_certificate");
+}
+
+/* ---- IdP ---------------------------------------------------------------------------- */
+
+static void test_idp_set_get(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_cert_t *okta = fixture_cert(f->p, "okta");
+    btsso_cert_t *entra = fixture_cert(f->p, "entra");
+    btsso_cert_t *google = fixture_cert(f->p, "google");
+    apr_array_header_t *certs, *urls;
+    btsso_idp_t *idp;
+    btsso_stored_cert_t *sc;
+    const char *acct;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "no idp yet");
+    assert_null(idp);
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com/1",
+                                   "expired", "okta", "entra", "google",
+                                   NULL),
+                           "<md:EntityDescriptor/>",
+                           "https://idp.example.com/md", 0, 0, now, ACTOR),
+       "idp_set");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "idp_get");
+    assert_non_null(idp);
+    assert_string_equal(idp->account, "acme");
+    assert_string_equal(idp->entity_id, "https://idp.example.com/1");
+    assert_string_equal(idp->metadata_xml, "<md:EntityDescriptor/>");
+    assert_string_equal(idp->source_url, "https://idp.example.com/md");
+    assert_null(idp->email_attribute);
+    assert_int_equal(idp->email_from_name_id, 0);
+    assert_int_equal(idp->shared, 0);
+    assert_int_equal(apr_time_sec(idp->updated), apr_time_sec(now));
+    /* first two valid-now certificates in document order */
+    assert_string_equal(role_of(f, "acme", okta->sha256), "primary");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "secondary");
+    assert_string_equal(role_of(f, "acme", google->sha256), "none");
+    ok(btsso_store_cert_list(f->s, f->p, "acme", &certs), "list");
+    assert_int_equal(certs->nelts, 4);
+    sc = APR_ARRAY_IDX(certs, 0, btsso_stored_cert_t *);
+    assert_int_equal(sc->role, BTSSO_ROLE_PRIMARY);
+    assert_string_equal(sc->source, "metadata");
+    assert_int_equal(sc->cert->der_len, okta->der_len);
+    assert_memory_equal(sc->cert->der, okta->der, okta->der_len);
+    assert_string_equal(sc->cert->subject, okta->subject);
+
+    ok(btsso_store_url_accounts(f->s, f->p, &urls), "url accounts");
+    assert_int_equal(urls->nelts, 1);
+    assert_string_equal(APR_ARRAY_IDX(urls, 0, const char *), "acme");
+    ok(btsso_store_account_by_issuer(f->s, f->p, "https://idp.example.com/1",
+                                     &acct), "by issuer");
+    assert_string_equal(acct, "acme");
+    ok(btsso_store_account_by_issuer(f->s, f->p, "https://other", &acct),
+       "unknown issuer");
+    assert_null(acct);
+
+    /* the same IdP again (a refresh), roles usable: roles stay, mapping
+     * stays, the upload replaces the URL */
+    ok(btsso_store_email_set(f->s, "acme", "mail", 0, 0, ACTOR), "email");
+    ok(btsso_store_cert_role(f->s, "acme", google->sha256,
+                             BTSSO_ROLE_PRIMARY, 0, ACTOR), "google primary");
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com/1", "okta",
+                                   NULL),
+                           "<again/>", NULL, 0, 0, now, ACTOR), "again");
+    assert_string_equal(role_of(f, "acme", google->sha256), "primary");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "secondary");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "idp_get");
+    assert_string_equal(idp->email_attribute, "mail");
+    assert_null(idp->source_url);
+    ok(btsso_store_url_accounts(f->s, f->p, &urls), "url accounts");
+    assert_int_equal(urls->nelts, 0);
+
+    /* a different IdP: the old keys lose their roles */
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com/2", "entra",
+                                   NULL),
+                           "<two/>", NULL, 0, 0, now, ACTOR), "new idp");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "primary");
+    assert_string_equal(role_of(f, "acme", google->sha256), "none");
+    assert_string_equal(role_of(f, "acme", okta->sha256), "none");
+
+    expect_err(btsso_store_idp_set(f->s, "nope",
+                                   md_make(f->p, "https://x", NULL), "<x/>",
+                                   NULL, 0, 0, now, ACTOR), "not_found", 404);
+    expect_err(btsso_store_idp_set(f->s, "acme", NULL, "<x/>", NULL, 0, 0,
+                                   now, ACTOR), "bad_metadata", 400);
+}
+
+static void test_entity_in_use(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    const char *entity = "https://idp.shared.example.com";
+    btsso_idp_metadata_t *md = md_make(f->p, entity, "okta", NULL);
+    btsso_idp_t *idp;
+    btsso_error_t *e;
+    const char *acct;
+
+    ok(btsso_store_account_add(f->s, "a", NULL, ACTOR), "a");
+    ok(btsso_store_account_add(f->s, "b", NULL, ACTOR), "b");
+    ok(btsso_store_account_add(f->s, "c", NULL, ACTOR), "c");
+    ok(btsso_store_idp_set(f->s, "a", md, "<a/>", NULL, 0, 0, now, ACTOR),
+       "a self-service");
+    e = btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 0, 0, now, ACTOR);
+    expect_err(e, "entity_in_use", 409);
+    assert_non_null(strstr(e->message, "support"));
+    /* support cannot share it either while a holds it as self-service */
+    expect_err(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 1, 0, now,
+                                   ACTOR), "entity_in_use", 409);
+    ok(btsso_store_idp_get(f->s, f->p, "b", &idp), "b idp");
+    assert_null(idp);
+    assert_int_equal(account(f, "b")->version, 1);
+    assert_int_equal(audit_count(f, "b"), 1);
+
+    /* support turns a into a shared IdP, then b may share it */
+    ok(btsso_store_idp_set(f->s, "a", md, "<a/>", NULL, 1, 0, now, ACTOR),
+       "a shared");
+    ok(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 1, 0, now, ACTOR),
+       "b shared");
+    ok(btsso_store_idp_get(f->s, f->p, "b", &idp), "b idp");
+    assert_int_equal(idp->shared, 1);
+    /* self-service c is still refused: the Issuer would be ambiguous */
+    expect_err(btsso_store_idp_set(f->s, "c", md, "<c/>", NULL, 0, 0, now,
+                                   ACTOR), "entity_in_use", 409);
+    /* and b cannot go back to self-service while a shares it */
+    expect_err(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 0, 0, now,
+                                   ACTOR), "entity_in_use", 409);
+    /* shared IdPs do not identify an account by Issuer */
+    ok(btsso_store_account_by_issuer(f->s, f->p, entity, &acct), "issuer");
+    assert_null(acct);
+}
+
+static void test_email_set(void **state)
+{
+    fx_t *f = *state;
+    btsso_idp_t *idp;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    expect_err(btsso_store_email_set(f->s, "acme", "mail", 0, 0, ACTOR),
+               "no_idp", 409);
+    assert_int_equal(account(f, "acme")->version, 1);
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp", "okta", NULL), "<x/>",
+                           NULL, 0, 0, apr_time_now(), ACTOR), "idp");
+    expect_err(btsso_store_email_set(f->s, "acme", NULL, 0, 0, ACTOR),
+               "bad_attribute", 400);
+    expect_err(btsso_store_email_set(f->s, "acme", "mail", 1, 0, ACTOR),
+               "bad_attribute", 400);
+    expect_err(btsso_store_email_set(f->s, "acme", "ma\til", 0, 0, ACTOR),
+               "bad_attribute", 400);
+    ok(btsso_store_email_set(f->s, "acme",
+                             "http://schemas.xmlsoap.org/ws/2005/05/identity/"
+                             "claims/emailaddress", 0, 0, ACTOR), "claim");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "get");
+    assert_string_equal(idp->email_attribute,
+                        "http://schemas.xmlsoap.org/ws/2005/05/identity/"
+                        "claims/emailaddress");
+    assert_int_equal(idp->email_from_name_id, 0);
+    ok(btsso_store_email_set(f->s, "acme", NULL, 1, 0, ACTOR), "name id");
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "get");
+    assert_null(idp->email_attribute);
+    assert_int_equal(idp->email_from_name_id, 1);
+    expect_err(btsso_store_email_set(f->s, "nope", "mail", 0, 0, ACTOR),
+               "not_found", 404);
+}
+
+/* ---- certificates ---------------------------------------------------------------------- */
+
+static void test_cert_roles(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_cert_t *okta = fixture_cert(f->p, "okta");
+    btsso_cert_t *entra = fixture_cert(f->p, "entra");
+    btsso_cert_t *google = fixture_cert(f->p, "google");
+    btsso_cert_t *keycloak = fixture_cert(f->p, "keycloak");
+    apr_array_header_t *certs;
+    apr_int64_t v;
+    char upper[65];
+    int i, primaries, secondaries;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_cert_add(f->s, "acme", okta, BTSSO_ROLE_PRIMARY, "upload",
+                            0, now, ACTOR), "okta primary");
+    ok(btsso_store_cert_add(f->s, "acme", entra, BTSSO_ROLE_SECONDARY,
+                            "upload", 0, now, ACTOR), "entra secondary");
+    ok(btsso_store_cert_add(f->s, "acme", google, BTSSO_ROLE_NONE, "upload",
+                            0, now, ACTOR), "google none");
+    /* giving a role takes it from its holder */
+    ok(btsso_store_cert_add(f->s, "acme", keycloak, BTSSO_ROLE_PRIMARY,
+                            "upload", 0, now, ACTOR), "keycloak primary");
+    assert_string_equal(role_of(f, "acme", okta->sha256), "none");
+    assert_string_equal(role_of(f, "acme", keycloak->sha256), "primary");
+    /* already stored: only a role changes it */
+    v = account(f, "acme")->version;
+    ok(btsso_store_cert_add(f->s, "acme", google, BTSSO_ROLE_NONE, "upload",
+                            0, now, ACTOR), "again, no role");
+    assert_int_equal(account(f, "acme")->version, v);
+    ok(btsso_store_cert_add(f->s, "acme", google, BTSSO_ROLE_SECONDARY,
+                            "upload", 0, now, ACTOR), "again, secondary");
+    assert_string_equal(role_of(f, "acme", google->sha256), "secondary");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "none");
+
+    /* cert_role, with an upper-case fingerprint */
+    for (i = 0; i < 64; i++) {
+        upper[i] = (char)toupper((unsigned char)entra->sha256[i]);
+    }
+    upper[64] = '\0';
+    ok(btsso_store_cert_role(f->s, "acme", upper, BTSSO_ROLE_PRIMARY, 0,
+                             ACTOR), "entra primary");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "primary");
+    assert_string_equal(role_of(f, "acme", keycloak->sha256), "none");
+    v = account(f, "acme")->version;
+    ok(btsso_store_cert_role(f->s, "acme", entra->sha256, BTSSO_ROLE_PRIMARY,
+                             0, ACTOR), "same role");
+    assert_int_equal(account(f, "acme")->version, v);
+
+    ok(btsso_store_cert_list(f->s, f->p, "acme", &certs), "list");
+    assert_int_equal(certs->nelts, 4);
+    primaries = secondaries = 0;
+    for (i = 0; i < certs->nelts; i++) {
+        btsso_stored_cert_t *sc = APR_ARRAY_IDX(certs, i,
+                                                btsso_stored_cert_t *);
+        primaries += sc->role == BTSSO_ROLE_PRIMARY;
+        secondaries += sc->role == BTSSO_ROLE_SECONDARY;
+        assert_string_equal(sc->source, "upload");
+    }
+    assert_int_equal(primaries, 1);
+    assert_int_equal(secondaries, 1);
+    assert_int_equal(APR_ARRAY_IDX(certs, 0, btsso_stored_cert_t *)->role,
+                     BTSSO_ROLE_PRIMARY);
+
+    expect_err(btsso_store_cert_role(f->s, "acme", "abc", BTSSO_ROLE_PRIMARY,
+                                     0, ACTOR), "bad_fingerprint", 400);
+    expect_err(btsso_store_cert_role(f->s, "acme",
+                                     fixture_cert(f->p, "expired")->sha256,
+                                     BTSSO_ROLE_PRIMARY, 0, ACTOR),
+               "not_found", 404);
+    expect_err(btsso_store_cert_role(f->s, "acme", entra->sha256,
+                                     (btsso_cert_role_e)7, 0, ACTOR),
+               "bad_role", 400);
+    expect_err(btsso_store_cert_add(f->s, "acme", okta, BTSSO_ROLE_NONE,
+                                    "somewhere", 0, now, ACTOR),
+               "bad_source", 400);
+    expect_err(btsso_store_cert_add(f->s, "nope", okta, BTSSO_ROLE_NONE,
+                                    "upload", 0, now, ACTOR),
+               "not_found", 404);
+
+    /* the partial unique index holds even against a raw writer */
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "UPDATE certificates SET role = 'primary'",
+                                  NULL), 0);
+
+    ok(btsso_store_cert_remove(f->s, "acme", entra->sha256, 0, ACTOR),
+       "remove");
+    assert_string_equal(role_of(f, "acme", entra->sha256), "absent");
+    expect_err(btsso_store_cert_remove(f->s, "acme", entra->sha256, 0, ACTOR),
+               "not_found", 404);
+    expect_err(btsso_store_cert_remove(f->s, "acme", "zz", 0, ACTOR),
+               "bad_fingerprint", 400);
+}
+
+static void test_cert_expiring(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_cert_t *expired = fixture_cert(f->p, "expired");
+    btsso_cert_t *okta = fixture_cert(f->p, "okta");
+    apr_array_header_t *certs, *accounts;
+
+    ok(btsso_store_account_add(f->s, "a", NULL, ACTOR), "a");
+    ok(btsso_store_account_add(f->s, "b", NULL, ACTOR), "b");
+    ok(btsso_store_cert_add(f->s, "a", okta, BTSSO_ROLE_PRIMARY, "upload", 0,
+                            now, ACTOR), "okta");
+    ok(btsso_store_cert_add(f->s, "b", expired, BTSSO_ROLE_PRIMARY, "upload",
+                            0, now, ACTOR), "expired");
+    ok(btsso_store_cert_expiring(f->s, f->p, now, 30, &certs, &accounts),
+       "30 days");
+    assert_int_equal(certs->nelts, 1);
+    assert_int_equal(accounts->nelts, 1);
+    assert_string_equal(APR_ARRAY_IDX(accounts, 0, const char *), "b");
+    assert_string_equal(APR_ARRAY_IDX(certs, 0, btsso_stored_cert_t *)
+                            ->cert->sha256, expired->sha256);
+    /* okta ends in 2046: about 7300 days from its start */
+    ok(btsso_store_cert_expiring(f->s, f->p, now, 7400, &certs, &accounts),
+       "7400 days");
+    assert_int_equal(certs->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(accounts, 1, const char *), "a");
+}
+
+/* ---- concurrency, rollback, audit ----------------------------------------------------- */
+
+static void test_version_conflict(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_account_t *a;
+    btsso_idp_t *idp;
+    apr_array_header_t *missing = NULL;
+
+    ready_account(f, "acme", "https://idp");
+    a = account(f, "acme");
+    assert_int_equal(a->version, 3);
+    expect_err(btsso_store_email_set(f->s, "acme", "upn", 0, 2, ACTOR),
+               "conflict", 409);
+    expect_err(btsso_store_idp_set(f->s, "acme",
+                                   md_make(f->p, "https://idp", NULL), "<x/>",
+                                   NULL, 0, 99, now, ACTOR), "conflict", 409);
+    expect_err(btsso_store_cert_add(f->s, "acme",
+                                    fixture_cert(f->p, "google"),
+                                    BTSSO_ROLE_NONE, "upload", 1, now, ACTOR),
+               "conflict", 409);
+    expect_err(btsso_store_cert_role(f->s, "acme",
+                                     fixture_cert(f->p, "okta")->sha256,
+                                     BTSSO_ROLE_NONE, 1, ACTOR),
+               "conflict", 409);
+    expect_err(btsso_store_cert_remove(f->s, "acme",
+                                       fixture_cert(f->p, "okta")->sha256, 1,
+                                       ACTOR), "conflict", 409);
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 1, now,
+                                       ACTOR, NULL, &missing),
+               "conflict", 409);
+    assert_int_equal(account(f, "acme")->version, 3);
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "get");
+    assert_string_equal(idp->email_attribute, "mail");
+
+    ok(btsso_store_email_set(f->s, "acme", "upn", 0, 3, ACTOR), "matching");
+    assert_int_equal(account(f, "acme")->version, 4);
+    expect_err(btsso_store_email_set(f->s, "acme", "mail", 0, 3, ACTOR),
+               "conflict", 409);
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 4, now, ACTOR, NULL,
+                               NULL), "enable at 4");
+    expect_err(btsso_store_email_set(f->s, "nope", "mail", 0, 3, ACTOR),
+               "not_found", 404);
+}
+
+static void test_rollback(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_idp_metadata_t *md = md_make(f->p, "https://idp", "okta", "entra",
+                                       NULL);
+    apr_array_header_t *certs;
+    btsso_idp_t *idp;
+    btsso_error_t *e;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    /* the same certificate twice: the second INSERT fails on the primary
+     * key after the IdP row and the first certificate were written */
+    APR_ARRAY_PUSH(md->signing_certs, btsso_cert_t *) =
+        APR_ARRAY_IDX(md->signing_certs, 0, btsso_cert_t *);
+    e = btsso_store_idp_set(f->s, "acme", md, "<x/>", NULL, 0, 0, now, ACTOR);
+    expect_err(e, "db_error", 500);
+    assert_non_null(e->detail);
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "get");
+    assert_null(idp);
+    ok(btsso_store_cert_list(f->s, f->p, "acme", &certs), "certs");
+    assert_int_equal(certs->nelts, 0);
+    assert_int_equal(account(f, "acme")->version, 1);
+    assert_int_equal(audit_count(f, "acme"), 1);
+    /* the connection is usable afterwards */
+    md->signing_certs->nelts = 2;
+    ok(btsso_store_idp_set(f->s, "acme", md, "<x/>", NULL, 0, 0, now, ACTOR),
+       "after rollback");
+    ok(btsso_store_cert_list(f->s, f->p, "acme", &certs), "certs");
+    assert_int_equal(certs->nelts, 2);
+    assert_int_equal(account(f, "acme")->version, 2);
+}
+
+static void test_audit(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *rows;
+    btsso_audit_t *a;
+    const char *expect[] = { "sso.disable", "sso.enable", "user.add",
+                             "cert.remove", "cert.role", "cert.add",
+                             "idp.email", "idp.set", "account.add" };
+    btsso_cert_t *google = fixture_cert(f->p, "google");
+    apr_time_t now = apr_time_now();
+    size_t i;
+
+    ready_account(f, "acme", "https://idp");
+    ok(btsso_store_cert_add(f->s, "acme", google, BTSSO_ROLE_NONE, "upload",
+                            0, now, "alice"), "cert add");
+    ok(btsso_store_cert_role(f->s, "acme", google->sha256,
+                             BTSSO_ROLE_SECONDARY, 0, ACTOR), "role");
+    ok(btsso_store_cert_remove(f->s, "acme", google->sha256, 0, ACTOR),
+       "remove");
+    ok(btsso_store_user_add(f->s, "acme", "100", "a@example.com", "user", 0,
+                            ACTOR), "user");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now, ACTOR, NULL,
+                               NULL), "enable");
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 0, 0, 0, now, ACTOR, NULL,
+                               NULL), "disable");
+    ok(btsso_store_account_add(f->s, "other", NULL, "bob"), "other");
+
+    ok(btsso_store_audit_list(f->s, f->p, "acme", 0, &rows), "audit");
+    assert_int_equal(rows->nelts, (int)(sizeof(expect) / sizeof(expect[0])));
+    for (i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        a = APR_ARRAY_IDX(rows, i, btsso_audit_t *);
+        assert_string_equal(a->action, expect[i]);
+        assert_string_equal(a->account, "acme");
+        assert_true(a->at > 0);
+    }
+    a = APR_ARRAY_IDX(rows, 5, btsso_audit_t *);
+    assert_string_equal(a->actor, "alice");
+    assert_non_null(strstr(a->detail, google->sha256));
+    a = APR_ARRAY_IDX(rows, 8, btsso_audit_t *);
+    assert_string_equal(a->actor, ACTOR);
+
+    ok(btsso_store_audit_list(f->s, f->p, "acme", 2, &rows), "limit");
+    assert_int_equal(rows->nelts, 2);
+    ok(btsso_store_audit_list(f->s, f->p, NULL, 0, &rows), "all");
+    assert_int_equal(rows->nelts, 10);
+    a = APR_ARRAY_IDX(rows, 0, btsso_audit_t *);
+    assert_string_equal(a->account, "other");
+    assert_string_equal(a->actor, "bob");
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+static const struct CMUnitTest store_tests[] = {
+    T(test_init_idempotent),
+    T(test_schema_too_new),
+    cmocka_unit_test(test_statements),
+    T(test_open_errors),
+    T(test_override_and_wrap),
+    T(test_accounts),
+    T(test_users),
+    T(test_duplicates),
+    T(test_enable_refused_duplicates),
+    T(test_enable_and_user_refusal),
+    T(test_trigger_raw_writes),
+    T(test_incomplete),
+    T(test_missing_pure),
+    T(test_expired_only),
+    T(test_idp_set_get),
+    T(test_entity_in_use),
+    T(test_email_set),
+    T(test_cert_roles),
+    T(test_cert_expiring),
+    T(test_version_conflict),
+    T(test_rollback),
+    T(test_audit),
+};
+
+int main(void)
+{
+    int failed;
+    const char *pg = getenv("BTSSO_TEST_PGSQL");
+
+    apr_initialize();
+    apr_pool_create(&root_pool, NULL);
+    apr_dbd_init(root_pool);
+
+    backend_driver = "sqlite3";
+    failed = cmocka_run_group_tests_name("store on sqlite3", store_tests,
+                                         NULL, NULL);
+    if (pg != NULL && *pg != '\0') {
+        backend_driver = "pgsql";
+        backend_params = pg;
+        failed += cmocka_run_group_tests_name("store on pgsql", store_tests,
+                                              NULL, NULL);
+    }
+    else {
+        printf("store on pgsql: skipped (set BTSSO_TEST_PGSQL to APR DBD "
+               "pgsql params, e.g. from t/lib/pgtmp.sh start DIR)\n");
+    }
+    apr_pool_destroy(root_pool);
+    apr_terminate();
+    return failed;
+}
