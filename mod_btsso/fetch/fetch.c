@@ -51,6 +51,7 @@ typedef struct {
 
 static apr_status_t curl_global_done(void *unused)
 {
+    (void)unused;
     curl_global_cleanup();
     curl_ready = 0;
     return APR_SUCCESS;
@@ -359,8 +360,13 @@ static btsso_error_t *setup_handle(apr_pool_t *p, fetch_ctx_t *ctx,
     const char *protocols = o->allow_http ? "http,https" : "https";
     CURLcode rc = CURLE_OK;
 
+    /* Stop at the first option curl refuses; report that one. */
 #define SET(opt, val) \
-    if (rc == CURLE_OK) { rc = curl_easy_setopt(c, opt, val); }
+    do { \
+        if (rc == CURLE_OK) { \
+            rc = curl_easy_setopt(c, opt, val); \
+        } \
+    } while (0)
     SET(CURLOPT_PROTOCOLS_STR, protocols);
     SET(CURLOPT_REDIR_PROTOCOLS_STR, protocols);
     SET(CURLOPT_FOLLOWLOCATION, 0L);

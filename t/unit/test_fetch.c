@@ -616,6 +616,17 @@ static void test_redirect_to_other_scheme_refused(void **state)
                  "redirect from https to gopher refused");
 }
 
+static void test_redirect_invalid_location(void **state)
+{
+    btsso_fetch_opts_t o = allowed_opts();
+
+    expect_error(https_url("/redirect?to=https%3A%2F%2F%5B%3A%3A1"), &o,
+                 "fetch_failed", 502, "answered HTTP status 302 with an "
+                 "invalid Location");
+    expect_error(https_url("/redirect?to=%20"), &o, "fetch_failed", 502,
+                 "without a Location");
+}
+
 static void test_redirect_loop(void **state)
 {
     btsso_fetch_opts_t o = allowed_opts();
@@ -724,6 +735,10 @@ static void test_bad_tls(void **state)
     o.ca_file = server.other_ca_file;
     expect_error(https_url(FIXTURE_PATH), &o, "fetch_failed", 502,
                  "SSL certificate problem");
+    /* a CA file that cannot be read fails closed */
+    o.ca_file = TOP_SRCDIR "/t/fixtures/fetch/no-such-ca.pem";
+    expect_error(https_url(FIXTURE_PATH), &o, "fetch_failed", 502,
+                 "no-such-ca.pem");
 }
 
 static void test_tls_host_name_checked(void **state)
@@ -734,7 +749,9 @@ static void test_tls_host_name_checked(void **state)
 
     /* the certificate names IP 127.0.0.1 and 127.0.0.2, not "localhost" */
     o.allow = cidrs("127.0.0.1/32 ::1/128");
-    expect_error(url, &o, "fetch_failed", 502, "localhost");
+    expect_error(url, &o, "fetch_failed", 502,
+                 "no alternative certificate subject name matches target "
+                 "host name 'localhost'");
 }
 
 /* ---- statuses ----------------------------------------------------------- */
@@ -831,6 +848,7 @@ int main(void)
         T(test_redirect_to_unlisted_address_refused),
         T(test_redirect_https_to_http),
         T(test_redirect_to_other_scheme_refused),
+        T(test_redirect_invalid_location),
         T(test_redirect_loop),
         T(test_redirect_limit),
         T(test_too_large_declared),
