@@ -1,0 +1,1861 @@
+/*
+ * response.c - SAML 2.0 Response validation (see response.h for the rules).
+ *
+ * Error codes (HTTP status), in the order the checks run:
+ *   bad_expectation 500    caller passed no SP entityID / ACS URL / IdP
+ *   empty 400, too_large 413, bad_base64 400
+ *   dtd_forbidden 400      any DOCTYPE (hence any entity)
+ *   not_xml 400            not well-formed (libxml2's message and line)
+ *   not_response 400       root is not samlp:Response
+ *   malformed 400          Version, ID, IssueInstant or a time unparsable
+ *   xml_id_forbidden 403   an xml:id attribute anywhere
+ *   unsolicited 403        no request expected and IdP-initiated disallowed
+ *   status_not_success 403 top-level (and second-level) StatusCode in detail
+ *   issuer_mismatch 403, no_issuer 403
+ *   destination_mismatch 403, destination_missing 403
+ *   in_response_to_mismatch 403, in_response_to_unexpected 403
+ *   no_assertion 403, multiple_assertions 403, assertion_misplaced 403
+ *   duplicate_id 403
+ *   sig_misplaced 403, sig_multiple 403, sig_structure 403,
+ *   sig_reference 403, sig_transform 403, sig_algorithm 403,
+ *   sig_keyinfo_forbidden 403, no_usable_certificate 403, sig_invalid 403,
+ *   not_signed 403
+ *   decrypt_no_key 500, enc_algorithm 403, decrypt_failed 403
+ *   issued_in_future 403
+ *   no_name_id 403, bad_name_id 403
+ *   no_bearer 403, recipient_mismatch 403, confirmation_no_expiry 403,
+ *   confirmation_expired 403, confirmation_not_yet_valid 403
+ *   conditions_missing 403, not_yet_valid 403, expired 403,
+ *   audience_missing 403, audience_mismatch 403, condition_unknown 403
+ *   no_authn_statement 403, session_expired 403
+ *   internal 500           xmlsec could not create a context
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include <apr_lib.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/valid.h>
+#include <xmlsec/xmlsec.h>
+#include <xmlsec/xmltree.h>
+#include <xmlsec/keys.h>
+#include <xmlsec/keysdata.h>
+#include <xmlsec/transforms.h>
+#include <xmlsec/xmldsig.h>
+#include <xmlsec/xmlenc.h>
+#include <xmlsec/crypto.h>
+
+#include "saml/response.h"
+
+#define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
+#define NS_SAML  "urn:oasis:names:tc:SAML:2.0:assertion"
+#define NS_DS    "http://www.w3.org/2000/09/xmldsig#"
+#define NS_XENC  "http://www.w3.org/2001/04/xmlenc#"
+
+#define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
+#define CM_BEARER      "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+
+#define ALG_EXC_C14N   "http://www.w3.org/2001/10/xml-exc-c14n#"
+#define ALG_ENVELOPED  "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+#define ALG_RSA_OAEP_MGF1P "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+#define ENC_TYPE_ELEMENT "http://www.w3.org/2001/04/xmlenc#Element"
+
+#define MSG_BAD_INPUT "The login response could not be read."
+#define MSG_REFUSED "The login response from your identity provider was refused."
+#define MSG_SIG "The login response is not correctly signed by your identity provider."
+#define MSG_TIME "The login response is outside its validity period; check the clocks of the identity provider and this server, then try again."
+#define MSG_CONFIG "The login response does not match this service's single sign-on configuration."
+#define MSG_INTERNAL "The login response could not be checked because of a server problem."
+
+typedef struct sig_alg_t {
+    const char *href;
+    unsigned int bit;
+    const char *name;
+} sig_alg_t;
+
+static const sig_alg_t sig_algs[] = {
+    { "http://www.w3.org/2000/09/xmldsig#rsa-sha1", BTSSO_SIG_RSA_SHA1,
+      "rsa-sha1" },
+    { "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+      BTSSO_SIG_RSA_SHA256, "rsa-sha256" },
+    { "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+      BTSSO_SIG_RSA_SHA384, "rsa-sha384" },
+    { "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+      BTSSO_SIG_RSA_SHA512, "rsa-sha512" },
+    { "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+      BTSSO_SIG_ECDSA_SHA1, "ecdsa-sha1" },
+    { "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+      BTSSO_SIG_ECDSA_SHA256, "ecdsa-sha256" },
+    { "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+      BTSSO_SIG_ECDSA_SHA384, "ecdsa-sha384" },
+    { "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+      BTSSO_SIG_ECDSA_SHA512, "ecdsa-sha512" },
+    { NULL, 0, NULL }
+};
+
+static const sig_alg_t digest_algs[] = {
+    { "http://www.w3.org/2000/09/xmldsig#sha1", BTSSO_DIGEST_SHA1, "sha1" },
+    { "http://www.w3.org/2001/04/xmlenc#sha256", BTSSO_DIGEST_SHA256,
+      "sha256" },
+    { "http://www.w3.org/2001/04/xmldsig-more#sha384", BTSSO_DIGEST_SHA384,
+      "sha384" },
+    { "http://www.w3.org/2001/04/xmlenc#sha512", BTSSO_DIGEST_SHA512,
+      "sha512" },
+    { NULL, 0, NULL }
+};
+
+/* Block ciphers accepted for EncryptedData. */
+static const char *const data_enc_algs[] = {
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes192-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    NULL
+};
+
+/* One validation run: the pool, the expectation, and every libxml2 or
+ * xmlsec object to free at the single exit. */
+typedef struct vctx_t {
+    apr_pool_t *p;
+    const btsso_response_expect_t *ex;
+    unsigned int sig_allowed;
+    unsigned int digest_allowed;
+    apr_time_t skew;
+    xmlDocPtr doc;            /* the Response */
+    xmlDocPtr plain_doc;      /* the decrypted Assertion, if any */
+} vctx_t;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+int btsso_response_alg_parse(const char *name, unsigned int *sig_bits,
+                             unsigned int *digest_bits)
+{
+    int i;
+
+    for (i = 0; sig_algs[i].name != NULL; i++) {
+        if (strcasecmp(name, sig_algs[i].name) == 0) {
+            *sig_bits |= sig_algs[i].bit;
+            if (sig_algs[i].bit & (BTSSO_SIG_RSA_SHA1 | BTSSO_SIG_ECDSA_SHA1)) {
+                *digest_bits |= BTSSO_DIGEST_SHA1;
+            }
+            else if (sig_algs[i].bit & (BTSSO_SIG_RSA_SHA256 |
+                                        BTSSO_SIG_ECDSA_SHA256)) {
+                *digest_bits |= BTSSO_DIGEST_SHA256;
+            }
+            else if (sig_algs[i].bit & (BTSSO_SIG_RSA_SHA384 |
+                                        BTSSO_SIG_ECDSA_SHA384)) {
+                *digest_bits |= BTSSO_DIGEST_SHA384;
+            }
+            else {
+                *digest_bits |= BTSSO_DIGEST_SHA512;
+            }
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int is_elem(const xmlNode *n, const char *ns, const char *name)
+{
+    return n != NULL && n->type == XML_ELEMENT_NODE && n->ns != NULL
+           && xmlStrEqual(n->ns->href, BAD_CAST ns)
+           && xmlStrEqual(n->name, BAD_CAST name);
+}
+
+/* First child element with that name, and how many there are. */
+static xmlNodePtr child_elem(const xmlNode *parent, const char *ns,
+                             const char *name, int *count)
+{
+    xmlNodePtr c, first = NULL;
+    int n = 0;
+
+    for (c = parent->children; c != NULL; c = c->next) {
+        if (is_elem(c, ns, name)) {
+            if (first == NULL) {
+                first = c;
+            }
+            n++;
+        }
+    }
+    if (count != NULL) {
+        *count = n;
+    }
+    return first;
+}
+
+/* An attribute without namespace, copied into the pool; NULL if absent. */
+static const char *attr(apr_pool_t *p, const xmlNode *n, const char *name)
+{
+    xmlAttrPtr a = xmlHasNsProp(n, BAD_CAST name, NULL);
+    xmlChar *v;
+    const char *s;
+
+    if (a == NULL || a->ns != NULL) {
+        return NULL;
+    }
+    v = xmlNodeGetContent((xmlNodePtr)a);
+    if (v == NULL) {
+        return NULL;
+    }
+    s = apr_pstrdup(p, (const char *)v);
+    xmlFree(v);
+    return s;
+}
+
+static int is_xml_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * The whole text of an element: every text and CDATA node below it,
+ * concatenated, comments and processing instructions skipped.  This is
+ * what defeats the comment-split attack (CVE-2017-11427 family):
+ * "user@evil.com<!---->.good.com" reads as "user@evil.com.good.com",
+ * exactly what the signature covered.  Leading/trailing whitespace trimmed.
+ */
+static const char *text_of(apr_pool_t *p, const xmlNode *n)
+{
+    xmlChar *v = xmlNodeGetContent((xmlNodePtr)n);
+    const char *s, *e;
+    char *out;
+
+    if (v == NULL) {
+        return "";
+    }
+    s = (const char *)v;
+    while (*s != '\0' && is_xml_space(*s)) {
+        s++;
+    }
+    e = s + strlen(s);
+    while (e > s && is_xml_space(e[-1])) {
+        e--;
+    }
+    out = apr_pstrmemdup(p, s, (apr_size_t)(e - s));
+    xmlFree(v);
+    return out;
+}
+
+static int has_element_child(const xmlNode *n)
+{
+    const xmlNode *c;
+
+    for (c = n->children; c != NULL; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bound what goes into error details: values come from the attacker. */
+static const char *clip(apr_pool_t *p, const char *s)
+{
+    apr_size_t i, len;
+    char *out;
+
+    if (s == NULL) {
+        return "(absent)";
+    }
+    len = strlen(s);
+    if (len > 200) {
+        len = 200;
+    }
+    out = apr_pstrmemdup(p, s, len);
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f) {
+            out[i] = '?';
+        }
+    }
+    return len < strlen(s) ? apr_pstrcat(p, out, "...", NULL) : out;
+}
+
+static const char *fmt_time(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t x;
+
+    if (apr_time_exp_gmt(&x, t) != APR_SUCCESS) {
+        return "(unrepresentable time)";
+    }
+    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02dZ",
+                        x.tm_year + 1900, x.tm_mon + 1, x.tm_mday,
+                        x.tm_hour, x.tm_min, x.tm_sec);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static long days_from_civil(long y, unsigned m, unsigned d)
+{
+    long era;
+    unsigned yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned)(y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long)doe - 719468;
+}
+
+static int read_digits(const char **s, int n, int *out)
+{
+    int v = 0, i;
+
+    for (i = 0; i < n; i++) {
+        if (!apr_isdigit((*s)[i])) {
+            return -1;
+        }
+        v = v * 10 + ((*s)[i] - '0');
+    }
+    *s += n;
+    *out = v;
+    return 0;
+}
+
+/* xs:dateTime "YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm|-hh:mm]"; SAML requires
+ * UTC, a missing zone is read as UTC.  0 on success. */
+static int parse_datetime(const char *s, apr_time_t *out)
+{
+    int year, mon, day, hour, min, sec, tzh = 0, tzm = 0, sign = 0;
+    apr_int64_t usec = 0, scale = 100000;
+    apr_int64_t secs;
+
+    if (s == NULL || read_digits(&s, 4, &year) < 0 || *s++ != '-'
+        || read_digits(&s, 2, &mon) < 0 || *s++ != '-'
+        || read_digits(&s, 2, &day) < 0 || *s++ != 'T'
+        || read_digits(&s, 2, &hour) < 0 || *s++ != ':'
+        || read_digits(&s, 2, &min) < 0 || *s++ != ':'
+        || read_digits(&s, 2, &sec) < 0) {
+        return -1;
+    }
+    if (*s == '.') {
+        s++;
+        if (!apr_isdigit(*s)) {
+            return -1;
+        }
+        while (apr_isdigit(*s)) {
+            usec += (*s - '0') * scale;
+            scale /= 10;
+            s++;
+        }
+    }
+    if (*s == 'Z') {
+        s++;
+    }
+    else if (*s == '+' || *s == '-') {
+        sign = *s == '+' ? 1 : -1;
+        s++;
+        if (read_digits(&s, 2, &tzh) < 0 || *s++ != ':'
+            || read_digits(&s, 2, &tzm) < 0 || tzh > 14 || tzm > 59) {
+            return -1;
+        }
+    }
+    if (*s != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31
+        || hour > 23 || min > 59 || sec > 60) {
+        return -1;
+    }
+    secs = (apr_int64_t)days_from_civil(year, (unsigned)mon, (unsigned)day)
+           * 86400 + hour * 3600 + min * 60 + sec;
+    secs -= sign * (tzh * 3600 + tzm * 60);
+    *out = apr_time_from_sec(secs) + usec;
+    return 0;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static btsso_error_t *refuse(vctx_t *v, const char *code, const char *msg,
+                             const char *detail)
+{
+    return btsso_error_make(v->p, 403, code, msg, "%s", detail);
+}
+
+static btsso_error_t *malformed(vctx_t *v, const char *detail)
+{
+    return btsso_error_make(v->p, 400, "malformed", MSG_BAD_INPUT, "%s",
+                            detail);
+}
+
+/* Parse an optional time attribute: APR_SUCCESS with *out = 0 if absent. */
+static btsso_error_t *time_attr(vctx_t *v, const xmlNode *n, const char *name,
+                                apr_time_t *out)
+{
+    const char *s = attr(v->p, n, name);
+
+    *out = 0;
+    if (s == NULL) {
+        return NULL;
+    }
+    if (parse_datetime(s, out) != 0) {
+        return malformed(v, apr_psprintf(v->p, "%s/@%s is not a dateTime: %s",
+                                         (const char *)n->name, name,
+                                         clip(v->p, s)));
+    }
+    return NULL;
+}
+
+/* ---- decoding and hardened parsing ------------------------------------- */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Strict base64: alphabet, whitespace and final '=' padding only. */
+static btsso_error_t *b64_decode(vctx_t *v, const char *in, apr_size_t len,
+                                 char **out, apr_size_t *out_len)
+{
+    char *buf = apr_palloc(v->p, len / 4 * 3 + 4);
+    apr_size_t i, o = 0;
+    unsigned int acc = 0;
+    int bits = 0, pad = 0, val;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+
+        if (is_xml_space((char)c)) {
+            continue;
+        }
+        if (c == '=') {
+            pad++;
+            if (pad > 2) {
+                break;
+            }
+            continue;
+        }
+        val = b64_value(c);
+        if (val < 0 || pad > 0) {
+            return btsso_error_make(v->p, 400, "bad_base64", MSG_BAD_INPUT,
+                                    "SAMLResponse is not base64 (byte %"
+                                    APR_SIZE_T_FMT ")", i);
+        }
+        acc = (acc << 6) | (unsigned int)val;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    if (i < len || bits >= 6 || (pad > 0 && (bits / 2) != pad)) {
+        return btsso_error_make(v->p, 400, "bad_base64", MSG_BAD_INPUT,
+                                "SAMLResponse base64 is truncated or padded "
+                                "wrongly");
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
+    return NULL;
+}
+
+typedef struct parse_guard_t {
+    int saw_dtd;
+} parse_guard_t;
+
+/* Called by the parser on "<!DOCTYPE": stop right there, before any
+ * entity is declared, loaded or expanded. */
+static void refuse_internal_subset(void *ctx, const xmlChar *name,
+                                   const xmlChar *external_id,
+                                   const xmlChar *system_id)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    parse_guard_t *g = ctxt->_private;
+
+    g->saw_dtd = 1;
+    xmlStopParser(ctxt);
+}
+
+static void refuse_entity_decl(void *ctx, const xmlChar *name, int type,
+                               const xmlChar *public_id,
+                               const xmlChar *system_id, xmlChar *content)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    parse_guard_t *g = ctxt->_private;
+
+    g->saw_dtd = 1;
+    xmlStopParser(ctxt);
+}
+
+static void quiet_structured_error(void *user, xmlErrorPtr error)
+{
+}
+
+static btsso_error_t *parse_hardened(apr_pool_t *p, const char *buf,
+                                     apr_size_t len, xmlDocPtr *out)
+{
+    xmlParserCtxtPtr ctxt;
+    parse_guard_t guard = { 0 };
+    xmlDocPtr doc;
+    btsso_error_t *err = NULL;
+
+    *out = NULL;
+    if (len > (apr_size_t)INT_MAX) {
+        return btsso_error_make(p, 413, "too_large", MSG_BAD_INPUT,
+                                "XML too large");
+    }
+    ctxt = xmlNewParserCtxt();
+    if (ctxt == NULL) {
+        return btsso_error_make(p, 500, "internal", MSG_INTERNAL,
+                                "xmlNewParserCtxt failed");
+    }
+    ctxt->_private = &guard;
+    ctxt->sax->internalSubset = refuse_internal_subset;
+    ctxt->sax->externalSubset = refuse_internal_subset;
+    ctxt->sax->entityDecl = refuse_entity_decl;
+    ctxt->sax->serror = quiet_structured_error;
+    /* No NOENT (no substitution), no DTDLOAD/DTDATTR/DTDVALID, NONET. */
+    doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR
+                            | XML_PARSE_NOWARNING);
+    if (guard.saw_dtd || (doc != NULL && (doc->intSubset != NULL
+                                          || doc->extSubset != NULL))) {
+        err = btsso_error_make(p, 400, "dtd_forbidden", MSG_BAD_INPUT,
+                               "a DOCTYPE declaration is present; DTDs and "
+                               "entities are not allowed in SAML messages");
+    }
+    else if (doc == NULL || !ctxt->wellFormed) {
+        const xmlError *e = &ctxt->lastError;
+
+        err = btsso_error_make(p, 400, "not_xml", MSG_BAD_INPUT,
+                               "not well-formed XML: line %d: %s", e->line,
+                               e->message != NULL
+                               ? clip(p, e->message) : "parse error");
+    }
+    if (err != NULL && doc != NULL) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+    xmlFreeParserCtxt(ctxt);
+    *out = doc;
+    return err;
+}
+
+static apr_status_t doc_cleanup(void *data)
+{
+    xmlFreeDoc((xmlDocPtr)data);
+    return APR_SUCCESS;
+}
+
+/* Decode (base64 unless it already looks like XML) and parse. */
+static btsso_error_t *load_document(apr_pool_t *p, const char *input,
+                                    apr_size_t len, apr_size_t max_b64,
+                                    apr_size_t max_xml, xmlDocPtr *out)
+{
+    vctx_t tmp = { 0 };
+    char *xml;
+    apr_size_t xml_len, i = 0;
+    btsso_error_t *err;
+
+    tmp.p = p;
+    *out = NULL;
+    if (max_b64 == 0) {
+        max_b64 = BTSSO_RESPONSE_DEFAULT_MAX_B64;
+    }
+    if (max_xml == 0) {
+        max_xml = BTSSO_RESPONSE_DEFAULT_MAX_XML;
+    }
+    if (input == NULL || len == 0) {
+        return btsso_error_make(p, 400, "empty", MSG_BAD_INPUT,
+                                "no SAMLResponse");
+    }
+    if (len > max_b64) {
+        return btsso_error_make(p, 413, "too_large", MSG_BAD_INPUT,
+                                "SAMLResponse is %" APR_SIZE_T_FMT
+                                " bytes, limit %" APR_SIZE_T_FMT, len,
+                                max_b64);
+    }
+    while (i < len && is_xml_space(input[i])) {
+        i++;
+    }
+    if (i < len && input[i] == '<') {
+        xml = apr_pstrmemdup(p, input, len);
+        xml_len = len;
+    }
+    else if ((err = b64_decode(&tmp, input, len, &xml, &xml_len)) != NULL) {
+        return err;
+    }
+    if (xml_len == 0) {
+        return btsso_error_make(p, 400, "empty", MSG_BAD_INPUT,
+                                "SAMLResponse decodes to nothing");
+    }
+    if (xml_len > max_xml) {
+        return btsso_error_make(p, 413, "too_large", MSG_BAD_INPUT,
+                                "decoded response is %" APR_SIZE_T_FMT
+                                " bytes, limit %" APR_SIZE_T_FMT, xml_len,
+                                max_xml);
+    }
+    err = parse_hardened(p, xml, xml_len, out);
+    if (err == NULL) {
+        apr_pool_cleanup_register(p, *out, doc_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    return err;
+}
+
+/* ---- whole-tree survey -------------------------------------------------- */
+
+typedef struct survey_t {
+    apr_array_header_t *assertions;   /* xmlNodePtr: Assertion/Encrypted */
+    apr_array_header_t *signatures;   /* xmlNodePtr: ds:Signature */
+    apr_array_header_t *id_attrs;     /* xmlAttrPtr: every ID="..." */
+} survey_t;
+
+static void survey_walk(xmlNodePtr n, survey_t *s)
+{
+    xmlNodePtr c;
+    xmlAttrPtr a;
+
+    for (; n != NULL; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        if (is_elem(n, NS_SAML, "Assertion")
+            || is_elem(n, NS_SAML, "EncryptedAssertion")) {
+            APR_ARRAY_PUSH(s->assertions, xmlNodePtr) = n;
+        }
+        if (is_elem(n, NS_DS, "Signature")) {
+            APR_ARRAY_PUSH(s->signatures, xmlNodePtr) = n;
+        }
+        for (a = n->properties; a != NULL; a = a->next) {
+            if (a->ns == NULL && xmlStrEqual(a->name, BAD_CAST "ID")) {
+                APR_ARRAY_PUSH(s->id_attrs, xmlAttrPtr) = a;
+            }
+        }
+        c = n->children;
+        if (c != NULL) {
+            /* libxml2 bounds nesting depth (256 without XML_PARSE_HUGE),
+             * so this recursion is bounded too. */
+            survey_walk(c, s);
+        }
+    }
+}
+
+static survey_t *survey(apr_pool_t *p, xmlNodePtr root)
+{
+    survey_t *s = apr_pcalloc(p, sizeof(*s));
+
+    s->assertions = apr_array_make(p, 2, sizeof(xmlNodePtr));
+    s->signatures = apr_array_make(p, 2, sizeof(xmlNodePtr));
+    s->id_attrs = apr_array_make(p, 4, sizeof(xmlAttrPtr));
+    survey_walk(root, s);
+    return s;
+}
+
+/* Register `id` of `n` as the only element answering to it, so that the
+ * Reference "#id" can resolve to nothing else.  Any other element with
+ * the same ID value is refused (wrapping attacks rely on duplicates). */
+static btsso_error_t *register_id(vctx_t *v, xmlDocPtr doc,
+                                  const survey_t *s, xmlNodePtr n,
+                                  const char *id)
+{
+    xmlAttrPtr a = xmlHasNsProp(n, BAD_CAST "ID", NULL);
+    int i;
+
+    for (i = 0; i < s->id_attrs->nelts; i++) {
+        xmlAttrPtr other = APR_ARRAY_IDX(s->id_attrs, i, xmlAttrPtr);
+        xmlChar *val;
+        int same;
+
+        if (other == a) {
+            continue;
+        }
+        val = xmlNodeGetContent((xmlNodePtr)other);
+        same = val != NULL && xmlStrEqual(val, BAD_CAST id);
+        xmlFree(val);
+        if (same) {
+            return refuse(v, "duplicate_id", MSG_REFUSED,
+                          apr_psprintf(v->p, "ID %s is carried by <%s> and "
+                                       "also by another element <%s>",
+                                       clip(v->p, id),
+                                       (const char *)n->name,
+                                       (const char *)other->parent->name));
+        }
+    }
+    if (xmlGetID(doc, BAD_CAST id) != NULL) {
+        return refuse(v, "duplicate_id", MSG_REFUSED,
+                      apr_psprintf(v->p, "ID %s is already registered",
+                                   clip(v->p, id)));
+    }
+    if (a == NULL || xmlAddID(NULL, doc, BAD_CAST id, a) == NULL) {
+        return btsso_error_make(v->p, 500, "internal", MSG_INTERNAL,
+                                "could not register ID %s", clip(v->p, id));
+    }
+    return NULL;
+}
+
+/* Every ds:Signature must be a direct child of one of the allowed
+ * parents, and each parent carries at most one. */
+static btsso_error_t *check_signature_places(vctx_t *v, const survey_t *s,
+                                             xmlNodePtr parent_a,
+                                             xmlNodePtr parent_b)
+{
+    int i, count_a = 0, count_b = 0;
+
+    for (i = 0; i < s->signatures->nelts; i++) {
+        xmlNodePtr sig = APR_ARRAY_IDX(s->signatures, i, xmlNodePtr);
+
+        if (parent_a != NULL && sig->parent == parent_a) {
+            count_a++;
+        }
+        else if (parent_b != NULL && sig->parent == parent_b) {
+            count_b++;
+        }
+        else {
+            return refuse(v, "sig_misplaced", MSG_SIG,
+                          apr_psprintf(v->p, "a ds:Signature inside <%s> "
+                                       "(line %ld) signs nothing this "
+                                       "service consumes",
+                                       sig->parent != NULL
+                                       ? (const char *)sig->parent->name
+                                       : "?", xmlGetLineNo(sig)));
+        }
+    }
+    if (count_a > 1 || count_b > 1) {
+        return refuse(v, "sig_multiple", MSG_SIG,
+                      apr_psprintf(v->p, "<%s> carries %d ds:Signature "
+                                   "elements; exactly one is allowed",
+                                   (const char *)(count_a > 1 ? parent_a
+                                                  : parent_b)->name,
+                                   count_a > 1 ? count_a : count_b));
+    }
+    return NULL;
+}
+
+/* ---- signature verification ------------------------------------------- */
+
+static const sig_alg_t *find_alg(const sig_alg_t *table, const char *href)
+{
+    int i;
+
+    for (i = 0; href != NULL && table[i].href != NULL; i++) {
+        if (strcmp(table[i].href, href) == 0) {
+            return &table[i];
+        }
+    }
+    return NULL;
+}
+
+/* KeyInfo is never used to find the key; one that points anywhere (a
+ * RetrievalMethod, any URI attribute) is refused, not merely ignored. */
+static btsso_error_t *check_keyinfo(vctx_t *v, xmlNodePtr n, const char *what)
+{
+    xmlNodePtr c;
+    xmlAttrPtr a;
+    btsso_error_t *err;
+
+    for (; n != NULL; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        if (xmlStrEqual(n->name, BAD_CAST "RetrievalMethod")) {
+            return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
+                          apr_psprintf(v->p, "%s signature: KeyInfo holds a "
+                                       "RetrievalMethod (not followed)",
+                                       what));
+        }
+        for (a = n->properties; a != NULL; a = a->next) {
+            if (xmlStrcasecmp(a->name, BAD_CAST "URI") == 0) {
+                return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
+                              apr_psprintf(v->p, "%s signature: KeyInfo "
+                                           "element <%s> carries a URI "
+                                           "(not followed)", what,
+                                           (const char *)n->name));
+            }
+        }
+        c = n->children;
+        if (c != NULL && (err = check_keyinfo(v, c, what)) != NULL) {
+            return err;
+        }
+    }
+    return NULL;
+}
+
+/* The shape of a ds:Signature, checked before any cryptography, so a
+ * refusal names the precise reason (xmlsec's allow-lists below enforce
+ * the same again). */
+static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
+                                            const char *id, const char *what)
+{
+    xmlNodePtr c, si = NULL, ref = NULL, t;
+    int n_si = 0, n_sv = 0, n_ki = 0, n_ref = 0, saw_enveloped = 0;
+    const char *alg, *uri;
+    const sig_alg_t *a;
+
+    for (c = sig->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        if (is_elem(c, NS_DS, "SignedInfo") && n_sv == 0 && n_ki == 0) {
+            si = c;
+            n_si++;
+        }
+        else if (is_elem(c, NS_DS, "SignatureValue") && n_si == 1) {
+            n_sv++;
+        }
+        else if (is_elem(c, NS_DS, "KeyInfo") && n_sv == 1) {
+            if (check_keyinfo(v, c, what) != NULL) {
+                return check_keyinfo(v, c, what);
+            }
+            n_ki++;
+        }
+        else {
+            return refuse(v, "sig_structure", MSG_SIG,
+                          apr_psprintf(v->p, "%s signature: unexpected or "
+                                       "misplaced <%s> in ds:Signature "
+                                       "(ds:Object is not allowed)", what,
+                                       (const char *)c->name));
+        }
+    }
+    if (n_si != 1 || n_sv != 1 || n_ki > 1) {
+        return refuse(v, "sig_structure", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: needs one SignedInfo "
+                                   "and one SignatureValue", what));
+    }
+    c = child_elem(si, NS_DS, "CanonicalizationMethod", NULL);
+    alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
+    if (alg == NULL || strcmp(alg, ALG_EXC_C14N) != 0) {
+        return refuse(v, "sig_transform", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: CanonicalizationMethod "
+                                   "%s is not exclusive c14n without "
+                                   "comments", what, clip(v->p, alg)));
+    }
+    c = child_elem(si, NS_DS, "SignatureMethod", NULL);
+    alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
+    a = find_alg(sig_algs, alg);
+    if (a == NULL || !(a->bit & v->sig_allowed)) {
+        return refuse(v, "sig_algorithm", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: SignatureMethod %s "
+                                   "is not allowed", what, clip(v->p, alg)));
+    }
+    for (c = si->children; c != NULL; c = c->next) {
+        if (is_elem(c, NS_DS, "Reference")) {
+            ref = c;
+            n_ref++;
+        }
+    }
+    if (n_ref != 1) {
+        return refuse(v, "sig_reference", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: %d References; "
+                                   "exactly one is allowed", what, n_ref));
+    }
+    uri = attr(v->p, ref, "URI");
+    if (uri == NULL || uri[0] != '#' || strcmp(uri + 1, id) != 0) {
+        return refuse(v, "sig_reference", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: Reference URI %s "
+                                   "does not point at the signed <%s "
+                                   "ID=\"%s\">", what, clip(v->p, uri),
+                                   what, clip(v->p, id)));
+    }
+    c = child_elem(ref, NS_DS, "Transforms", NULL);
+    for (t = c != NULL ? c->children : NULL; t != NULL; t = t->next) {
+        if (t->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        alg = is_elem(t, NS_DS, "Transform") ? attr(v->p, t, "Algorithm")
+              : NULL;
+        if (alg != NULL && strcmp(alg, ALG_ENVELOPED) == 0) {
+            saw_enveloped = 1;
+        }
+        else if (alg == NULL || strcmp(alg, ALG_EXC_C14N) != 0) {
+            return refuse(v, "sig_transform", MSG_SIG,
+                          apr_psprintf(v->p, "%s signature: Transform %s is "
+                                       "not allowed (only enveloped-"
+                                       "signature and exclusive c14n "
+                                       "without comments)", what,
+                                       clip(v->p, alg)));
+        }
+    }
+    if (!saw_enveloped) {
+        return refuse(v, "sig_transform", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: no enveloped-"
+                                   "signature transform", what));
+    }
+    c = child_elem(ref, NS_DS, "DigestMethod", NULL);
+    alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
+    a = find_alg(digest_algs, alg);
+    if (a == NULL || !(a->bit & v->digest_allowed)) {
+        return refuse(v, "sig_algorithm", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: DigestMethod %s is "
+                                   "not allowed", what, clip(v->p, alg)));
+    }
+    return NULL;
+}
+
+static int enable_dsig_transforms(xmlSecDSigCtxPtr ctx, unsigned int sigs,
+                                  unsigned int digests)
+{
+    int rc = 0;
+
+    rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformExclC14NId);
+    if (sigs & BTSSO_SIG_RSA_SHA1)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha1Id);
+    if (sigs & BTSSO_SIG_RSA_SHA256)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha256Id);
+    if (sigs & BTSSO_SIG_RSA_SHA384)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha384Id);
+    if (sigs & BTSSO_SIG_RSA_SHA512)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha512Id);
+    if (sigs & BTSSO_SIG_ECDSA_SHA1)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha1Id);
+    if (sigs & BTSSO_SIG_ECDSA_SHA256)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha256Id);
+    if (sigs & BTSSO_SIG_ECDSA_SHA384)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha384Id);
+    if (sigs & BTSSO_SIG_ECDSA_SHA512)
+        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha512Id);
+    rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformEnvelopedId);
+    rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformExclC14NId);
+    if (digests & BTSSO_DIGEST_SHA1)
+        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha1Id);
+    if (digests & BTSSO_DIGEST_SHA256)
+        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha256Id);
+    if (digests & BTSSO_DIGEST_SHA384)
+        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha384Id);
+    if (digests & BTSSO_DIGEST_SHA512)
+        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha512Id);
+    return rc;
+}
+
+/* 1: the signature verifies with this certificate's key; 0: it does not;
+ * -1: internal failure. */
+static int verify_with_cert(vctx_t *v, xmlNodePtr sig, const char *id,
+                            const btsso_cert_t *cert)
+{
+    xmlSecDSigCtxPtr ctx;
+    xmlSecKeyPtr key;
+    int ok = 0;
+
+    key = xmlSecCryptoAppKeyLoadMemory(cert->der, (xmlSecSize)cert->der_len,
+                                       xmlSecKeyDataFormatCertDer, NULL,
+                                       NULL, NULL);
+    if (key == NULL) {
+        return 0;   /* not a usable certificate: cannot verify anything */
+    }
+    ctx = xmlSecDSigCtxCreate(NULL);   /* no keys manager: nothing to
+                                          look keys up in */
+    if (ctx == NULL) {
+        xmlSecKeyDestroy(key);
+        return -1;
+    }
+    ctx->signKey = key;                /* owned by ctx from here on */
+    ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+    ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+    ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
+    if (enable_dsig_transforms(ctx, v->sig_allowed, v->digest_allowed) != 0) {
+        xmlSecDSigCtxDestroy(ctx);
+        return -1;
+    }
+    if (xmlSecDSigCtxVerify(ctx, sig) == 0
+        && ctx->status == xmlSecDSigStatusSucceeded
+        && xmlSecPtrListGetSize(&ctx->signedInfoReferences) == 1) {
+        xmlSecDSigReferenceCtxPtr ref =
+            xmlSecPtrListGetItem(&ctx->signedInfoReferences, 0);
+
+        /* Belt and braces: what xmlsec digested is "#id" itself. */
+        ok = ref != NULL && ref->uri != NULL && ref->uri[0] == '#'
+             && xmlStrEqual(ref->uri + 1, BAD_CAST id)
+             && ref->status == xmlSecDSigStatusSucceeded;
+    }
+    xmlSecDSigCtxDestroy(ctx);
+    return ok;
+}
+
+static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
+                                       xmlNodePtr signed_elem, const char *id,
+                                       const char *what)
+{
+    const apr_array_header_t *certs = v->ex->trusted_certs;
+    btsso_error_t *err;
+    int i, rc;
+
+    if ((err = check_signature_shape(v, sig, id, what)) != NULL) {
+        return err;
+    }
+    if (certs == NULL || certs->nelts == 0) {
+        return btsso_error_make(v->p, 403, "no_usable_certificate",
+                                "Single sign-on is not possible: no valid "
+                                "identity provider certificate is "
+                                "configured for this account.",
+                                "no primary/secondary certificate valid now");
+    }
+    for (i = 0; i < certs->nelts; i++) {
+        const btsso_cert_t *c = APR_ARRAY_IDX(certs, i, const btsso_cert_t *);
+
+        if (c == NULL || c->der == NULL) {
+            continue;
+        }
+        rc = verify_with_cert(v, sig, id, c);
+        if (rc < 0) {
+            return btsso_error_make(v->p, 500, "internal", MSG_INTERNAL,
+                                    "xmlsec signature context failed");
+        }
+        if (rc == 1) {
+            return NULL;
+        }
+    }
+    return refuse(v, "sig_invalid", MSG_SIG,
+                  apr_psprintf(v->p, "%s ID=\"%s\": the signature does not "
+                               "verify with any of the account's %d usable "
+                               "certificate(s) (altered content, or signed "
+                               "by another key)", what, clip(v->p, id),
+                               certs->nelts));
+}
+
+/* ---- decryption ------------------------------------------------------- */
+
+static int in_list(const char *const *list, const char *s)
+{
+    int i;
+
+    for (i = 0; s != NULL && list[i] != NULL; i++) {
+        if (strcmp(list[i], s) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Decrypt one EncryptedKey with one SP key; the session key bytes are
+ * copied into *out (pool).  0 on success. */
+static int decrypt_session_key(vctx_t *v, xmlNodePtr ek,
+                               const btsso_sp_key_t *spk,
+                               unsigned char **out, apr_size_t *out_len)
+{
+    xmlSecEncCtxPtr ctx;
+    xmlSecBufferPtr res;
+    xmlSecKeyPtr key = btsso_sp_key_dup(spk);
+    int rc = -1;
+
+    if (key == NULL) {
+        return -1;
+    }
+    ctx = xmlSecEncCtxCreate(NULL);
+    if (ctx == NULL) {
+        xmlSecKeyDestroy(key);
+        return -1;
+    }
+    ctx->encKey = key;
+    ctx->mode = xmlEncCtxModeEncryptedKey;
+    ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+    ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
+    if (xmlSecPtrListAdd(&ctx->transformCtx.enabledTransforms,
+                         (void *)xmlSecTransformRsaOaepId) == 0) {
+        res = xmlSecEncCtxDecryptToBuffer(ctx, ek);
+        if (res != NULL && xmlSecBufferGetSize(res) > 0) {
+            *out_len = xmlSecBufferGetSize(res);
+            *out = apr_pmemdup(v->p, xmlSecBufferGetData(res), *out_len);
+            rc = 0;
+        }
+    }
+    xmlSecEncCtxDestroy(ctx);
+    return rc;
+}
+
+static int enable_data_transforms(xmlSecEncCtxPtr ctx)
+{
+    xmlSecPtrListPtr l = &ctx->transformCtx.enabledTransforms;
+
+    return xmlSecPtrListAdd(l, (void *)xmlSecTransformAes128CbcId)
+           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes192CbcId)
+           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes256CbcId)
+           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes128GcmId)
+           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes192GcmId)
+           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes256GcmId);
+}
+
+/* Decrypt EncryptedData with a session key; plaintext into the pool. */
+static int decrypt_data(vctx_t *v, xmlNodePtr ed, const unsigned char *k,
+                        apr_size_t klen, char **out, apr_size_t *out_len)
+{
+    xmlSecEncCtxPtr ctx;
+    xmlSecBufferPtr res;
+    xmlSecKeyPtr key;
+    int rc = -1;
+
+    key = xmlSecKeyReadMemory(xmlSecKeyDataAesId, k, (xmlSecSize)klen);
+    if (key == NULL) {
+        return -1;
+    }
+    ctx = xmlSecEncCtxCreate(NULL);
+    if (ctx == NULL) {
+        xmlSecKeyDestroy(key);
+        return -1;
+    }
+    ctx->encKey = key;
+    ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+    ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
+    if (enable_data_transforms(ctx) == 0) {
+        res = xmlSecEncCtxDecryptToBuffer(ctx, ed);
+        if (res != NULL && xmlSecBufferGetSize(res) > 0) {
+            *out_len = xmlSecBufferGetSize(res);
+            *out = apr_pstrmemdup(v->p, (const char *)xmlSecBufferGetData(res),
+                                  *out_len);
+            rc = 0;
+        }
+    }
+    xmlSecEncCtxDestroy(ctx);
+    return rc;
+}
+
+static btsso_error_t *enc_method_of(vctx_t *v, xmlNodePtr n, const char **alg)
+{
+    xmlNodePtr m = child_elem(n, NS_XENC, "EncryptionMethod", NULL);
+
+    *alg = m != NULL ? attr(v->p, m, "Algorithm") : NULL;
+    if (*alg == NULL) {
+        return refuse(v, "enc_algorithm", MSG_REFUSED,
+                      apr_psprintf(v->p, "<%s> has no EncryptionMethod",
+                                   (const char *)n->name));
+    }
+    return NULL;
+}
+
+/* EncryptedAssertion -> the decrypted saml:Assertion, parsed with the same
+ * hardened parser into a document of its own (v->plain_doc). */
+static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
+                                        xmlNodePtr *out)
+{
+    const apr_array_header_t *keys = v->ex->sp_keys;
+    apr_array_header_t *eks = apr_array_make(v->p, 2, sizeof(xmlNodePtr));
+    xmlNodePtr ed, ki, c;
+    const char *alg, *type;
+    btsso_error_t *err;
+    int n_ed, i, j;
+    char *plain = NULL;
+    apr_size_t plain_len = 0;
+
+    if (keys == NULL || keys->nelts == 0) {
+        return btsso_error_make(v->p, 500, "decrypt_no_key",
+                                "The login response is encrypted, but no "
+                                "decryption key is configured for this "
+                                "service.",
+                                "EncryptedAssertion received; set "
+                                "BTSSOSPPrivateKey");
+    }
+    ed = child_elem(ea, NS_XENC, "EncryptedData", &n_ed);
+    if (n_ed != 1) {
+        return refuse(v, "decrypt_failed", MSG_REFUSED,
+                      apr_psprintf(v->p, "EncryptedAssertion holds %d "
+                                   "EncryptedData elements", n_ed));
+    }
+    type = attr(v->p, ed, "Type");
+    if (type != NULL && strcmp(type, ENC_TYPE_ELEMENT) != 0) {
+        return refuse(v, "decrypt_failed", MSG_REFUSED,
+                      apr_psprintf(v->p, "EncryptedData Type %s is not "
+                                   "Element", clip(v->p, type)));
+    }
+    if ((err = enc_method_of(v, ed, &alg)) != NULL) {
+        return err;
+    }
+    if (!in_list(data_enc_algs, alg)) {
+        return refuse(v, "enc_algorithm", MSG_REFUSED,
+                      apr_psprintf(v->p, "EncryptedData algorithm %s is not "
+                                   "allowed (AES-GCM or AES-CBC)",
+                                   clip(v->p, alg)));
+    }
+    /* The session key: an EncryptedKey in EncryptedData/KeyInfo or beside
+     * EncryptedData in the EncryptedAssertion (any RetrievalMethod that
+     * points at it is not followed: we look in both places ourselves). */
+    ki = child_elem(ed, NS_DS, "KeyInfo", NULL);
+    for (c = ki != NULL ? ki->children : NULL; c != NULL; c = c->next) {
+        if (is_elem(c, NS_XENC, "EncryptedKey")) {
+            APR_ARRAY_PUSH(eks, xmlNodePtr) = c;
+        }
+    }
+    for (c = ea->children; c != NULL; c = c->next) {
+        if (is_elem(c, NS_XENC, "EncryptedKey")) {
+            APR_ARRAY_PUSH(eks, xmlNodePtr) = c;
+        }
+    }
+    if (eks->nelts == 0) {
+        return refuse(v, "decrypt_failed", MSG_REFUSED,
+                      "EncryptedAssertion carries no EncryptedKey");
+    }
+    for (i = 0; i < eks->nelts && plain == NULL; i++) {
+        xmlNodePtr ek = APR_ARRAY_IDX(eks, i, xmlNodePtr);
+
+        if ((err = enc_method_of(v, ek, &alg)) != NULL) {
+            return err;
+        }
+        if (strcmp(alg, ALG_RSA_OAEP_MGF1P) != 0) {
+            return refuse(v, "enc_algorithm", MSG_REFUSED,
+                          apr_psprintf(v->p, "EncryptedKey algorithm %s is "
+                                       "not allowed (RSA-OAEP only)",
+                                       clip(v->p, alg)));
+        }
+        for (j = 0; j < keys->nelts && plain == NULL; j++) {
+            unsigned char *sk;
+            apr_size_t sk_len;
+
+            if (decrypt_session_key(v, ek,
+                                    APR_ARRAY_IDX(keys, j,
+                                                  const btsso_sp_key_t *),
+                                    &sk, &sk_len) == 0) {
+                if (decrypt_data(v, ed, sk, sk_len, &plain, &plain_len) != 0) {
+                    plain = NULL;
+                }
+                memset(sk, 0, sk_len);
+            }
+        }
+    }
+    if (plain == NULL) {
+        /* One message for every failure: no padding/key oracle. */
+        return refuse(v, "decrypt_failed", MSG_REFUSED,
+                      "EncryptedAssertion could not be decrypted with the "
+                      "SP key(s) (encrypted for another key, or corrupt)");
+    }
+    err = parse_hardened(v->p, plain, plain_len, &v->plain_doc);
+    memset(plain, 0, plain_len);
+    if (err != NULL) {
+        err->detail = apr_pstrcat(v->p, "decrypted assertion: ", err->detail,
+                                  NULL);
+        return err;
+    }
+    *out = xmlDocGetRootElement(v->plain_doc);
+    if (!is_elem(*out, NS_SAML, "Assertion")) {
+        return refuse(v, "decrypt_failed", MSG_REFUSED,
+                      "decrypted content is not a saml:Assertion");
+    }
+    return NULL;
+}
+
+/* ---- the assertion's content ------------------------------------------- */
+
+static btsso_error_t *check_issuer(vctx_t *v, xmlNodePtr issuer,
+                                   const char *where)
+{
+    const char *val = text_of(v->p, issuer);
+
+    if (strcmp(val, v->ex->idp_entity_id) != 0) {
+        return refuse(v, "issuer_mismatch", MSG_CONFIG,
+                      apr_psprintf(v->p, "%s Issuer is %s, expected %s",
+                                   where, clip(v->p, val),
+                                   v->ex->idp_entity_id));
+    }
+    return NULL;
+}
+
+static btsso_error_t *check_in_response_to(vctx_t *v, const char *irt,
+                                           const char *where)
+{
+    if (v->ex->in_response_to != NULL) {
+        if (irt == NULL || strcmp(irt, v->ex->in_response_to) != 0) {
+            return refuse(v, "in_response_to_mismatch", MSG_REFUSED,
+                          apr_psprintf(v->p, "%s InResponseTo is %s, the "
+                                       "request sent was %s", where,
+                                       clip(v->p, irt),
+                                       v->ex->in_response_to));
+        }
+    }
+    else if (irt != NULL) {
+        return refuse(v, "in_response_to_unexpected", MSG_REFUSED,
+                      apr_psprintf(v->p, "%s InResponseTo=%s answers a "
+                                   "request this login did not send",
+                                   where, clip(v->p, irt)));
+    }
+    return NULL;
+}
+
+/* One bearer SubjectConfirmation: NULL if it confirms the subject. */
+static btsso_error_t *check_bearer(vctx_t *v, xmlNodePtr sc,
+                                   apr_time_t *not_on_or_after)
+{
+    xmlNodePtr scd = child_elem(sc, NS_SAML, "SubjectConfirmationData", NULL);
+    const char *recipient;
+    apr_time_t nb, noa, now = v->ex->now;
+    btsso_error_t *err;
+
+    if (scd == NULL) {
+        return refuse(v, "confirmation_no_expiry", MSG_REFUSED,
+                      "bearer SubjectConfirmation without "
+                      "SubjectConfirmationData");
+    }
+    recipient = attr(v->p, scd, "Recipient");
+    if (recipient == NULL || strcmp(recipient, v->ex->acs_url) != 0) {
+        return refuse(v, "recipient_mismatch", MSG_CONFIG,
+                      apr_psprintf(v->p, "SubjectConfirmationData Recipient "
+                                   "is %s, expected %s",
+                                   clip(v->p, recipient), v->ex->acs_url));
+    }
+    if ((err = time_attr(v, scd, "NotOnOrAfter", &noa)) != NULL
+        || (err = time_attr(v, scd, "NotBefore", &nb)) != NULL) {
+        return err;
+    }
+    if (noa == 0) {
+        return refuse(v, "confirmation_no_expiry", MSG_REFUSED,
+                      "SubjectConfirmationData has no NotOnOrAfter");
+    }
+    if (now - v->skew >= noa) {
+        return refuse(v, "confirmation_expired", MSG_TIME,
+                      apr_psprintf(v->p, "SubjectConfirmationData "
+                                   "NotOnOrAfter %s passed (now %s, skew "
+                                   "%d s)", fmt_time(v->p, noa),
+                                   fmt_time(v->p, now), v->ex->clock_skew));
+    }
+    if (nb != 0 && now + v->skew < nb) {
+        return refuse(v, "confirmation_not_yet_valid", MSG_TIME,
+                      apr_psprintf(v->p, "SubjectConfirmationData NotBefore "
+                                   "%s not reached (now %s, skew %d s)",
+                                   fmt_time(v->p, nb), fmt_time(v->p, now),
+                                   v->ex->clock_skew));
+    }
+    if ((err = check_in_response_to(v, attr(v->p, scd, "InResponseTo"),
+                                     "SubjectConfirmationData")) != NULL) {
+        return err;
+    }
+    *not_on_or_after = noa;
+    return NULL;
+}
+
+static btsso_error_t *check_subject(vctx_t *v, xmlNodePtr assertion,
+                                    btsso_assertion_t *a)
+{
+    xmlNodePtr subject, nid, sc;
+    btsso_error_t *first_err = NULL, *err;
+    apr_time_t noa;
+    int n_bearer = 0;
+
+    subject = child_elem(assertion, NS_SAML, "Subject", NULL);
+    if (subject == NULL) {
+        return refuse(v, "no_name_id", MSG_REFUSED,
+                      "Assertion has no Subject");
+    }
+    nid = child_elem(subject, NS_SAML, "NameID", NULL);
+    if (nid == NULL) {
+        return refuse(v, "no_name_id", MSG_REFUSED,
+                      child_elem(subject, NS_SAML, "EncryptedID", NULL)
+                      ? "Subject has an EncryptedID (not supported; "
+                        "encrypt the whole assertion instead)"
+                      : "Subject has no NameID");
+    }
+    if (has_element_child(nid)) {
+        return refuse(v, "bad_name_id", MSG_REFUSED,
+                      "NameID contains child elements");
+    }
+    a->name_id = text_of(v->p, nid);
+    if (*a->name_id == '\0') {
+        return refuse(v, "bad_name_id", MSG_REFUSED, "NameID is empty");
+    }
+    a->name_id_format = attr(v->p, nid, "Format");
+    a->name_id_name_qualifier = attr(v->p, nid, "NameQualifier");
+    a->name_id_sp_name_qualifier = attr(v->p, nid, "SPNameQualifier");
+
+    for (sc = subject->children; sc != NULL; sc = sc->next) {
+        const char *method;
+
+        if (!is_elem(sc, NS_SAML, "SubjectConfirmation")) {
+            continue;
+        }
+        method = attr(v->p, sc, "Method");
+        if (method == NULL || strcmp(method, CM_BEARER) != 0) {
+            continue;
+        }
+        n_bearer++;
+        err = check_bearer(v, sc, &noa);
+        if (err == NULL) {
+            if (noa > a->assertion_not_on_or_after) {
+                a->assertion_not_on_or_after = noa;
+            }
+            return NULL;
+        }
+        if (first_err == NULL) {
+            first_err = err;
+        }
+    }
+    if (n_bearer == 0) {
+        return refuse(v, "no_bearer", MSG_REFUSED,
+                      "no SubjectConfirmation with Method bearer");
+    }
+    return first_err;
+}
+
+static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
+                                       btsso_assertion_t *a)
+{
+    xmlNodePtr cond, c, aud;
+    apr_time_t nb, noa, now = v->ex->now;
+    btsso_error_t *err;
+    int n_cond, n_restrictions = 0;
+
+    cond = child_elem(assertion, NS_SAML, "Conditions", &n_cond);
+    if (cond == NULL || n_cond != 1) {
+        return refuse(v, "conditions_missing", MSG_REFUSED,
+                      apr_psprintf(v->p, "Assertion has %d Conditions "
+                                   "elements; exactly one is required "
+                                   "(with an AudienceRestriction)", n_cond));
+    }
+    if ((err = time_attr(v, cond, "NotBefore", &nb)) != NULL
+        || (err = time_attr(v, cond, "NotOnOrAfter", &noa)) != NULL) {
+        return err;
+    }
+    if (nb != 0 && now + v->skew < nb) {
+        return refuse(v, "not_yet_valid", MSG_TIME,
+                      apr_psprintf(v->p, "Conditions NotBefore %s not "
+                                   "reached: now %s, skew %d s (check the "
+                                   "IdP's clock)", fmt_time(v->p, nb),
+                                   fmt_time(v->p, now), v->ex->clock_skew));
+    }
+    if (noa != 0 && now - v->skew >= noa) {
+        return refuse(v, "expired", MSG_TIME,
+                      apr_psprintf(v->p, "Conditions NotOnOrAfter %s passed: "
+                                   "now %s, skew %d s", fmt_time(v->p, noa),
+                                   fmt_time(v->p, now), v->ex->clock_skew));
+    }
+    if (noa > a->assertion_not_on_or_after) {
+        a->assertion_not_on_or_after = noa;
+    }
+    for (c = cond->children; c != NULL; c = c->next) {
+        int found = 0;
+
+        if (c->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        if (is_elem(c, NS_SAML, "OneTimeUse")
+            || is_elem(c, NS_SAML, "ProxyRestriction")) {
+            /* OneTimeUse: the replay cache does exactly that; a proxy
+             * restriction limits others, not us. */
+            continue;
+        }
+        if (!is_elem(c, NS_SAML, "AudienceRestriction")) {
+            return refuse(v, "condition_unknown", MSG_REFUSED,
+                          apr_psprintf(v->p, "Conditions holds <%s>, which "
+                                       "this service does not understand",
+                                       (const char *)c->name));
+        }
+        n_restrictions++;
+        for (aud = c->children; aud != NULL; aud = aud->next) {
+            if (is_elem(aud, NS_SAML, "Audience")
+                && strcmp(text_of(v->p, aud), v->ex->sp_entity_id) == 0) {
+                found = 1;
+            }
+        }
+        /* Several AudienceRestrictions must ALL be satisfied. */
+        if (!found) {
+            return refuse(v, "audience_mismatch", MSG_CONFIG,
+                          apr_psprintf(v->p, "AudienceRestriction does not "
+                                       "name %s (the IdP is configured "
+                                       "with another SP entityID)",
+                                       v->ex->sp_entity_id));
+        }
+    }
+    if (n_restrictions == 0) {
+        return refuse(v, "audience_missing", MSG_REFUSED,
+                      "Conditions has no AudienceRestriction");
+    }
+    return NULL;
+}
+
+static btsso_error_t *read_authn_statement(vctx_t *v, xmlNodePtr assertion,
+                                           btsso_assertion_t *a)
+{
+    xmlNodePtr st, ctx, ref;
+    btsso_error_t *err;
+
+    st = child_elem(assertion, NS_SAML, "AuthnStatement", NULL);
+    if (st == NULL) {
+        return refuse(v, "no_authn_statement", MSG_REFUSED,
+                      "Assertion has no AuthnStatement");
+    }
+    if ((err = time_attr(v, st, "AuthnInstant", &a->authn_instant)) != NULL
+        || (err = time_attr(v, st, "SessionNotOnOrAfter",
+                            &a->session_not_on_or_after)) != NULL) {
+        return err;
+    }
+    if (a->session_not_on_or_after != 0
+        && v->ex->now - v->skew >= a->session_not_on_or_after) {
+        return refuse(v, "session_expired", MSG_TIME,
+                      apr_psprintf(v->p, "AuthnStatement SessionNotOnOrAfter "
+                                   "%s passed",
+                                   fmt_time(v->p,
+                                            a->session_not_on_or_after)));
+    }
+    a->session_index = attr(v->p, st, "SessionIndex");
+    ctx = child_elem(st, NS_SAML, "AuthnContext", NULL);
+    ref = ctx != NULL ? child_elem(ctx, NS_SAML, "AuthnContextClassRef", NULL)
+          : NULL;
+    a->authn_context_class = ref != NULL ? text_of(v->p, ref) : NULL;
+    return NULL;
+}
+
+static void read_attributes(vctx_t *v, xmlNodePtr assertion,
+                            btsso_assertion_t *a)
+{
+    xmlNodePtr st, at, val;
+
+    a->attributes = apr_array_make(v->p, 8, sizeof(btsso_attribute_t));
+    for (st = assertion->children; st != NULL; st = st->next) {
+        if (!is_elem(st, NS_SAML, "AttributeStatement")) {
+            continue;
+        }
+        for (at = st->children; at != NULL; at = at->next) {
+            btsso_attribute_t *out;
+            const char *name;
+
+            if (!is_elem(at, NS_SAML, "Attribute")
+                || (name = attr(v->p, at, "Name")) == NULL) {
+                continue;
+            }
+            out = apr_array_push(a->attributes);
+            out->name = name;
+            out->name_format = attr(v->p, at, "NameFormat");
+            out->friendly_name = attr(v->p, at, "FriendlyName");
+            out->values = apr_array_make(v->p, 2, sizeof(const char *));
+            for (val = at->children; val != NULL; val = val->next) {
+                if (is_elem(val, NS_SAML, "AttributeValue")) {
+                    APR_ARRAY_PUSH(out->values, const char *) =
+                        text_of(v->p, val);
+                }
+            }
+        }
+    }
+}
+
+const btsso_attribute_t *btsso_assertion_attribute(const btsso_assertion_t *a,
+                                                   const char *name)
+{
+    int i;
+
+    if (a == NULL || a->attributes == NULL || name == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < a->attributes->nelts; i++) {
+        const btsso_attribute_t *at =
+            &APR_ARRAY_IDX(a->attributes, i, btsso_attribute_t);
+
+        if (strcmp(at->name, name) == 0) {
+            return at;
+        }
+    }
+    for (i = 0; i < a->attributes->nelts; i++) {
+        const btsso_attribute_t *at =
+            &APR_ARRAY_IDX(a->attributes, i, btsso_attribute_t);
+
+        if (at->friendly_name != NULL && strcmp(at->friendly_name, name) == 0) {
+            return at;
+        }
+    }
+    return NULL;
+}
+
+/* Version, ID and IssueInstant of a Response or Assertion. */
+static btsso_error_t *check_header(vctx_t *v, xmlNodePtr n, const char **id,
+                                   apr_time_t *issue_instant)
+{
+    const char *version = attr(v->p, n, "Version");
+    btsso_error_t *err;
+
+    if (version == NULL || strcmp(version, "2.0") != 0) {
+        return malformed(v, apr_psprintf(v->p, "<%s> Version is %s, not 2.0",
+                                         (const char *)n->name,
+                                         clip(v->p, version)));
+    }
+    *id = attr(v->p, n, "ID");
+    if (*id == NULL || **id == '\0') {
+        return malformed(v, apr_psprintf(v->p, "<%s> has no ID",
+                                         (const char *)n->name));
+    }
+    if ((err = time_attr(v, n, "IssueInstant", issue_instant)) != NULL) {
+        return err;
+    }
+    if (*issue_instant == 0) {
+        return malformed(v, apr_psprintf(v->p, "<%s> has no IssueInstant",
+                                         (const char *)n->name));
+    }
+    if (*issue_instant > v->ex->now + v->skew) {
+        return refuse(v, "issued_in_future", MSG_TIME,
+                      apr_psprintf(v->p, "<%s ID=\"%s\"> IssueInstant %s is "
+                                   "%" APR_TIME_T_FMT " s in the future "
+                                   "(skew %d s): check the IdP's clock",
+                                   (const char *)n->name, clip(v->p, *id),
+                                   fmt_time(v->p, *issue_instant),
+                                   apr_time_sec(*issue_instant - v->ex->now),
+                                   v->ex->clock_skew));
+    }
+    return NULL;
+}
+
+static btsso_error_t *check_status(vctx_t *v, xmlNodePtr resp)
+{
+    xmlNodePtr st = child_elem(resp, NS_SAMLP, "Status", NULL), code, sub,
+               msg;
+    const char *top, *second = NULL, *text = NULL;
+
+    code = st != NULL ? child_elem(st, NS_SAMLP, "StatusCode", NULL) : NULL;
+    top = code != NULL ? attr(v->p, code, "Value") : NULL;
+    if (top != NULL && strcmp(top, STATUS_SUCCESS) == 0) {
+        return NULL;
+    }
+    sub = code != NULL ? child_elem(code, NS_SAMLP, "StatusCode", NULL) : NULL;
+    if (sub != NULL) {
+        second = attr(v->p, sub, "Value");
+    }
+    msg = st != NULL ? child_elem(st, NS_SAMLP, "StatusMessage", NULL) : NULL;
+    if (msg != NULL) {
+        text = text_of(v->p, msg);
+    }
+    return btsso_error_make(v->p, 403, "status_not_success",
+                            "Your identity provider did not log you in.",
+                            "Status %s%s%s%s%s", clip(v->p, top),
+                            second != NULL ? " / " : "",
+                            second != NULL ? clip(v->p, second) : "",
+                            text != NULL ? ": " : "",
+                            text != NULL ? clip(v->p, text) : "");
+}
+
+/* ---- the validation ----------------------------------------------------- */
+
+static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
+                               btsso_assertion_t *a)
+{
+    const btsso_response_expect_t *ex = v->ex;
+    xmlNodePtr resp, issuer, assertion = NULL, rsig, asig;
+    survey_t *s;
+    btsso_error_t *err;
+    const char *resp_id, *dest, *irt;
+    apr_time_t resp_instant;
+    int n, n_issuer;
+
+    if ((err = load_document(v->p, input, len, ex->max_size,
+                             ex->max_xml_size, &v->doc)) != NULL) {
+        return err;
+    }
+    resp = xmlDocGetRootElement(v->doc);
+    if (!is_elem(resp, NS_SAMLP, "Response")) {
+        return btsso_error_make(v->p, 400, "not_response", MSG_BAD_INPUT,
+                                "root element is <%s>, not samlp:Response",
+                                resp != NULL ? (const char *)resp->name : "");
+    }
+    if ((err = check_header(v, resp, &resp_id, &resp_instant)) != NULL) {
+        return err;
+    }
+    a->response_id = resp_id;
+    if (v->doc->ids != NULL) {
+        return refuse(v, "xml_id_forbidden", MSG_REFUSED,
+                      "an xml:id attribute is present");
+    }
+    irt = attr(v->p, resp, "InResponseTo");
+    if (ex->in_response_to == NULL && !ex->allow_idp_initiated && irt == NULL) {
+        return refuse(v, "unsolicited", MSG_REFUSED,
+                      "unsolicited (IdP-initiated) response, but "
+                      "BTSSOAllowIdPInitiated is Off");
+    }
+    if ((err = check_status(v, resp)) != NULL) {
+        return err;
+    }
+    issuer = child_elem(resp, NS_SAML, "Issuer", &n_issuer);
+    if (n_issuer > 1) {
+        return malformed(v, "Response has more than one Issuer");
+    }
+    if (issuer != NULL && (err = check_issuer(v, issuer, "Response")) != NULL) {
+        return err;
+    }
+    dest = attr(v->p, resp, "Destination");
+    if (dest != NULL && strcmp(dest, ex->acs_url) != 0) {
+        return refuse(v, "destination_mismatch", MSG_CONFIG,
+                      apr_psprintf(v->p, "Response Destination is %s, "
+                                   "expected %s", clip(v->p, dest),
+                                   ex->acs_url));
+    }
+    if ((err = check_in_response_to(v, irt, "Response")) != NULL) {
+        return err;
+    }
+    a->in_response_to = irt;
+
+    /* Exactly one assertion in the whole document, as a direct child. */
+    s = survey(v->p, resp);
+    if (s->assertions->nelts == 0) {
+        return refuse(v, "no_assertion", MSG_REFUSED,
+                      "Response carries no Assertion");
+    }
+    if (s->assertions->nelts > 1) {
+        return refuse(v, "multiple_assertions", MSG_REFUSED,
+                      apr_psprintf(v->p, "Response carries %d assertions "
+                                   "(counting nested and wrapped ones); "
+                                   "exactly one is accepted",
+                                   s->assertions->nelts));
+    }
+    assertion = APR_ARRAY_IDX(s->assertions, 0, xmlNodePtr);
+    if (assertion->parent != resp) {
+        return refuse(v, "assertion_misplaced", MSG_REFUSED,
+                      apr_psprintf(v->p, "the Assertion sits inside <%s>, "
+                                   "not directly in the Response",
+                                   (const char *)assertion->parent->name));
+    }
+    if ((err = register_id(v, v->doc, s, resp, resp_id)) != NULL) {
+        return err;
+    }
+    if (is_elem(assertion, NS_SAML, "Assertion")) {
+        const char *aid = attr(v->p, assertion, "ID");
+
+        if (aid == NULL || *aid == '\0') {
+            return malformed(v, "Assertion has no ID");
+        }
+        if ((err = register_id(v, v->doc, s, assertion, aid)) != NULL) {
+            return err;
+        }
+        err = check_signature_places(v, s, resp, assertion);
+    }
+    else {
+        err = check_signature_places(v, s, resp, NULL);
+    }
+    if (err != NULL) {
+        return err;
+    }
+
+    /* The Response's own signature (covers everything, incl. an
+     * EncryptedAssertion in its encrypted form). */
+    rsig = child_elem(resp, NS_DS, "Signature", &n);
+    if (rsig != NULL) {
+        if ((err = verify_signature(v, rsig, resp, resp_id, "Response"))
+            != NULL) {
+            return err;
+        }
+        if (dest == NULL) {
+            return refuse(v, "destination_missing", MSG_REFUSED,
+                          "signed Response has no Destination");
+        }
+        a->response_signed = 1;
+    }
+
+    if (is_elem(assertion, NS_SAML, "EncryptedAssertion")) {
+        survey_t *ps;
+        const char *aid;
+
+        a->was_encrypted = 1;
+        if ((err = decrypt_assertion(v, assertion, &assertion)) != NULL) {
+            return err;
+        }
+        if (v->plain_doc->ids != NULL) {
+            return refuse(v, "xml_id_forbidden", MSG_REFUSED,
+                          "an xml:id attribute is present in the decrypted "
+                          "assertion");
+        }
+        ps = survey(v->p, assertion);
+        if (ps->assertions->nelts != 1) {
+            return refuse(v, "multiple_assertions", MSG_REFUSED,
+                          apr_psprintf(v->p, "the decrypted Assertion "
+                                       "contains %d further assertions",
+                                       ps->assertions->nelts - 1));
+        }
+        aid = attr(v->p, assertion, "ID");
+        if (aid == NULL || *aid == '\0') {
+            return malformed(v, "decrypted Assertion has no ID");
+        }
+        if ((err = register_id(v, v->plain_doc, ps, assertion, aid)) != NULL
+            || (err = check_signature_places(v, ps, assertion, NULL))
+               != NULL) {
+            return err;
+        }
+    }
+
+    if ((err = check_header(v, assertion, &a->assertion_id,
+                            &a->issue_instant)) != NULL) {
+        return err;
+    }
+    asig = child_elem(assertion, NS_DS, "Signature", NULL);
+    if (asig != NULL) {
+        if ((err = verify_signature(v, asig, assertion, a->assertion_id,
+                                    "Assertion")) != NULL) {
+            return err;
+        }
+        a->assertion_signed = 1;
+    }
+    if (!a->response_signed && !a->assertion_signed) {
+        return refuse(v, "not_signed", MSG_SIG,
+                      "neither the Response nor the Assertion is signed");
+    }
+
+    /* From here on, everything is read from `assertion`, the node the
+     * verified signature covers; never searched for in the document. */
+    issuer = child_elem(assertion, NS_SAML, "Issuer", &n_issuer);
+    if (issuer == NULL || n_issuer != 1) {
+        return refuse(v, "no_issuer", MSG_REFUSED,
+                      "Assertion needs exactly one Issuer");
+    }
+    if ((err = check_issuer(v, issuer, "Assertion")) != NULL) {
+        return err;
+    }
+    a->issuer = text_of(v->p, issuer);
+    if ((err = check_subject(v, assertion, a)) != NULL
+        || (err = check_conditions(v, assertion, a)) != NULL
+        || (err = read_authn_statement(v, assertion, a)) != NULL) {
+        return err;
+    }
+    read_attributes(v, assertion, a);
+    return NULL;
+}
+
+btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
+                                       apr_size_t len,
+                                       const btsso_response_expect_t *ex,
+                                       btsso_assertion_t **out)
+{
+    vctx_t v;
+    btsso_assertion_t *a;
+    btsso_error_t *err;
+
+    *out = NULL;
+    memset(&v, 0, sizeof(v));
+    v.p = p;
+    v.ex = ex;
+    if (ex == NULL || ex->sp_entity_id == NULL || ex->acs_url == NULL
+        || ex->idp_entity_id == NULL || ex->clock_skew < 0) {
+        return btsso_error_make(p, 500, "bad_expectation", MSG_INTERNAL,
+                                "btsso_response_validate needs sp_entity_id, "
+                                "acs_url, idp_entity_id and a clock_skew "
+                                ">= 0");
+    }
+    v.sig_allowed = ex->sig_algs != 0 ? ex->sig_algs : BTSSO_SIG_DEFAULT;
+    v.digest_allowed = ex->digest_algs != 0 ? ex->digest_algs
+                       : BTSSO_DIGEST_DEFAULT;
+    v.skew = apr_time_from_sec(ex->clock_skew);
+    a = apr_pcalloc(p, sizeof(*a));
+    err = validate(&v, input, len, a);
+    /* v.doc is owned by a pool cleanup; the decrypted document and its
+     * plaintext are freed now rather than lingering in the pool. */
+    if (v.plain_doc != NULL) {
+        xmlFreeDoc(v.plain_doc);
+    }
+    if (err == NULL) {
+        *out = a;
+    }
+    return err;
+}
+
+btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
+                                          apr_size_t len, apr_size_t max_size,
+                                          const char **issuer)
+{
+    xmlDocPtr doc;
+    xmlNodePtr resp, iss, c;
+    btsso_error_t *err;
+
+    *issuer = NULL;
+    if ((err = load_document(p, input, len, max_size, 0, &doc)) != NULL) {
+        return err;
+    }
+    resp = xmlDocGetRootElement(doc);
+    if (!is_elem(resp, NS_SAMLP, "Response")) {
+        return btsso_error_make(p, 400, "not_response", MSG_BAD_INPUT,
+                                "root element is <%s>, not samlp:Response",
+                                resp != NULL ? (const char *)resp->name : "");
+    }
+    iss = child_elem(resp, NS_SAML, "Issuer", NULL);
+    if (iss == NULL) {
+        c = child_elem(resp, NS_SAML, "Assertion", NULL);
+        iss = c != NULL ? child_elem(c, NS_SAML, "Issuer", NULL) : NULL;
+    }
+    if (iss == NULL || has_element_child(iss)
+        || *(*issuer = text_of(p, iss)) == '\0') {
+        *issuer = NULL;
+        return btsso_error_make(p, 403, "no_issuer", MSG_REFUSED,
+                                "the Response names no Issuer, so the "
+                                "account cannot be determined");
+    }
+    return NULL;
+}
