@@ -1,0 +1,247 @@
+/*
+ * store.h - the account store (APR DBD), shared by the module and btssoctl.
+ *
+ * Every statement is an APR DBD prepared statement registered under a label
+ * (see btsso_store_statements()).  The module registers them with mod_dbd's
+ * ap_dbd_prepare() at configuration time and wraps each acquired connection
+ * with btsso_store_wrap(); btssoctl opens its own connection with
+ * btsso_store_open().  Every change runs in one transaction, bumps the
+ * account's version (optimistic concurrency for the admin API) and writes an
+ * audit row; on any error nothing is written.
+ */
+#ifndef BTSSO_STORE_H
+#define BTSSO_STORE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_hash.h>
+#include <apr_time.h>
+#include <apr_dbd.h>
+#include "core/btsso_error.h"
+#include "crypto/cert.h"
+#include "saml/metadata.h"
+
+#define BTSSO_SCHEMA_VERSION 1
+
+/* Labels of the statements an operator may override by directive. */
+#define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */
+#define BTSSO_Q_DUPLICATES      "btsso_duplicates" /* BTSSODuplicateEmailQuery */
+#define BTSSO_Q_ADMIN           "btsso_admin"      /* BTSSOAdminQuery */
+#define BTSSO_Q_ACCOUNT_BY_EMAIL "btsso_by_email"  /* BTSSOAccountByEmailQuery */
+
+typedef struct btsso_stmt_def_t {
+    const char *label;
+    const char *sql;        /* APR DBD syntax: %s placeholders */
+    const char *params;     /* what the %s are, for docs and errors */
+} btsso_stmt_def_t;
+
+/* The statements, terminated by {NULL, NULL, NULL}.  The SQL is the same
+ * for SQLite and PostgreSQL. */
+const btsso_stmt_def_t *btsso_store_statements(void);
+
+typedef struct btsso_store_t btsso_store_t;
+
+/* Wrap a connection whose prepared statements (label -> apr_dbd_prepared_t*)
+ * are already in `prepared` (mod_dbd's ap_dbd_t). */
+btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
+                                apr_dbd_t *handle, apr_hash_t *prepared);
+
+/* Open a connection ("sqlite3", "pgsql") for btssoctl.  sql_overrides maps
+ * the labels above to operator SQL (may be NULL).  Statements are prepared
+ * on first use, so `init` works on an empty database. */
+btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
+                                const char *params, apr_hash_t *sql_overrides,
+                                btsso_store_t **out);
+void btsso_store_close(btsso_store_t *s);
+
+/* "sqlite3" or "pgsql" */
+const char *btsso_store_dialect(const btsso_store_t *s);
+
+/* Create or upgrade the schema to BTSSO_SCHEMA_VERSION (DDL run directly,
+ * not prepared).  *from is 0 for a new database. */
+btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to);
+
+/* ---- records ---------------------------------------------------------- */
+
+typedef struct btsso_account_t {
+    const char *account;
+    const char *name;
+    int sso_enabled;
+    int allow_password;
+    apr_int64_t version;        /* bumped by every change */
+    apr_time_t created;
+    apr_time_t updated;
+} btsso_account_t;
+
+typedef struct btsso_idp_t {
+    const char *account;
+    const char *entity_id;
+    int shared;
+    const char *metadata_xml;   /* last good metadata, as uploaded */
+    const char *source_url;     /* NULL unless fetched from a URL */
+    const char *email_attribute;/* NULL when unset */
+    int email_from_name_id;
+    apr_time_t updated;
+} btsso_idp_t;
+
+typedef struct btsso_stored_cert_t {
+    btsso_cert_t *cert;
+    btsso_cert_role_e role;
+    const char *source;         /* "metadata", "upload", "refresh" */
+    apr_time_t added;
+} btsso_stored_cert_t;
+
+typedef struct btsso_user_t {
+    const char *account;
+    const char *extension;
+    const char *kind;           /* "user" or "call_queue" */
+    const char *email;
+    int is_admin;
+} btsso_user_t;
+
+typedef struct btsso_dup_email_t {
+    const char *email;              /* lowercased, trimmed */
+    apr_array_header_t *holders;    /* btsso_user_t * */
+} btsso_dup_email_t;
+
+typedef struct btsso_audit_t {
+    apr_time_t at;
+    const char *account;
+    const char *actor;
+    const char *action;
+    const char *detail;
+} btsso_audit_t;
+
+/* ---- accounts and users ------------------------------------------------ */
+
+/* Errors: exists 409, bad_account 400 (ids: [A-Za-z0-9._-]{1,64}). */
+btsso_error_t *btsso_store_account_add(btsso_store_t *s, const char *account,
+                                       const char *name, const char *actor);
+/* Error not_found 404. */
+btsso_error_t *btsso_store_account_get(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       btsso_account_t **out);
+btsso_error_t *btsso_store_account_list(btsso_store_t *s, apr_pool_t *p,
+                                        apr_array_header_t **out);
+
+/* kind "user" or "call_queue".  While SSO is enabled for the account, an
+ * email already used in it (case-insensitive, trimmed) is refused:
+ * duplicate_email 409.  Also: not_found 404, exists 409, bad_email 400. */
+btsso_error_t *btsso_store_user_add(btsso_store_t *s, const char *account,
+                                    const char *extension, const char *email,
+                                    const char *kind, int is_admin,
+                                    const char *actor);
+btsso_error_t *btsso_store_user_list(btsso_store_t *s, apr_pool_t *p,
+                                     const char *account,
+                                     apr_array_header_t **out);
+/* Through BTSSO_Q_USER (account, email) -> first (extension, email) row;
+ * *out NULL when no user matches. */
+btsso_error_t *btsso_store_user_by_email(btsso_store_t *s, apr_pool_t *p,
+                                         const char *account,
+                                         const char *email,
+                                         btsso_user_t **out);
+/* Through BTSSO_Q_ADMIN (account, remote_user) -> *is_admin. */
+btsso_error_t *btsso_store_is_admin(btsso_store_t *s, const char *account,
+                                    const char *remote_user, int *is_admin);
+/* Through BTSSO_Q_ACCOUNT_BY_EMAIL (email) -> *account or NULL. */
+btsso_error_t *btsso_store_account_by_email(btsso_store_t *s, apr_pool_t *p,
+                                            const char *email,
+                                            const char **account);
+/* Through BTSSO_Q_DUPLICATES (account): btsso_dup_email_t, sorted. */
+btsso_error_t *btsso_store_duplicate_emails(btsso_store_t *s, apr_pool_t *p,
+                                            const char *account,
+                                            apr_array_header_t **out);
+
+/* ---- IdP configuration ---------------------------------------------------- */
+
+/*
+ * Store parsed metadata for the account (replacing any previous IdP).
+ * Refused with entity_in_use 409 when another account holds the same
+ * entityID and either side is not shared (message says to contact support).
+ * The metadata's signing certificates are added (source "metadata"); when
+ * the IdP changed or no usable primary/secondary is set, the first two
+ * valid-now metadata certificates, in document order, become primary and
+ * secondary.  expected_version: 0 to skip the check, else conflict 409 when
+ * the account's version differs.
+ */
+btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
+                                   const btsso_idp_metadata_t *md,
+                                   const char *xml, const char *source_url,
+                                   int shared, apr_int64_t expected_version,
+                                   apr_time_t now, const char *actor);
+/* *out NULL when no IdP is configured. */
+btsso_error_t *btsso_store_idp_get(btsso_store_t *s, apr_pool_t *p,
+                                   const char *account, btsso_idp_t **out);
+/* The self-service (non-shared) account of an IdP entityID, or NULL. */
+btsso_error_t *btsso_store_account_by_issuer(btsso_store_t *s, apr_pool_t *p,
+                                             const char *entity_id,
+                                             const char **account);
+/* Accounts whose IdP metadata came from a URL (for idp refresh --all). */
+btsso_error_t *btsso_store_url_accounts(btsso_store_t *s, apr_pool_t *p,
+                                        apr_array_header_t **out);
+
+/* attribute NULL and name_id 1: the NameID carries the email.
+ * Errors: no_idp 409, bad_attribute 400. */
+btsso_error_t *btsso_store_email_set(btsso_store_t *s, const char *account,
+                                     const char *attribute, int name_id,
+                                     apr_int64_t expected_version,
+                                     const char *actor);
+
+/* ---- certificates ------------------------------------------------------------ */
+
+/* Adds (or, when already stored, only changes the role when role is not
+ * NONE).  Giving a role takes it from the certificate that held it. */
+btsso_error_t *btsso_store_cert_add(btsso_store_t *s, const char *account,
+                                    const btsso_cert_t *cert,
+                                    btsso_cert_role_e role, const char *source,
+                                    apr_int64_t expected_version,
+                                    apr_time_t now, const char *actor);
+btsso_error_t *btsso_store_cert_list(btsso_store_t *s, apr_pool_t *p,
+                                     const char *account,
+                                     apr_array_header_t **out); /* btsso_stored_cert_t * */
+/* Errors: not_found 404. */
+btsso_error_t *btsso_store_cert_role(btsso_store_t *s, const char *account,
+                                     const char *sha256, btsso_cert_role_e role,
+                                     apr_int64_t expected_version,
+                                     const char *actor);
+btsso_error_t *btsso_store_cert_remove(btsso_store_t *s, const char *account,
+                                       const char *sha256,
+                                       apr_int64_t expected_version,
+                                       const char *actor);
+/* Certificates of any account whose not_after < now + days; each element
+ * a btsso_stored_cert_t * whose cert is set, with account in *accounts
+ * (parallel array of const char *). */
+btsso_error_t *btsso_store_cert_expiring(btsso_store_t *s, apr_pool_t *p,
+                                         apr_time_t now, int days,
+                                         apr_array_header_t **certs,
+                                         apr_array_header_t **accounts);
+
+/* ---- enabling ------------------------------------------------------------------- */
+
+/* What keeps the account from SSO: any of "idp", "email_mapping",
+ * "usable_certificate" (a primary or secondary valid at now).  Pure. */
+apr_array_header_t *btsso_account_missing(apr_pool_t *p,
+                                          const btsso_idp_t *idp,
+                                          const apr_array_header_t *certs,
+                                          apr_time_t now);
+
+/*
+ * Enable or disable SSO.  Enabling is refused with duplicate_emails 409
+ * (*dups set) or incomplete 409 (*missing set); either out pointer may be
+ * NULL.  Disabling always works.
+ */
+btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account, int enabled,
+                                       int allow_password,
+                                       apr_int64_t expected_version,
+                                       apr_time_t now, const char *actor,
+                                       apr_array_header_t **dups,
+                                       apr_array_header_t **missing);
+
+/* ---- audit ----------------------------------------------------------------------- */
+
+btsso_error_t *btsso_store_audit_list(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account, int limit,
+                                      apr_array_header_t **out); /* btsso_audit_t * */
+
+#endif /* BTSSO_STORE_H */
