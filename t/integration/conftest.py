@@ -1,0 +1,42 @@
+"""pytest wiring: t/lib on sys.path, a throwaway httpd per test, and the
+error-log rule (an unexpected [error]/[warn] line fails the test)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+import btsso_httpd  # noqa: E402
+
+
+@pytest.fixture
+def make_httpd(request):
+    """Factory: make_httpd(**kwargs) -> Httpd (not started).  Every instance
+    is stopped and its log checked when the test ends."""
+    made = []
+
+    def factory(**kwargs):
+        h = btsso_httpd.Httpd(**kwargs)
+        made.append(h)
+        return h
+
+    yield factory
+    failed = request.node.rep_call.failed if hasattr(request.node,
+                                                      "rep_call") else False
+    problems = []
+    for h in made:
+        h.stop()
+        if not failed:
+            problems += h.unexpected_log_lines()
+        h.cleanup()
+    if problems:
+        pytest.fail("unexpected lines in the error log:\n" +
+                    "\n".join(problems))
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
