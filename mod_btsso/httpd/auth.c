@@ -1,0 +1,214 @@
+/*
+ * auth.c - enforcement: AuthType BTSSO, and BTSSOPasswordGuard for
+ * locations authenticated otherwise.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <mod_auth.h>
+#include <apr_strings.h>
+
+#include "btsso_glue.h"
+#include "btsso_acct.h"
+#include "btsso_session.h"
+#include "btsso_handlers.h"
+#include "core/addressing.h"
+
+APLOG_USE_MODULE(btsso);
+
+#define AUTH_TYPE "BTSSO"
+
+static const char *const header_names[] = {
+    "X-BTSSO-Account", "X-BTSSO-Email", "X-BTSSO-Name-ID", "X-BTSSO-IdP",
+    "X-BTSSO-Session-Expires", NULL
+};
+
+/* Incoming X-BTSSO-* headers are the client's, never ours: remove them
+ * before anything downstream (CGI, proxy) can trust them. */
+static void strip_spoofed_headers(request_rec *r)
+{
+    const apr_array_header_t *h = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)h->elts;
+    apr_array_header_t *doomed = apr_array_make(r->pool, 2,
+                                                sizeof(const char *));
+    int i;
+
+    for (i = 0; i < h->nelts; i++) {
+        if (e[i].key != NULL && strncasecmp(e[i].key, "X-BTSSO-", 8) == 0) {
+            APR_ARRAY_PUSH(doomed, const char *) = e[i].key;
+        }
+    }
+    for (i = 0; i < doomed->nelts; i++) {
+        apr_table_unset(r->headers_in, APR_ARRAY_IDX(doomed, i,
+                                                     const char *));
+    }
+}
+
+static void export_session(request_rec *r, const btsso_session_t *ss,
+                           int set_headers)
+{
+    const char *expires = apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                       apr_time_sec(ss->expires));
+    const char *values[6];
+    static const char *const env_names[] = {
+        "BTSSO_ACCOUNT", "BTSSO_EMAIL", "BTSSO_NAME_ID", "BTSSO_IDP",
+        "BTSSO_SESSION_EXPIRES", NULL
+    };
+    int i;
+
+    values[0] = ss->account;
+    values[1] = ss->email;
+    values[2] = ss->name_id;
+    values[3] = ss->idp;
+    values[4] = expires;
+    values[5] = NULL;
+    for (i = 0; env_names[i] != NULL; i++) {
+        apr_table_setn(r->subprocess_env, env_names[i], values[i]);
+        if (set_headers) {
+            apr_table_setn(r->headers_in, header_names[i], values[i]);
+        }
+    }
+}
+
+/* The account BTSSOAccount names for this request, or NULL. */
+static const char *directed_account(request_rec *r)
+{
+    btsso_dir_cfg *dc = btsso_dir(r);
+    const char *err = NULL;
+    const char *v;
+
+    if (dc->account == NULL) {
+        return NULL;
+    }
+    v = ap_expr_str_exec(r, dc->account, &err);
+    if (err != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "BTSSO0310: BTSSOAccount could not be evaluated: %s",
+                      err);
+        return NULL;
+    }
+    if (v == NULL || *v == '\0') {
+        return NULL;
+    }
+    if (!btsso_account_id_ok(v)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0311: BTSSOAccount gave '%s', which is not an "
+                      "account id", ap_escape_logitem(r->pool, v));
+        return NULL;
+    }
+    return v;
+}
+
+static int btsso_check_user(request_rec *r)
+{
+    btsso_dir_cfg *dc;
+    btsso_session_t *ss;
+    const char *type = ap_auth_type(r);
+    const char *account;
+    const btsso_acct_entry *e = NULL;
+    btsso_error_t *err;
+
+    if (type == NULL || strcasecmp(type, AUTH_TYPE) != 0) {
+        return DECLINED;
+    }
+    dc = btsso_dir(r);
+    strip_spoofed_headers(r);
+    if (apr_table_get(r->notes, BTSSO_NOTE_SP) != NULL) {
+        /* Our own endpoints (ACS, login, ...) must stay reachable inside a
+         * protected location; they do their own checks. */
+        r->user = "";
+        r->ap_auth_type = AUTH_TYPE;
+        return OK;
+    }
+    account = directed_account(r);
+    ss = btsso_session_get(r);
+    if (ss != NULL && (account == NULL || !strcmp(account, ss->account))) {
+        r->user = (char *)ss->email;
+        r->ap_auth_type = AUTH_TYPE;
+        export_session(r, ss, btsso_dir_set_headers(dc));
+        return OK;
+    }
+    /* Browsers (GET, and HEAD which is M_GET) are sent to sign in; other
+     * requests cannot follow a redirect with their body. */
+    if (r->method_number != M_GET) {
+        return HTTP_UNAUTHORIZED;
+    }
+    if (account != NULL) {
+        err = btsso_acct_get(r, account, &e);
+        if (err == NULL && e->account->sso_enabled && e->idp != NULL) {
+            int rc = btsso_start_login(r, e, r->unparsed_uri, 0);
+
+            /* start_login answers with a redirect or an error page */
+            return rc == OK ? DONE : rc;
+        }
+        if (err != NULL && err->status != 404) {
+            btsso_log_error(r, APLOG_ERR, "BTSSO0312", account, err);
+        }
+    }
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY,
+                          btsso_discovery_url(r, r->unparsed_uri));
+}
+
+/*
+ * BTSSOPasswordGuard: the location is authenticated by something else
+ * (Basic, Form...).  A user of an account that enforces SSO is refused,
+ * unless the account allows passwords too.
+ */
+static int btsso_password_guard(request_rec *r)
+{
+    btsso_dir_cfg *dc = btsso_dir(r);
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *type = ap_auth_type(r);
+    const char *account = NULL;
+    const btsso_acct_entry *e = NULL;
+    btsso_store_t *st;
+    btsso_error_t *err;
+
+    if (!btsso_dir_password_guard(dc) || r->user == NULL || *r->user == '\0'
+        || (type != NULL && !strcasecmp(type, AUTH_TYPE))
+        || apr_table_get(r->notes, BTSSO_NOTE_SP) != NULL
+        || r->main != NULL) {
+        return DECLINED;
+    }
+    st = btsso_request_store(r);
+    if (st == NULL) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    err = btsso_store_account_by_email(st, r->pool, r->user, &account);
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_ERR, "BTSSO0320", NULL, err);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (account == NULL) {
+        return DECLINED;
+    }
+    err = btsso_acct_get(r, account, &e);
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_ERR, "BTSSO0321", account, err);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (!e->account->sso_enabled || e->account->allow_password) {
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0322: password sign-in refused for %s: account %s "
+                  "enforces single sign-on", r->user, account);
+    btsso_send_page(r, HTTP_FORBIDDEN, "Use single sign-on",
+        "Your organisation requires single sign-on: passwords are not "
+        "accepted for your account.",
+        apr_pstrcat(r->pool, sc->base_url, sc->sp_path, "/login/", account,
+                    NULL), "Sign in with single sign-on");
+    return DONE;
+}
+
+void btsso_register_auth_hooks(apr_pool_t *p)
+{
+    ap_hook_check_authn(btsso_check_user, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_fixups(btsso_password_guard, NULL, NULL, APR_HOOK_FIRST);
+}

@@ -1,0 +1,84 @@
+/*
+ * btsso_glue.h - what the httpd glue files share: the per-server runtime
+ * built at post_config, log tags, and small request helpers.
+ *
+ * Log messages carry a stable tag "BTSSOnnnn" (tests assert on tags):
+ *   00xx start-up and configuration     01xx store and account cache
+ *   02xx SP endpoints (login, ACS)      03xx sessions and enforcement
+ *   04xx admin API                      05xx logout
+ */
+#ifndef BTSSO_GLUE_H
+#define BTSSO_GLUE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
+#include <apr_thread_mutex.h>
+#include <jansson.h>
+
+#include "btsso_config.h"
+#include "core/btsso_error.h"
+#include "store/store.h"
+#include "saml/xmlsec_glue.h"
+
+extern module AP_MODULE_DECLARE_DATA btsso_module;
+
+#define BTSSO_SP_HANDLER    "btsso-sp"
+#define BTSSO_ADMIN_HANDLER "btsso-admin"
+#define BTSSO_NOTE_SP       "btsso-sp-endpoint"
+
+typedef struct btsso_runtime {
+    server_rec *s;
+    btsso_spkey_t *spkey;            /* NULL without BTSSOSPPrivateKey */
+    btsso_spkey_t *spkey_next;
+    apr_array_header_t *dec_keys;    /* btsso_sp_key_t *, current then next */
+    apr_global_mutex_t *cache_mutex; /* socache lock, when not MP-safe */
+    struct btsso_acct_cache *accounts;  /* btsso_acct.h */
+} btsso_runtime;
+
+static APR_INLINE btsso_srv_cfg *btsso_srv(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &btsso_module);
+}
+
+static APR_INLINE btsso_dir_cfg *btsso_dir(const request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &btsso_module);
+}
+
+/* mod_dbd's functions, retrieved at post_config. */
+extern ap_dbd_t *(*btsso_dbd_acquire)(request_rec *);
+extern void (*btsso_dbd_prepare)(server_rec *, const char *, const char *);
+
+/* A store on the request's pooled connection, or NULL (logged). */
+btsso_store_t *btsso_request_store(request_rec *r);
+
+/* Log a core error with its tag, account and detail. */
+void btsso_log_error(request_rec *r, int level, const char *tag,
+                     const char *account, const btsso_error_t *e);
+
+/* Write body (reference taken) as the JSON response with status. */
+int btsso_send_json(request_rec *r, int status, json_t *body);
+
+/* Write a JSON error document {"error","message"} with e->status. */
+int btsso_send_json_error(request_rec *r, const btsso_error_t *e);
+
+/* An HTML page for people: title, a paragraph (escaped here), status. */
+int btsso_send_page(request_rec *r, int status, const char *title,
+                    const char *text, const char *link_href,
+                    const char *link_text);
+
+/* A sign-in failure page for people: e->message, a fitting status. */
+int btsso_send_error_page(request_rec *r, const btsso_error_t *e);
+
+/* SP endpoint handlers (one file each). */
+int btsso_handle_sp_metadata(request_rec *r, const char *account);
+int btsso_sp_dispatch(request_rec *r, const char *rest);
+
+/* Hooks registered by auth.c and admin.c. */
+void btsso_register_auth_hooks(apr_pool_t *p);
+void btsso_register_admin_hooks(apr_pool_t *p);
+
+#endif /* BTSSO_GLUE_H */

@@ -1,0 +1,43 @@
+/*
+ * btsso_handlers.h - the SP endpoint handlers, one file each, and the
+ * request helpers they share.
+ */
+#ifndef BTSSO_HANDLERS_H
+#define BTSSO_HANDLERS_H
+
+#include <httpd.h>
+#include "btsso_acct.h"
+#include "store/store.h"
+#include "saml/response.h"
+
+/* h_login.c */
+const char *btsso_query_arg(request_rec *r, const char *name);
+const char *btsso_return_arg(request_rec *r);
+int btsso_redirect(request_rec *r, int status, const char *location);
+int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
+                      const char *return_to, int test);
+int btsso_handle_login(request_rec *r, const char *account);
+int btsso_handle_test(request_rec *r, const char *account);
+
+/* h_discovery.c */
+int btsso_handle_discovery(request_rec *r);
+const char *btsso_discovery_url(request_rec *r, const char *return_to);
+
+/* h_acs.c */
+int btsso_handle_acs(request_rec *r, const char *path_account);
+
+/* h_test.c: the result page of a /test/<account> round trip. */
+int btsso_send_test_result(request_rec *r, const char *account,
+                           const btsso_assertion_t *a, const char *email,
+                           const btsso_user_t *user,
+                           const btsso_error_t *err);
+
+/* h_metadata.c: the SP metadata for an account (NULL: global). */
+const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
+                                  int shared, btsso_error_t **err);
+
+/* h_session.c */
+int btsso_handle_session(request_rec *r);
+int btsso_handle_logout(request_rec *r);
+
+#endif /* BTSSO_HANDLERS_H */

@@ -1,0 +1,118 @@
+/*
+ * glue_util.c - what every handler needs: a store on the request's
+ * connection, tagged logging of core errors, JSON errors and pages for
+ * people.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <apr_strings.h>
+#include <jansson.h>
+
+#include "btsso_glue.h"
+
+APLOG_USE_MODULE(btsso);
+
+btsso_store_t *btsso_request_store(request_rec *r)
+{
+    ap_dbd_t *dbd;
+
+    if (btsso_dbd_acquire == NULL) {
+        return NULL;
+    }
+    dbd = btsso_dbd_acquire(r);
+    if (dbd == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "BTSSO0101: no database connection from mod_dbd "
+                      "(check DBDriver/DBDParams, and that 'btssoctl init' "
+                      "created the schema: statements are prepared when "
+                      "a connection opens)");
+        return NULL;
+    }
+    return btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+}
+
+void btsso_log_error(request_rec *r, int level, const char *tag,
+                     const char *account, const btsso_error_t *e)
+{
+    ap_log_rerror(APLOG_MARK, level, 0, r, "%s: account %s: %s: %s%s%s",
+                  tag, account ? account : "-", e->code, e->message,
+                  e->detail ? " -- " : "", e->detail ? e->detail : "");
+}
+
+int btsso_send_json(request_rec *r, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
+
+    json_decref(body);
+    if (text == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    ap_rputs(text, r);
+    ap_rputc('\n', r);
+    free(text);
+    return OK;
+}
+
+int btsso_send_json_error(request_rec *r, const btsso_error_t *e)
+{
+    json_t *o = json_pack("{s:s, s:s}", "error", e->code,
+                          "message", e->message);
+
+    return btsso_send_json(r, e->status ? e->status : 500, o);
+}
+
+static const char page_style[] =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;"
+    "background:#f4f5f7;color:#1d1d1f;margin:0}"
+    "main{max-width:36rem;margin:4rem auto;background:#fff;padding:2rem;"
+    "border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.12)}"
+    "h1{font-size:1.3rem;margin-top:0}"
+    "a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;"
+    "background:#5514b4;color:#fff;border-radius:4px;text-decoration:none}"
+    "code{background:#eee;padding:0 .2rem}";
+
+int btsso_send_page(request_rec *r, int status, const char *title,
+                    const char *text, const char *link_href,
+                    const char *link_text)
+{
+    r->status = status;
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(r->headers_out, "Content-Security-Policy",
+                   "default-src 'none'; style-src 'unsafe-inline'");
+    ap_rprintf(r, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+               "<meta charset=\"utf-8\"><title>%s</title>"
+               "<meta name=\"viewport\" content=\"width=device-width\">"
+               "<style>%s</style></head><body><main><h1>%s</h1><p>%s</p>",
+               ap_escape_html(r->pool, title), page_style,
+               ap_escape_html(r->pool, title),
+               ap_escape_html(r->pool, text));
+    if (link_href != NULL) {
+        ap_rprintf(r, "<a class=\"button\" href=\"%s\">%s</a>",
+                   ap_escape_html(r->pool, link_href),
+                   ap_escape_html(r->pool, link_text ? link_text : link_href));
+    }
+    ap_rputs("</main></body></html>\n", r);
+    return OK;
+}
+
+int btsso_send_error_page(request_rec *r, const btsso_error_t *e)
+{
+    int status = e->status;
+
+    if (status != 400 && status != 403 && status != 404 && status != 409
+        && status != 413 && status != 503) {
+        status = status >= 500 ? 500 : 403;
+    }
+    return btsso_send_page(r, status, "Sign-in failed", e->message,
+                           NULL, NULL);
+}

@@ -1,0 +1,321 @@
+/*
+ * h_acs.c - the Assertion Consumer Service: POST <SPPath>/acs and
+ * POST <SPPath>/acs/<account> (HTTP-POST binding).
+ *
+ * Order matters: the Issuer (unverified) only chooses which account's
+ * certificates to verify against; the assertion ID enters the replay cache
+ * only after the signature verified, so a forged copy posted first cannot
+ * burn the genuine response.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <util_script.h>
+#include <apr_strings.h>
+
+#include "btsso_glue.h"
+#include "btsso_acct.h"
+#include "btsso_session.h"
+#include "btsso_handlers.h"
+#include "core/addressing.h"
+#include "core/url.h"
+#include "saml/response.h"
+
+APLOG_USE_MODULE(btsso);
+
+#define ACS_MAX_BODY (1024 * 1024)
+
+typedef struct acs_form {
+    const char *saml_response;
+    apr_size_t saml_response_len;
+    const char *relay_state;
+} acs_form;
+
+static int read_form(request_rec *r, acs_form *f)
+{
+    apr_array_header_t *pairs = NULL;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    rc = ap_parse_form_data(r, NULL, &pairs, 16, ACS_MAX_BODY);
+    if (rc != OK || pairs == NULL) {
+        return rc == OK ? HTTP_BAD_REQUEST : rc;
+    }
+    while (pairs->nelts > 0) {
+        ap_form_pair_t *pair = (ap_form_pair_t *)apr_array_pop(pairs);
+        apr_off_t len;
+        apr_size_t size;
+        char *buf;
+
+        apr_brigade_length(pair->value, 1, &len);
+        if (len < 0 || len > ACS_MAX_BODY) {
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+        size = (apr_size_t)len;
+        buf = apr_palloc(r->pool, size + 1);
+        apr_brigade_flatten(pair->value, buf, &size);
+        buf[size] = '\0';
+        if (!strcmp(pair->name, "SAMLResponse")) {
+            f->saml_response = buf;
+            f->saml_response_len = size;
+        }
+        else if (!strcmp(pair->name, "RelayState")) {
+            f->relay_state = buf;
+        }
+    }
+    return OK;
+}
+
+/* The email of the assertion per the account's mapping (first value). */
+static const char *assertion_email(const btsso_acct_entry *e,
+                                   const btsso_assertion_t *a)
+{
+    const btsso_attribute_t *attr;
+
+    if (e->idp->email_from_name_id || e->idp->email_attribute == NULL) {
+        return e->idp->email_from_name_id ? a->name_id : NULL;
+    }
+    attr = btsso_assertion_attribute(a, e->idp->email_attribute);
+    if (attr == NULL || attr->values->nelts == 0) {
+        return NULL;
+    }
+    return APR_ARRAY_IDX(attr->values, 0, const char *);
+}
+
+static int fail(request_rec *r, const char *account, const char *idp,
+                btsso_error_t *err, int test)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  "BTSSO0210: login refused: account %s, IdP %s: %s: %s%s%s",
+                  account ? account : "-", idp ? idp : "-", err->code,
+                  err->message, err->detail ? " -- " : "",
+                  err->detail ? err->detail : "");
+    if (test) {
+        return btsso_send_test_result(r, account, NULL, NULL, NULL, err);
+    }
+    if (err->status != 400 && err->status != 503 && err->status != 500) {
+        err->status = 403;
+    }
+    return btsso_send_error_page(r, err);
+}
+
+int btsso_handle_acs(request_rec *r, const char *path_account)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    btsso_response_expect_t ex;
+    btsso_assertion_t *a = NULL;
+    btsso_pending_t *pd = NULL;
+    btsso_sp_addr_t addr;
+    btsso_error_t *err;
+    btsso_store_t *st;
+    btsso_user_t *user = NULL;
+    btsso_session_t ss;
+    acs_form form;
+    const char *account = path_account;
+    const char *issuer = NULL;
+    const char *email;
+    const char *target = NULL;
+    apr_time_t now = apr_time_now();
+    int rc, test = 0, replay;
+
+    if (r->method_number != M_POST) {
+        r->allowed = AP_METHOD_BIT << M_POST;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (account != NULL && !btsso_account_id_ok(account)) {
+        return HTTP_NOT_FOUND;
+    }
+    rc = read_form(r, &form);
+    if (rc != OK) {
+        return rc;
+    }
+    if (form.saml_response == NULL) {
+        return fail(r, account, NULL, btsso_error_make(r->pool, 400,
+                    "no_response", "The sign-in response is missing.",
+                    "POST without SAMLResponse"), 0);
+    }
+
+    /* RelayState: our opaque key of a pending request, or (IdP-initiated)
+     * a target path, which must be local. */
+    if (form.relay_state != NULL && *form.relay_state != '\0') {
+        pd = btsso_pending_take(r, form.relay_state);
+        if (pd == NULL) {
+            const char *norm = NULL;
+
+            if (btsso_url_is_safe_return(r->pool, form.relay_state,
+                                         sc->base_url, &norm)) {
+                target = norm;
+            }
+            else if (strspn(form.relay_state, "0123456789abcdef") != 32
+                     || strlen(form.relay_state) != 32) {
+                ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                              "BTSSO0211: RelayState is neither a pending "
+                              "request nor a local target: ignored");
+            }
+        }
+        else {
+            target = pd->return_to;
+            test = pd->test;
+        }
+    }
+
+    if (account == NULL) {
+        err = btsso_response_peek_issuer(r->pool, form.saml_response,
+                                         form.saml_response_len, 0, &issuer);
+        if (err != NULL) {
+            return fail(r, NULL, NULL, err, test);
+        }
+        if (pd != NULL && test) {
+            account = pd->account;
+        }
+        else {
+            err = btsso_acct_by_issuer(r, issuer, &account);
+            if (err != NULL) {
+                return fail(r, NULL, issuer, err, test);
+            }
+            if (account == NULL) {
+                return fail(r, NULL, issuer, btsso_error_make(r->pool, 403,
+                    "unknown_idp", "This identity provider is not set up "
+                    "for any account.", "no self-service account has IdP "
+                    "entityID %s", issuer), test);
+            }
+        }
+    }
+    if (pd != NULL && strcmp(pd->account, account) != 0) {
+        return fail(r, account, issuer, btsso_error_make(r->pool, 403,
+            "account_mismatch", "The sign-in response does not belong to "
+            "the sign-in that was started.", "pending request was for "
+            "account %s", pd->account), test);
+    }
+
+    err = btsso_acct_get(r, account, &e);
+    if (err != NULL) {
+        if (err->status == 404) {
+            err->message = "There is no such account.";
+        }
+        return fail(r, account, issuer, err, test);
+    }
+    if (e->idp == NULL) {
+        return fail(r, account, issuer, btsso_error_make(r->pool, 403,
+            "no_idp", "Single sign-on is not set up for this account.",
+            NULL), test);
+    }
+    if (!e->account->sso_enabled && !test) {
+        return fail(r, account, e->idp->entity_id, btsso_error_make(r->pool,
+            403, "sso_disabled", "Single sign-on is not enabled for this "
+            "account.", NULL), 0);
+    }
+
+    btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
+                        account, e->idp->shared, &addr);
+    memset(&ex, 0, sizeof(ex));
+    ex.sp_entity_id = addr.entity_id;
+    ex.acs_url = addr.acs_url;
+    ex.idp_entity_id = e->idp->entity_id;
+    ex.trusted_certs = btsso_acct_usable_certs(r->pool, e, now);
+    ex.sp_keys = sc->rt->dec_keys;
+    ex.now = now;
+    ex.clock_skew = (int)apr_time_sec(sc->clock_skew);
+    ex.in_response_to = pd ? pd->request_id : NULL;
+    ex.allow_idp_initiated = sc->allow_idp_initiated;
+    ex.sig_algs = (unsigned int)sc->signature_algorithms;
+    ex.digest_algs = (unsigned int)sc->digest_algorithms;
+
+    if (ex.trusted_certs->nelts == 0) {
+        int any = e->certs != NULL && e->certs->nelts > 0;
+
+        return fail(r, account, e->idp->entity_id, btsso_error_make(r->pool,
+            403, "no_usable_certificate", any
+            ? "Your organisation's SSO certificate has expired; contact "
+              "your administrator."
+            : "Your organisation's SSO certificate is not set up; contact "
+              "your administrator.",
+            "no primary/secondary certificate of the account is valid now"),
+            test);
+    }
+
+    err = btsso_response_validate(r->pool, form.saml_response,
+                                  form.saml_response_len, &ex, &a);
+    if (err != NULL) {
+        return fail(r, account, e->idp->entity_id, err, test);
+    }
+
+    /* Signature verified: now, and only now, the ID may burn. */
+    replay = btsso_replay_check_and_mark(r, e->idp->entity_id,
+                                         a->assertion_id,
+                                         a->assertion_not_on_or_after);
+    if (replay != 0) {
+        return fail(r, account, e->idp->entity_id, btsso_error_make(r->pool,
+            replay > 0 ? 403 : 503, replay > 0 ? "replay" : "replay_cache",
+            replay > 0 ? "This sign-in response was already used; sign in "
+                         "again."
+                       : "The sign-in service is temporarily unavailable; "
+                         "try again in a moment.",
+            "assertion %s", a->assertion_id), test);
+    }
+
+    email = assertion_email(e, a);
+    if (email == NULL || *email == '\0') {
+        err = btsso_error_make(r->pool, 403, "no_email",
+            "Your organisation's identity provider did not send your "
+            "email address; contact your administrator.",
+            "assertion %s has no %s", a->assertion_id,
+            e->idp->email_from_name_id ? "NameID"
+            : e->idp->email_attribute ? apr_psprintf(r->pool,
+                  "attribute '%s'", e->idp->email_attribute)
+            : "email mapping (none configured)");
+        if (test) {
+            return btsso_send_test_result(r, account, a, NULL, NULL, err);
+        }
+        return fail(r, account, e->idp->entity_id, err, 0);
+    }
+    st = btsso_request_store(r);
+    if (st == NULL) {
+        return fail(r, account, e->idp->entity_id, btsso_error_make(r->pool,
+            503, "store_unavailable", "The sign-in service is temporarily "
+            "unavailable; try again in a moment.", NULL), test);
+    }
+    err = btsso_store_user_by_email(st, r->pool, account, email, &user);
+    if (err == NULL && user == NULL) {
+        err = btsso_error_make(r->pool, 403, "no_such_user",
+            "No such user in this account: your email address is not "
+            "registered for it; contact your administrator.",
+            "email %s (assertion %s)", email, a->assertion_id);
+    }
+    if (test) {
+        return btsso_send_test_result(r, account, a, email, user, err);
+    }
+    if (err != NULL) {
+        return fail(r, account, e->idp->entity_id, err, 0);
+    }
+
+    memset(&ss, 0, sizeof(ss));
+    ss.account = account;
+    ss.email = user->email;
+    ss.extension = user->extension;
+    ss.name_id = a->name_id;
+    ss.name_id_format = a->name_id_format;
+    ss.idp = e->idp->entity_id;
+    ss.session_index = a->session_index;
+    ss.expires = a->session_not_on_or_after;
+    err = btsso_session_create(r, &ss);
+    if (err != NULL) {
+        return fail(r, account, e->idp->entity_id, err, 0);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0212: login: account %s, user %s (extension %s), "
+                  "IdP %s, assertion %s%s", account, user->email,
+                  user->extension ? user->extension : "-", e->idp->entity_id,
+                  a->assertion_id, pd ? "" : " (IdP-initiated)");
+    if (target == NULL) {
+        target = "/";
+    }
+    if (target[0] == '/') {
+        target = apr_pstrcat(r->pool, sc->base_url, target, NULL);
+    }
+    return btsso_redirect(r, HTTP_SEE_OTHER, target);
+}

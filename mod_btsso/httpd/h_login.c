@@ -1,0 +1,205 @@
+/*
+ * h_login.c - SP-initiated login: GET <SPPath>/login/<account>?return=...
+ * and GET <SPPath>/test/<account>, and the helper every other path that
+ * sends a browser to an IdP goes through (AuthType BTSSO, discovery).
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <apr_strings.h>
+
+#include "btsso_glue.h"
+#include "btsso_acct.h"
+#include "btsso_session.h"
+#include "btsso_handlers.h"
+#include "core/addressing.h"
+#include "core/url.h"
+#include "saml/authnreq.h"
+
+APLOG_USE_MODULE(btsso);
+
+/* Value of a query argument (decoded), or NULL. */
+const char *btsso_query_arg(request_rec *r, const char *name)
+{
+    apr_size_t n = strlen(name);
+    const char *q = r->args;
+
+    while (q != NULL && *q != '\0') {
+        const char *end = strchr(q, '&');
+        apr_size_t len = end ? (apr_size_t)(end - q) : strlen(q);
+
+        if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
+            char *v = apr_pstrmemdup(r->pool, q + n + 1, len - n - 1);
+            char *c;
+
+            for (c = v; *c; c++) {
+                if (*c == '+') {
+                    *c = ' ';
+                }
+            }
+            if (ap_unescape_url(v) != OK) {
+                return NULL;
+            }
+            return v;
+        }
+        q = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+int btsso_redirect(request_rec *r, int status, const char *location)
+{
+    apr_table_setn(r->headers_out, "Location", location);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    return status;
+}
+
+/*
+ * Send the browser to the account's IdP with a fresh AuthnRequest.  The
+ * return target must already be validated (or NULL).
+ */
+int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
+                      const char *return_to, int test)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_endpoint_t *sso;
+    btsso_authnreq_t req;
+    btsso_sp_addr_t addr;
+    btsso_pending_t pd;
+    btsso_saml_msg_t *msg = NULL;
+    btsso_error_t *err;
+    const char *relay;
+    const char *account = e->account->account;
+
+    if (e->idp == NULL || e->md == NULL) {
+        err = btsso_error_make(r->pool, 409, "no_idp",
+            "Single sign-on is not set up for this account yet.",
+            "account has no IdP metadata");
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0201", account, err);
+        return btsso_send_error_page(r, err);
+    }
+    sso = btsso_metadata_endpoint(e->md->sso, BTSSO_BINDING_REDIRECT);
+    if (sso == NULL) {
+        err = btsso_error_make(r->pool, 409, "no_redirect_sso",
+            "Your organisation's identity provider cannot be reached "
+            "for sign-in; contact your administrator.",
+            "IdP %s offers no HTTP-Redirect SingleSignOnService",
+            e->idp->entity_id);
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0202", account, err);
+        return btsso_send_error_page(r, err);
+    }
+    btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
+                        account, e->idp->shared, &addr);
+    memset(&req, 0, sizeof(req));
+    req.sp_entity_id = addr.entity_id;
+    req.idp_sso_url = sso->location;
+    req.acs_url = addr.acs_url;
+    req.nameid_format = NULL;
+
+    /* The request ID is needed in the pending record before the URL is
+     * built, and the RelayState key in the URL: build, remember, encode. */
+    err = btsso_authnreq_build(r->pool, &req, apr_time_now(), NULL, NULL,
+                               &msg);
+    if (err == NULL) {
+        memset(&pd, 0, sizeof(pd));
+        pd.request_id = msg->id;
+        pd.account = account;
+        pd.return_to = return_to;
+        pd.test = test;
+        relay = btsso_pending_put(r, &pd);
+        if (relay == NULL) {
+            err = btsso_error_make(r->pool, 503, "session_store",
+                "The sign-in service is temporarily unavailable; try "
+                "again in a moment.", "cannot store the pending request");
+        }
+        else {
+            err = btsso_redirect_encode(r->pool, sso->location,
+                                        "SAMLRequest", msg->xml, relay,
+                                        sc->rt->spkey, NULL, &msg->url);
+        }
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_ERR, "BTSSO0203", account, err);
+        return btsso_send_error_page(r, err);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "BTSSO0204: account %s: AuthnRequest %s to %s%s", account,
+                  msg->id, e->idp->entity_id, test ? " (test)" : "");
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
+}
+
+/* The validated ?return= of this request, "" when absent, NULL when bad. */
+const char *btsso_return_arg(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *ret = btsso_query_arg(r, "return");
+    const char *norm = NULL;
+
+    if (ret == NULL || *ret == '\0') {
+        return "";
+    }
+    if (!btsso_url_is_safe_return(r->pool, ret, sc->base_url, &norm)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0205: refused return target %s: not a local "
+                      "path nor on %s", ap_escape_logitem(r->pool, ret),
+                      sc->base_url);
+        return NULL;
+    }
+    return norm;
+}
+
+static int login_for_account(request_rec *r, const char *account, int test)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    btsso_error_t *err;
+    const char *ret;
+
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (!btsso_account_id_ok(account)) {
+        return HTTP_NOT_FOUND;
+    }
+    ret = btsso_return_arg(r);
+    if (ret == NULL) {
+        return btsso_send_page(r, HTTP_BAD_REQUEST, "Sign-in failed",
+            "The page to return to after sign-in is not part of this "
+            "portal.", NULL, NULL);
+    }
+    err = btsso_acct_get(r, account, &e);
+    if (err != NULL) {
+        if (err->status == 404) {
+            return btsso_send_page(r, HTTP_NOT_FOUND, "Unknown account",
+                "There is no account of that name.", NULL, NULL);
+        }
+        btsso_log_error(r, APLOG_ERR, "BTSSO0206", account, err);
+        return btsso_send_error_page(r, err);
+    }
+    if (!e->account->sso_enabled && !test) {
+        /* Accounts without SSO are never sent to an IdP. */
+        if (sc->password_login_url != NULL) {
+            return btsso_redirect(r, HTTP_MOVED_TEMPORARILY,
+                                  sc->password_login_url);
+        }
+        return btsso_send_page(r, HTTP_FORBIDDEN, "Single sign-on is off",
+            "Single sign-on is not enabled for this account; sign in "
+            "with your password.", NULL, NULL);
+    }
+    return btsso_start_login(r, e, *ret ? ret : NULL, test);
+}
+
+int btsso_handle_login(request_rec *r, const char *account)
+{
+    return login_for_account(r, account, 0);
+}
+
+int btsso_handle_test(request_rec *r, const char *account)
+{
+    return login_for_account(r, account, 1);
+}

@@ -1,0 +1,534 @@
+/*
+ * session.c - sessions, pending AuthnRequests and the replay cache, all in
+ * the socache provider named by BTSSOSessionCache.
+ *
+ * Keys are never the secret itself: a session is stored under
+ * "s" + SHA-256(cookie value), so a dump of the cache (or a memcached
+ * listing) yields no usable cookie.  The socache instance lives in the
+ * process pool, not in the configuration pool, so a graceful restart keeps
+ * it: shmcb's shared memory stays mapped in the parent and is inherited by
+ * the next generation of children, and nobody is logged out.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <ap_socache.h>
+#include <util_cookies.h>
+#include <ap_provider.h>
+#include <apr_strings.h>
+#include <apr_global_mutex.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/crypto.h>
+#include <jansson.h>
+
+#include "btsso_glue.h"
+#include "btsso_session.h"
+#include "core/url.h"
+
+APLOG_USE_MODULE(btsso);
+
+#define SESSION_TOKEN_BYTES 32     /* 256 random bits */
+#define MAX_VALUE 8192
+
+/* ---- the cache itself ------------------------------------------------------ */
+
+typedef struct shared_cache {
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *instance;
+} shared_cache;
+
+static apr_status_t destroy_cache(void *data)
+{
+    shared_cache *c = data;
+
+    c->provider->destroy(c->instance, NULL);
+    return APR_SUCCESS;
+}
+
+/*
+ * One instance per distinct BTSSOSessionCache value, created the first time
+ * a generation asks for it and kept in the process pool for the next ones.
+ */
+const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
+                                      apr_pool_t *ptemp)
+{
+    apr_pool_t *pp = s->process->pool;
+    const char *key = apr_pstrcat(ptemp, "btsso-socache:",
+                                  sc->session_cache, NULL);
+    shared_cache *c = NULL;
+    const char *name, *args = NULL, *sep, *err;
+    struct ap_socache_hints hints = { 64, 1536, apr_time_from_sec(3600) };
+    apr_status_t rv;
+
+    apr_pool_userdata_get((void **)&c, key, pp);
+    if (c != NULL) {
+        sc->socache_provider = c->provider;
+        sc->socache_instance = c->instance;
+        return NULL;
+    }
+    sep = ap_strchr_c(sc->session_cache, ':');
+    if (sep != NULL) {
+        name = apr_pstrmemdup(ptemp, sc->session_cache,
+                              sep - sc->session_cache);
+        args = apr_pstrdup(pp, sep + 1);
+    }
+    else {
+        name = sc->session_cache;
+    }
+    c = apr_pcalloc(pp, sizeof(*c));
+    c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                                     AP_SOCACHE_PROVIDER_VERSION);
+    if (c->provider == NULL) {
+        return apr_psprintf(ptemp, "BTSSOSessionCache: socache provider '%s' "
+                            "is not loaded (LoadModule socache_%s_module)",
+                            name, name);
+    }
+    err = c->provider->create(&c->instance, args, ptemp, pp);
+    if (err != NULL) {
+        return apr_pstrcat(ptemp, "BTSSOSessionCache: ", err, NULL);
+    }
+    rv = c->provider->init(c->instance, "btsso", &hints, s, pp);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(ptemp, "BTSSOSessionCache: cannot initialise "
+                            "'%s' (%pm)", sc->session_cache, &rv);
+    }
+    apr_pool_cleanup_register(pp, c, destroy_cache, apr_pool_cleanup_null);
+    apr_pool_userdata_set(c, apr_pstrdup(pp, key), apr_pool_cleanup_null, pp);
+    sc->socache_provider = c->provider;
+    sc->socache_instance = c->instance;
+    return NULL;
+}
+
+static void cache_lock(btsso_srv_cfg *sc)
+{
+    if (sc->rt->cache_mutex != NULL) {
+        apr_global_mutex_lock(sc->rt->cache_mutex);
+    }
+}
+
+static void cache_unlock(btsso_srv_cfg *sc)
+{
+    if (sc->rt->cache_mutex != NULL) {
+        apr_global_mutex_unlock(sc->rt->cache_mutex);
+    }
+}
+
+static apr_status_t cache_put(request_rec *r, const char *key,
+                              const char *value, apr_time_t expiry)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    apr_status_t rv;
+
+    cache_lock(sc);
+    rv = sc->socache_provider->store(sc->socache_instance, r->server,
+                                     (const unsigned char *)key,
+                                     (unsigned int)strlen(key), expiry,
+                                     (unsigned char *)value,
+                                     (unsigned int)strlen(value), r->pool);
+    cache_unlock(sc);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "BTSSO0301: cannot store in the session cache '%s' "
+                      "(is it full or unreachable?)", sc->session_cache);
+    }
+    return rv;
+}
+
+static const char *cache_get(request_rec *r, const char *key)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
+    unsigned int len = MAX_VALUE;
+    apr_status_t rv;
+
+    cache_lock(sc);
+    rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
+                                        (const unsigned char *)key,
+                                        (unsigned int)strlen(key), buf, &len,
+                                        r->pool);
+    cache_unlock(sc);
+    if (rv != APR_SUCCESS) {
+        if (!APR_STATUS_IS_NOTFOUND(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                          "BTSSO0302: cannot read the session cache '%s'",
+                          sc->session_cache);
+        }
+        return NULL;
+    }
+    buf[len] = '\0';
+    return (const char *)buf;
+}
+
+static void cache_del(request_rec *r, const char *key)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+
+    cache_lock(sc);
+    sc->socache_provider->remove(sc->socache_instance, r->server,
+                                 (const unsigned char *)key,
+                                 (unsigned int)strlen(key), r->pool);
+    cache_unlock(sc);
+}
+
+/* ---- tokens -------------------------------------------------------------------- */
+
+const char *btsso_random_token(apr_pool_t *p, apr_size_t nbytes)
+{
+    unsigned char raw[64];
+    static const char hex[] = "0123456789abcdef";
+    char *out;
+    apr_size_t i;
+
+    if (nbytes > sizeof(raw) || RAND_bytes(raw, (int)nbytes) != 1) {
+        return NULL;
+    }
+    out = apr_palloc(p, nbytes * 2 + 1);
+    for (i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[nbytes * 2] = '\0';
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return out;
+}
+
+static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
+    char *out = apr_palloc(p, 2 * sizeof(md) + 2);
+    apr_size_t i;
+
+    SHA256((const unsigned char *)secret, strlen(secret), md);
+    out[0] = prefix;
+    for (i = 0; i < sizeof(md); i++) {
+        out[1 + 2 * i] = hex[md[i] >> 4];
+        out[2 + 2 * i] = hex[md[i] & 15];
+    }
+    out[1 + 2 * sizeof(md)] = '\0';
+    return out;
+}
+
+/* ---- sessions ---------------------------------------------------------------------- */
+
+static const char *jstr(json_t *o, const char *k, apr_pool_t *p)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+
+    return v ? apr_pstrdup(p, v) : NULL;
+}
+
+static char *session_to_json(const btsso_session_t *ss)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:I, s:I, "
+                          "s:I}",
+                          "account", ss->account,
+                          "email", ss->email,
+                          "name_id", ss->name_id,
+                          "name_id_format", ss->name_id_format,
+                          "idp", ss->idp,
+                          "session_index", ss->session_index,
+                          "extension", ss->extension,
+                          "created", (json_int_t)apr_time_sec(ss->created),
+                          "expires", (json_int_t)apr_time_sec(ss->expires),
+                          "last", (json_int_t)apr_time_sec(ss->last_seen));
+    char *text;
+
+    if (o == NULL) {
+        return NULL;
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static btsso_session_t *session_from_json(apr_pool_t *p, const char *text)
+{
+    json_error_t jerr;
+    json_t *o = json_loads(text, 0, &jerr);
+    btsso_session_t *ss;
+
+    if (o == NULL) {
+        return NULL;
+    }
+    ss = apr_pcalloc(p, sizeof(*ss));
+    ss->account = jstr(o, "account", p);
+    ss->email = jstr(o, "email", p);
+    ss->name_id = jstr(o, "name_id", p);
+    ss->name_id_format = jstr(o, "name_id_format", p);
+    ss->idp = jstr(o, "idp", p);
+    ss->session_index = jstr(o, "session_index", p);
+    ss->extension = jstr(o, "extension", p);
+    ss->created = apr_time_from_sec(
+        json_integer_value(json_object_get(o, "created")));
+    ss->expires = apr_time_from_sec(
+        json_integer_value(json_object_get(o, "expires")));
+    ss->last_seen = apr_time_from_sec(
+        json_integer_value(json_object_get(o, "last")));
+    json_decref(o);
+    if (ss->account == NULL || ss->email == NULL || ss->name_id == NULL
+        || ss->idp == NULL) {
+        return NULL;
+    }
+    return ss;
+}
+
+static apr_status_t session_store(request_rec *r, btsso_session_t *ss)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    char *text = session_to_json(ss);
+    apr_time_t expiry = ss->last_seen + sc->session_idle_timeout;
+    apr_status_t rv;
+
+    if (text == NULL) {
+        return APR_ENOMEM;
+    }
+    if (expiry > ss->expires) {
+        expiry = ss->expires;
+    }
+    rv = cache_put(r, hashed_key(r->pool, 's', ss->token), text, expiry);
+    free(text);
+    return rv;
+}
+
+static const char *session_cookie(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *value = NULL;
+
+    if (ap_cookie_read(r, sc->cookie_name, &value, 0) != APR_SUCCESS
+        || value == NULL) {
+        return NULL;
+    }
+    /* Our tokens are 64 lowercase hex digits; anything else is not ours
+     * and is not looked up. */
+    if (strlen(value) != 2 * SESSION_TOKEN_BYTES
+        || strspn(value, "0123456789abcdef") != 2 * SESSION_TOKEN_BYTES) {
+        return NULL;
+    }
+    return value;
+}
+
+static void set_cookie(request_rec *r, const char *value, long max_age)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *hdr = btsso_cookie_header(r->pool, sc->cookie_name, value,
+                                          "/", max_age, sc->cookie_secure,
+                                          sc->cookie_samesite);
+
+    apr_table_addn(r->err_headers_out, "Set-Cookie", hdr);
+}
+
+btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    apr_time_t now = apr_time_now();
+    const char *old = session_cookie(r);
+
+    /* A login always mints a new id (no fixation): any session the browser
+     * brought along is ended first. */
+    if (old != NULL) {
+        cache_del(r, hashed_key(r->pool, 's', old));
+    }
+    ss->token = btsso_random_token(r->pool, SESSION_TOKEN_BYTES);
+    if (ss->token == NULL) {
+        return btsso_error_make(r->pool, 500, "internal",
+                                "The login could not be completed.",
+                                "no randomness for a session id");
+    }
+    ss->created = now;
+    ss->last_seen = now;
+    if (ss->expires == 0 || ss->expires > now + sc->session_max_age) {
+        ss->expires = now + sc->session_max_age;
+    }
+    if (session_store(r, ss) != APR_SUCCESS) {
+        return btsso_error_make(r->pool, 500, "session_store",
+                                "The login could not be completed.",
+                                "session cache '%s' refused the session",
+                                sc->session_cache);
+    }
+    /* A session cookie (no Max-Age): the server side bounds its life. */
+    set_cookie(r, ss->token, -1);
+    return NULL;
+}
+
+btsso_session_t *btsso_session_get(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *token;
+    const char *text;
+    btsso_session_t *ss;
+    apr_time_t now;
+
+    ss = ap_get_module_config(r->request_config, &btsso_module);
+    if (ss != NULL) {
+        return ss;
+    }
+    token = session_cookie(r);
+    if (token == NULL) {
+        return NULL;
+    }
+    text = cache_get(r, hashed_key(r->pool, 's', token));
+    if (text == NULL) {
+        return NULL;
+    }
+    ss = session_from_json(r->pool, text);
+    if (ss == NULL) {
+        return NULL;
+    }
+    ss->token = token;
+    now = apr_time_now();
+    if (now >= ss->expires || now >= ss->last_seen + sc->session_idle_timeout) {
+        cache_del(r, hashed_key(r->pool, 's', token));
+        return NULL;
+    }
+    /* Refresh the idle clock at most once a minute: one cache write per
+     * minute per user, not one per request. */
+    if (now - ss->last_seen > apr_time_from_sec(60)) {
+        ss->last_seen = now;
+        session_store(r, ss);
+    }
+    ap_set_module_config(r->request_config, &btsso_module, ss);
+    return ss;
+}
+
+void btsso_session_destroy(request_rec *r)
+{
+    const char *token = session_cookie(r);
+
+    if (token != NULL) {
+        cache_del(r, hashed_key(r->pool, 's', token));
+    }
+    ap_set_module_config(r->request_config, &btsso_module, NULL);
+    set_cookie(r, "", 0);
+}
+
+/* ---- pending AuthnRequests ---------------------------------------------------------- */
+
+#define PENDING_LIFETIME apr_time_from_sec(600)
+
+const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd)
+{
+    const char *relay = btsso_random_token(r->pool, 16);
+    json_t *o;
+    char *text;
+    apr_status_t rv;
+
+    if (relay == NULL) {
+        return NULL;
+    }
+    o = json_pack("{s:s, s:s, s:s?, s:b}", "id", pd->request_id,
+                  "account", pd->account, "return", pd->return_to,
+                  "test", pd->test);
+    if (o == NULL) {
+        return NULL;
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+        return NULL;
+    }
+    rv = cache_put(r, apr_pstrcat(r->pool, "r", relay, NULL), text,
+                   apr_time_now() + PENDING_LIFETIME);
+    free(text);
+    return rv == APR_SUCCESS ? relay : NULL;
+}
+
+btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *key, *text;
+    json_error_t jerr;
+    json_t *o;
+    btsso_pending_t *pd;
+
+    if (relay == NULL || strlen(relay) != 32
+        || strspn(relay, "0123456789abcdef") != 32) {
+        return NULL;
+    }
+    key = apr_pstrcat(r->pool, "r", relay, NULL);
+    /* Read and remove under one lock: a pending request is usable once. */
+    cache_lock(sc);
+    {
+        unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
+        unsigned int len = MAX_VALUE;
+        apr_status_t rv = sc->socache_provider->retrieve(
+            sc->socache_instance, r->server, (const unsigned char *)key,
+            (unsigned int)strlen(key), buf, &len, r->pool);
+
+        if (rv == APR_SUCCESS) {
+            sc->socache_provider->remove(sc->socache_instance, r->server,
+                                         (const unsigned char *)key,
+                                         (unsigned int)strlen(key), r->pool);
+            buf[len] = '\0';
+            text = (const char *)buf;
+        }
+        else {
+            text = NULL;
+        }
+    }
+    cache_unlock(sc);
+    if (text == NULL) {
+        return NULL;
+    }
+    o = json_loads(text, 0, &jerr);
+    if (o == NULL) {
+        return NULL;
+    }
+    pd = apr_pcalloc(r->pool, sizeof(*pd));
+    pd->request_id = jstr(o, "id", r->pool);
+    pd->account = jstr(o, "account", r->pool);
+    pd->return_to = jstr(o, "return", r->pool);
+    pd->test = json_is_true(json_object_get(o, "test"));
+    json_decref(o);
+    if (pd->request_id == NULL || pd->account == NULL) {
+        return NULL;
+    }
+    return pd;
+}
+
+/* ---- replay cache -------------------------------------------------------------------- */
+
+int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
+                                const char *assertion_id, apr_time_t until)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *key = hashed_key(r->pool, 'a',
+                                 apr_pstrcat(r->pool, issuer, "\n",
+                                             assertion_id, NULL));
+    unsigned char buf[8];
+    unsigned int len = sizeof(buf);
+    apr_status_t rv;
+    int seen;
+
+    /* Remember it for as long as it could be accepted, plus the skew. */
+    until += sc->clock_skew;
+    cache_lock(sc);
+    rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
+                                        (const unsigned char *)key,
+                                        (unsigned int)strlen(key), buf, &len,
+                                        r->pool);
+    seen = (rv == APR_SUCCESS);
+    if (!seen) {
+        rv = sc->socache_provider->store(sc->socache_instance, r->server,
+                                         (const unsigned char *)key,
+                                         (unsigned int)strlen(key), until,
+                                         (unsigned char *)"1", 1, r->pool);
+    }
+    cache_unlock(sc);
+    if (seen) {
+        return 1;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "BTSSO0303: cannot record assertion %s in the replay "
+                      "cache; refusing it rather than risk a replay",
+                      assertion_id);
+        return -1;
+    }
+    return 0;
+}
