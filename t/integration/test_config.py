@@ -61,10 +61,10 @@ def test_every_directive_accepted(make_httpd):
 
 def test_sp_keys_accepted(make_httpd):
     conf = """
-BTSSOSPCertificate {sp}/sp-cert.pem
-BTSSOSPPrivateKey {sp}/sp-key.pem
-BTSSOSPNextCertificate {sp}/sp-next-cert.pem
-BTSSOSPNextPrivateKey {sp}/sp-next-key.pem
+BTSSOSPCertificate {sp}/sp-current.crt
+BTSSOSPPrivateKey {sp}/sp-current.key
+BTSSOSPNextCertificate {sp}/sp-next.crt
+BTSSOSPNextPrivateKey {sp}/sp-next.key
 """.format(sp=SP)
     code, out = configtest(make_httpd, conf)
     assert code == 0, out
@@ -160,7 +160,7 @@ def test_missing_base_url(make_httpd):
 
 
 def test_key_without_certificate(make_httpd):
-    code, out = configtest(make_httpd, "BTSSOSPPrivateKey %s/sp-key.pem"
+    code, out = configtest(make_httpd, "BTSSOSPPrivateKey %s/sp-current.key"
                            % SP)
     assert code != 0
     assert "BTSSOSPCertificate" in out
@@ -168,8 +168,8 @@ def test_key_without_certificate(make_httpd):
 
 def test_mismatched_key_pair(make_httpd):
     code, out = configtest(make_httpd, """
-BTSSOSPCertificate {sp}/sp-cert.pem
-BTSSOSPPrivateKey {sp}/sp-next-key.pem
+BTSSOSPCertificate {sp}/sp-current.crt
+BTSSOSPPrivateKey {sp}/sp-next.key
 """.format(sp=SP))
     assert code != 0
     assert "key_mismatch" in out or "do not match" in out or \
@@ -185,14 +185,13 @@ def test_samesite_none_needs_secure(make_httpd):
 
 def test_module_needs_mod_dbd(make_httpd):
     h = make_httpd()
+    h.expect_log("BTSSO0002")
     text = h.config_text()
     text = "\n".join(l for l in text.splitlines()
                      if "dbd_module" not in l and not l.startswith("DBD"))
     with open(h.conf_path, "w") as f:
         f.write(text)
     import subprocess
-    p = subprocess.run([btsso_httpd.HTTPD, "-t", "-f", h.conf_path],
-                       capture_output=True, text=True)
     # -t stops before post_config; a start must fail with a clear message
     p = subprocess.run([btsso_httpd.HTTPD, "-f", h.conf_path, "-k", "start",
                         "-DFOREGROUND"], capture_output=True, text=True,
