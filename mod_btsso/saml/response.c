@@ -547,8 +547,8 @@ static btsso_error_t *load_document(apr_pool_t *p, const char *input,
                                     apr_size_t max_xml, xmlDocPtr *out)
 {
     vctx_t tmp = { 0 };
-    char *xml;
-    apr_size_t xml_len, i = 0;
+    char *xml = NULL;
+    apr_size_t xml_len = 0, i = 0;
     btsso_error_t *err;
 
     tmp.p = p;
@@ -1317,7 +1317,7 @@ static btsso_error_t *check_subject(vctx_t *v, xmlNodePtr assertion,
 {
     xmlNodePtr subject, nid, sc;
     btsso_error_t *first_err = NULL, *err;
-    apr_time_t noa;
+    apr_time_t noa = 0;
     int n_bearer = 0;
 
     subject = child_elem(assertion, NS_SAML, "Subject", NULL);
