@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -161,6 +162,8 @@ static void refuse_doctype(void *ctx, const xmlChar *name,
     xmlStopParser(ctxt);
 }
 
+/* Also matches inside a comment or CDATA section: refusing such a rare
+ * document is the safe side of the line. */
 static int contains_doctype(const char *xml, apr_size_t len)
 {
     static const char marker[] = "<!DOCTYPE";
@@ -321,6 +324,14 @@ static btsso_error_t *choose_entity(apr_pool_t *p, const xmlNode *root,
 
 /* ---- facts of the chosen entity ----------------------------------------------- */
 
+/* Endpoints are where browsers get sent: only absolute http(s) URLs. */
+static int is_http_url(const char *s)
+{
+    return s != NULL
+           && ((strncasecmp(s, "https://", 8) == 0 && s[8] != '\0')
+               || (strncasecmp(s, "http://", 7) == 0 && s[7] != '\0'));
+}
+
 static void collect_endpoints(apr_pool_t *p, const xmlNode *idpsso,
                               const char *element, apr_array_header_t *out)
 {
@@ -330,22 +341,27 @@ static void collect_endpoints(apr_pool_t *p, const xmlNode *idpsso,
         btsso_endpoint_t *ep;
         const char *binding;
         const char *location;
+        const char *response_location;
 
         if (!is_element(c, NS_MD, element)) {
             continue;
         }
         binding = attr_value(p, c, "Binding");
         location = attr_value(p, c, "Location");
-        /* Both are required by the schema; an endpoint without them
-         * cannot be used, so it is left out rather than shown. */
-        if (binding == NULL || *binding == '\0' || location == NULL
-            || *location == '\0') {
+        response_location = attr_value(p, c, "ResponseLocation");
+        /* Binding and Location are required by the schema, and a browser
+         * is only ever sent to an http(s) URL (never "javascript:" or
+         * "data:"); an endpoint failing that cannot be used, so it is
+         * left out rather than shown or followed. */
+        if (binding == NULL || *binding == '\0' || !is_http_url(location)
+            || (response_location != NULL
+                && !is_http_url(response_location))) {
             continue;
         }
         ep = apr_array_push(out);
         ep->binding = binding;
         ep->location = location;
-        ep->response_location = attr_value(p, c, "ResponseLocation");
+        ep->response_location = response_location;
     }
 }
 

@@ -648,6 +648,9 @@ static const char *key_descriptor(const char *use_attr, const char *b64)
 #define SSO_REDIRECT "<md:SingleSignOnService Binding=\"" REDIRECT \
                      "\" Location=\"https://inline.example.test/sso\"/>"
 
+#define SSO_REDIRECT_UNPREFIXED "<SingleSignOnService Binding=\"" REDIRECT \
+    "\" Location=\"https://inline.example.test/sso\"/>"
+
 static void test_inline_cases(void **state)
 {
     btsso_idp_metadata_t *md = NULL;
@@ -683,6 +686,47 @@ static void test_inline_cases(void **state)
                         422);
     assert_detail_has(e, "KeyDescriptor #1 (use=(none)");
     assert_detail_has(e, "not DER");
+
+    /* browsers are only sent to http(s) endpoints */
+    doc = idp_doc("<md:SingleSignOnService Binding=\"" REDIRECT "\" "
+                  "Location=\"javascript:alert(1)\"/>"
+                  "<md:SingleSignOnService Binding=\"" POST "\" "
+                  "Location=\"data:text/html,x\"/>");
+    parse_buf_fails(doc, strlen(doc), MAX_SIZE, NULL, "no_sso_endpoint", 422);
+    doc = idp_doc(SSO_REDIRECT
+                  "<md:SingleLogoutService Binding=\"" REDIRECT "\" "
+                  "Location=\"https://inline.example.test/slo\" "
+                  "ResponseLocation=\"javascript:alert(1)\"/>"
+                  "<md:SingleLogoutService Binding=\"" POST "\" "
+                  "Location=\"HTTPS://inline.example.test/slo\" "
+                  "ResponseLocation=\"https://inline.example.test/slo-r\"/>");
+    md = NULL;
+    assert_null(btsso_metadata_parse(pool, doc, strlen(doc), MAX_SIZE, NULL,
+                                     &md));
+    assert_int_equal(md->slo->nelts, 1);
+    assert_endpoint(md->slo, 0, POST, "HTTPS://inline.example.test/slo",
+                    "https://inline.example.test/slo-r");
+
+    /* in an aggregate, an SP without entityID is none of our business,
+     * an IdP without one is an error */
+    doc = "<EntitiesDescriptor xmlns=\"urn:oasis:names:tc:SAML:2.0:metadata\">"
+          "<EntityDescriptor><SPSSODescriptor protocolSupportEnumeration=\""
+          "urn:oasis:names:tc:SAML:2.0:protocol\"/></EntityDescriptor>"
+          "<EntityDescriptor entityID=\"https://idp.example.test\">"
+          "<IDPSSODescriptor protocolSupportEnumeration=\""
+          "urn:oasis:names:tc:SAML:2.0:protocol\">" SSO_REDIRECT_UNPREFIXED
+          "</IDPSSODescriptor></EntityDescriptor></EntitiesDescriptor>";
+    md = NULL;
+    assert_null(btsso_metadata_parse(pool, doc, strlen(doc), MAX_SIZE, NULL,
+                                     &md));
+    assert_string_equal(md->entity_id, "https://idp.example.test");
+    doc = "<EntitiesDescriptor xmlns=\"urn:oasis:names:tc:SAML:2.0:metadata\">"
+          "<EntityDescriptor><IDPSSODescriptor protocolSupportEnumeration=\""
+          "urn:oasis:names:tc:SAML:2.0:protocol\">" SSO_REDIRECT_UNPREFIXED
+          "</IDPSSODescriptor></EntityDescriptor></EntitiesDescriptor>";
+    e = parse_buf_fails(doc, strlen(doc), MAX_SIZE, NULL, "no_entity_id",
+                        422);
+    assert_detail_has(e, "#1");
 
     /* a look-alike protocol URN is not SAML 2.0 */
     doc = "<EntityDescriptor xmlns=\"urn:oasis:names:tc:SAML:2.0:metadata\" "
