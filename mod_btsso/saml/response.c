@@ -741,34 +741,30 @@ static const sig_alg_t *find_alg(const sig_alg_t *table, const char *href)
 }
 
 /* KeyInfo is never used to find the key; one that points anywhere (a
- * RetrievalMethod, any URI attribute) is refused, not merely ignored. */
+ * RetrievalMethod, any URI attribute, at any depth) is refused, not merely
+ * ignored.  Depth is bounded by libxml2's nesting limit. */
 static btsso_error_t *check_keyinfo(vctx_t *v, xmlNodePtr n, const char *what)
 {
     xmlNodePtr c;
     xmlAttrPtr a;
     btsso_error_t *err;
 
-    for (; n != NULL; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE) {
-            continue;
-        }
-        if (xmlStrEqual(n->name, BAD_CAST "RetrievalMethod")) {
+    if (xmlStrEqual(n->name, BAD_CAST "RetrievalMethod")) {
+        return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
+                      apr_psprintf(v->p, "%s signature: KeyInfo holds a "
+                                   "RetrievalMethod (not followed)", what));
+    }
+    for (a = n->properties; a != NULL; a = a->next) {
+        if (xmlStrcasecmp(a->name, BAD_CAST "URI") == 0) {
             return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
-                          apr_psprintf(v->p, "%s signature: KeyInfo holds a "
-                                       "RetrievalMethod (not followed)",
-                                       what));
+                          apr_psprintf(v->p, "%s signature: KeyInfo element "
+                                       "<%s> carries a URI (not followed)",
+                                       what, (const char *)n->name));
         }
-        for (a = n->properties; a != NULL; a = a->next) {
-            if (xmlStrcasecmp(a->name, BAD_CAST "URI") == 0) {
-                return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
-                              apr_psprintf(v->p, "%s signature: KeyInfo "
-                                           "element <%s> carries a URI "
-                                           "(not followed)", what,
-                                           (const char *)n->name));
-            }
-        }
-        c = n->children;
-        if (c != NULL && (err = check_keyinfo(v, c, what)) != NULL) {
+    }
+    for (c = n->children; c != NULL; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE
+            && (err = check_keyinfo(v, c, what)) != NULL) {
             return err;
         }
     }
@@ -798,8 +794,10 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
             n_sv++;
         }
         else if (is_elem(c, NS_DS, "KeyInfo") && n_sv == 1) {
-            if (check_keyinfo(v, c, what) != NULL) {
-                return check_keyinfo(v, c, what);
+            btsso_error_t *err = check_keyinfo(v, c, what);
+
+            if (err != NULL) {
+                return err;
             }
             n_ki++;
         }

@@ -659,6 +659,59 @@ def _m_signature_by_attacker_plus(root):
     return None
 
 
+def _m_assertion_in_extensions(root):
+    """The only (signed) Assertion hidden in Extensions."""
+    a = _assertion(root)
+    ext = etree.Element(q(NS_SAMLP, "Extensions"))
+    root.find(q(NS_SAML, "Issuer")).addnext(ext)
+    ext.append(a)
+
+
+def _m_hmac_signature_method(root):
+    """HMAC with the IdP's public certificate as the shared secret: the
+    classic key-confusion forgery."""
+    sm = _sig(_assertion(root)).find(".//" + q(NS_DS, "SignatureMethod"))
+    sm.set("Algorithm", "http://www.w3.org/2000/09/xmldsig#hmac-sha1")
+
+
+def _m_no_issuer(assertion):
+    assertion.remove(assertion.find(q(NS_SAML, "Issuer")))
+
+
+def _m_empty_nameid(assertion):
+    assertion.find(".//" + q(NS_SAML, "NameID")).text = "  "
+
+
+def _m_enc_sibling_key(root):
+    """Move the EncryptedKey out of EncryptedData/KeyInfo to sit beside
+    EncryptedData, pointed at by a RetrievalMethod (a layout some IdPs
+    use); then sign the Response over it."""
+    ea = root.find(q(NS_SAML, "EncryptedAssertion"))
+    ed = ea.find(q(NS_XENC, "EncryptedData"))
+    ki = ed.find(q(NS_DS, "KeyInfo"))
+    ek = ki.find(q(NS_XENC, "EncryptedKey"))
+    ki.remove(ek)
+    ek.set("Id", "_ek-1")
+    ea.append(ek)
+    rm = etree.SubElement(ki, q(NS_DS, "RetrievalMethod"))
+    rm.set("URI", "#_ek-1")
+    rm.set("Type", "http://www.w3.org/2001/04/xmlenc#EncryptedKey")
+    sign(root)
+
+
+def _m_enc_tamper_ciphertext(root):
+    ed = root.find(q(NS_SAML, "EncryptedAssertion")).find(
+        q(NS_XENC, "EncryptedData"))
+    cv = ed.find(q(NS_XENC, "CipherData")).find(q(NS_XENC, "CipherValue"))
+    raw = bytearray(base64.b64decode(cv.text))
+    raw[len(raw) // 2] ^= 0x01
+    cv.text = base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def _plaintext_doctype(plain):
+    return b'<!DOCTYPE x [<!ENTITY e "boom">]>' + plain
+
+
 def _plaintext_two_assertions(plain):
     a = etree.fromstring(plain)
     wrap = etree.Element(q(NS_SAML, "Advice"))
@@ -788,6 +841,20 @@ def fixtures(now=FIXED_NOW):
                            sp_cert=os.path.join(SP_KEYS, "sp-next.crt"))
     f["enc_rsa_1_5"] = b(now=now, encrypt="aes128-cbc",
                          key_transport="rsa-1_5")
+    f["bad_assertion_in_extensions"] = _with(now, _m_assertion_in_extensions)
+    f["sig_hmac"] = _with(now, _m_hmac_signature_method)
+    f["iss_assertion_without_issuer"] = b(now=now,
+                                          mutate_assertion=_m_no_issuer)
+    f["subj_empty_name_id"] = b(now=now, mutate_assertion=_m_empty_nameid)
+    f["authn_session_expired"] = b(now=now, session_not_on_or_after=-3600)
+    f["ok_enc_sibling_key"] = b(now=now, encrypt="aes256-gcm",
+                                sign_assertion=False,
+                                mutate=_m_enc_sibling_key)
+    f["enc_tampered_ciphertext"] = b(now=now, encrypt="aes128-gcm",
+                                     mutate=_m_enc_tamper_ciphertext)
+    f["enc_doctype_inside"] = b(now=now, encrypt="aes128-cbc",
+                                sign_response=True, sign_assertion=False,
+                                mutate_plaintext=_plaintext_doctype)
     return f
 
 

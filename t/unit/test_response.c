@@ -287,6 +287,14 @@ static const case_t cases[] = {
     { "authn_missing", 0, "no_authn_statement" },
     { "enc_wrong_key", 0, "decrypt_failed" },
     { "enc_rsa_1_5", 0, "enc_algorithm" },
+    { "bad_assertion_in_extensions", 0, "assertion_misplaced" },
+    { "sig_hmac", 0, "sig_algorithm" },
+    { "iss_assertion_without_issuer", 0, "no_issuer" },
+    { "subj_empty_name_id", 0, "bad_name_id" },
+    { "authn_session_expired", 0, "session_expired" },
+    { "ok_enc_sibling_key", 0, NULL },
+    { "enc_tampered_ciphertext", 0, "decrypt_failed" },
+    { "enc_doctype_inside", 0, "dtd_forbidden" },
     { NULL, 0, NULL }
 };
 
