@@ -38,7 +38,9 @@ build_response() options (all keyword, all optional):
   one_time_use        adds <OneTimeUse/>
   extra_condition     adds an unknown <saml:Condition xsi:type=...>
   authn_statement     False omits the AuthnStatement
-  response_id, assertion_id  IDs (default: fixed-looking ones from now)
+  response_id, assertion_id  IDs (default: random, "_resp-<hex>",
+                      "_assert-<hex>", so fresh responses never collide in
+                      the replay cache)
   sign_response, sign_assertion  booleans (default: assertion only)
   key, cert           PEM paths of the signing key/cert (default resp-idp-rsa)
   sig_alg             "rsa-sha256" (default), rsa-sha1/384/512, ecdsa-sha256...
@@ -74,6 +76,7 @@ import base64
 import copy
 import datetime
 import os
+import secrets
 import sys
 
 from lxml import etree
@@ -314,7 +317,6 @@ def build_response(**options):
     """Build one Response; see the module docstring for options.
     Returns UTF-8 XML bytes."""
     now = options.get("now") or datetime.datetime.now(datetime.timezone.utc)
-    stamp = now.strftime("%Y%m%d%H%M%S")
     issuer = options.get("issuer", IDP_ENTITY_ID)
     o = {
         "issuer": issuer,
@@ -342,8 +344,10 @@ def build_response(**options):
         "one_time_use": options.get("one_time_use", False),
         "extra_condition": options.get("extra_condition", False),
         "authn_statement": options.get("authn_statement", True),
-        "response_id": options.get("response_id", "_resp-" + stamp),
-        "assertion_id": options.get("assertion_id", "_assert-" + stamp),
+        "response_id": options.get("response_id",
+                                   "_resp-" + secrets.token_hex(16)),
+        "assertion_id": options.get("assertion_id",
+                                    "_assert-" + secrets.token_hex(16)),
     }
     sign_response = options.get("sign_response", False)
     sign_assertion = options.get("sign_assertion", True)
@@ -416,6 +420,15 @@ def build_response_b64(**options):
     return to_b64(build_response(**options))
 
 
+def _fixed(**options):
+    """build_response() with IDs derived from `now`, so that regenerated
+    fixtures differ only where the crypto is randomised (ECDSA, AES)."""
+    stamp = options["now"].strftime("%Y%m%d%H%M%S")
+    options.setdefault("response_id", "_resp-" + stamp)
+    options.setdefault("assertion_id", "_assert-" + stamp)
+    return build_response(**options)
+
+
 # ---- hostile layouts ---------------------------------------------------------
 
 def _parse(xml):
@@ -453,7 +466,7 @@ def xsw(n, now):
     """XML signature wrapping layouts XSW1..XSW8 (after the SAML Raider
     catalogue).  1-2 wrap a signed Response, 3-8 a signed Assertion."""
     if n in (1, 2):
-        root = _parse(build_response(now=now, sign_response=True,
+        root = _parse(_fixed(now=now, sign_response=True,
                                      sign_assertion=False))
         orig = copy.deepcopy(root)
         orig.remove(_sig(orig))
@@ -469,7 +482,7 @@ def xsw(n, now):
             # original Response as a detached sibling before the Signature
             sig.addprevious(orig)
         return _dump(root)
-    root = _parse(build_response(now=now, sign_assertion=True))
+    root = _parse(_fixed(now=now, sign_assertion=True))
     a = _assertion(root)
     sig = _sig(a)
     if n == 3:
@@ -524,7 +537,7 @@ def xsw(n, now):
 def _with(now, mutate, **kw):
     kw.setdefault("now", now)
     kw["mutate"] = mutate
-    return build_response(**kw)
+    return _fixed(**kw)
 
 
 def _m_doctype(root):
@@ -731,7 +744,7 @@ def fixtures(now=FIXED_NOW):
                     cert=key_path("resp-attacker.crt"))
     irt = dict(in_response_to=REQUEST_ID)
     f = {}
-    b = build_response
+    b = _fixed
     # ---- valid ----
     f["ok_assertion_signed"] = b(now=now)
     f["ok_response_signed"] = b(now=now, sign_response=True,
