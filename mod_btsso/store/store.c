@@ -758,7 +758,9 @@ static int valid_id(const char *s, const char *extra)
 
 static btsso_error_t *check_account_id(btsso_store_t *s, const char *account)
 {
-    if (!valid_id(account, "._-")) {
+    /* "." and ".." would be path segments in the account's URLs */
+    if (!valid_id(account, "._-") || strcmp(account, ".") == 0
+        || strcmp(account, "..") == 0) {
         return btsso_error_make(s->pool, 400, "bad_account",
                                 "The account id is not valid.",
                                 "account ids are 1-64 characters of "
@@ -1363,7 +1365,7 @@ static btsso_error_t *certs_from_rows(btsso_store_t *s, apr_pool_t *p,
     }
     for (i = 0; i < rows->nelts; i++) {
         const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
-        btsso_stored_cert_t *sc;
+        btsso_stored_cert_t *sc = NULL;
         if ((err = stored_cert_from_row(s, p, r, &sc)) != NULL) {
             return err;
         }

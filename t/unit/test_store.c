@@ -430,6 +430,8 @@ static void test_accounts(void **state)
                "bad_account", 400);
     expect_err(btsso_store_account_add(f->s, "", NULL, ACTOR), "bad_account",
                400);
+    expect_err(btsso_store_account_add(f->s, "..", NULL, ACTOR),
+               "bad_account", 400);
     memset(long_id, 'a', 65);
     long_id[65] = '\0';
     expect_err(btsso_store_account_add(f->s, long_id, NULL, ACTOR),
