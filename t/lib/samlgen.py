@@ -854,6 +854,8 @@ def fixtures(now=FIXED_NOW):
                            sp_cert=os.path.join(SP_KEYS, "sp-next.crt"))
     f["enc_rsa_1_5"] = b(now=now, encrypt="aes128-cbc",
                          key_transport="rsa-1_5")
+    f["cond_not_yet_valid"] = b(now=now, not_before=600)
+    f["cond_expired"] = b(now=now, not_on_or_after=-600)
     f["bad_assertion_in_extensions"] = _with(now, _m_assertion_in_extensions)
     f["sig_hmac"] = _with(now, _m_hmac_signature_method)
     f["iss_assertion_without_issuer"] = b(now=now,

@@ -287,6 +287,8 @@ static const case_t cases[] = {
     { "authn_missing", 0, "no_authn_statement" },
     { "enc_wrong_key", 0, "decrypt_failed" },
     { "enc_rsa_1_5", 0, "enc_algorithm" },
+    { "cond_not_yet_valid", 0, "not_yet_valid" },
+    { "cond_expired", 0, "expired" },
     { "bad_assertion_in_extensions", 0, "assertion_misplaced" },
     { "sig_hmac", 0, "sig_algorithm" },
     { "iss_assertion_without_issuer", 0, "no_issuer" },
@@ -606,11 +608,22 @@ static void test_conditions_window(void **state)
     e = btsso_response_validate(pool, xml, len, &ex, &a);
     assert_non_null(e);
     assert_string_equal(e->code, "sig_invalid");
-    /* Conditions NotBefore (-60 s) vs. the clock: before it minus skew the
-     * IssueInstant check (0 s) fires first, so use a response whose
-     * IssueInstant is not later than its NotBefore. */
-    ex.now = at(-60 - SKEW - 1);
-    expect_code("ok_assertion_signed", &ex, "issued_in_future");
+    /* Conditions NotBefore +600 s (IssueInstant 0): refused until
+     * NotBefore - skew, accepted from then on */
+    ex.now = at(600 - SKEW - 1);
+    expect_code("cond_not_yet_valid", &ex, "not_yet_valid");
+    ex.now = at(600 - SKEW);
+    expect_code("cond_not_yet_valid", &ex, NULL);
+    /* Conditions NotOnOrAfter -600 s: expired beyond the skew ... */
+    ex.now = at(10);
+    expect_code("cond_expired", &ex, "expired");
+    /* ... but accepted while inside it */
+    ex.now = at(-600 + 10);
+    ex.clock_skew = 600;
+    expect_code("cond_expired", &ex, NULL);
+    ex.clock_skew = 0;
+    ex.now = at(-600);
+    expect_code("cond_expired", &ex, "issued_in_future");
 }
 
 /* ---- input handling ----------------------------------------------------- */
