@@ -285,7 +285,18 @@ btsso_error_t *btsso_inflate_raw(apr_pool_t *p, const void *in, apr_size_t len,
     zs.next_out = buf;
     zs.avail_out = (uInt)(limit + 1);
     rc = inflate(&zs, Z_FINISH);
-    if (rc == Z_STREAM_END) {
+    if (zs.total_out > limit
+        || (rc != Z_STREAM_END && zs.avail_out == 0
+            && (rc == Z_BUF_ERROR || rc == Z_OK))) {
+        /* The spare octet got filled, or output stopped for want of
+         * room: more than limit octets would come out. */
+        err = btsso_error_make(p, 413, "too_large",
+                               "The message is too large.",
+                               "inflated size exceeds %" APR_SIZE_T_FMT
+                               " octets (from %" APR_SIZE_T_FMT
+                               " compressed)", limit, len);
+    }
+    else if (rc == Z_STREAM_END) {
         if (zs.avail_in != 0) {
             err = btsso_error_make(p, 400, "inflate_failed",
                                    "The message is not validly compressed.",
@@ -297,14 +308,6 @@ btsso_error_t *btsso_inflate_raw(apr_pool_t *p, const void *in, apr_size_t len,
             buf[*out_len] = '\0';
             *out = buf;
         }
-    }
-    else if (zs.total_out > limit
-             || (zs.avail_out == 0 && (rc == Z_BUF_ERROR || rc == Z_OK))) {
-        err = btsso_error_make(p, 413, "too_large",
-                               "The message is too large.",
-                               "inflated size exceeds %" APR_SIZE_T_FMT
-                               " octets (from %" APR_SIZE_T_FMT
-                               " compressed)", limit, len);
     }
     else {
         err = btsso_error_make(p, 400, "inflate_failed",

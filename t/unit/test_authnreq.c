@@ -787,6 +787,111 @@ static void test_decode_errors(void **state)
                         "too_large", 413);
 }
 
+/* ---- the encodings underneath (core/b64.h) --------------------------- */
+
+static void test_base64(void **state)
+{
+    /* RFC 4648 section 10 vectors */
+    static const char *plain[] = { "", "f", "fo", "foo", "foob", "fooba",
+                                   "foobar" };
+    static const char *coded[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
+                                   "Zm9vYmE=", "Zm9vYmFy" };
+    static const char *bad[] = { "Zg=", "Zg===", "Z===", "Z", "Zm9vY",
+                                 "Zm9v=Zg==", "Zg==Zg==", "Zm8=x", "Zm9v!",
+                                 "Zm9v-_", "=", "Zm\x80v", NULL };
+    unsigned char *out;
+    apr_size_t out_len;
+    btsso_error_t *e;
+    size_t i;
+
+    for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        assert_string_equal(btsso_b64_encode(pool, plain[i], strlen(plain[i])),
+                            coded[i]);
+        assert_null(btsso_b64_decode(pool, coded[i], strlen(coded[i]), &out,
+                                     &out_len));
+        assert_int_equal(out_len, strlen(plain[i]));
+        assert_memory_equal(out, plain[i], out_len);
+        assert_int_equal(out[out_len], '\0');
+    }
+    /* line breaks and indentation from XML text or PEM bodies */
+    assert_null(btsso_b64_decode(pool, " Zm9v\r\n\tYmFy \n", 14, &out,
+                                 &out_len));
+    assert_int_equal(out_len, 6);
+    assert_memory_equal(out, "foobar", 6);
+    for (i = 0; bad[i] != NULL; i++) {
+        e = btsso_b64_decode(pool, bad[i], strlen(bad[i]), &out, &out_len);
+        if (e == NULL) {
+            fail_msg("decoded invalid base64 '%s'", bad[i]);
+        }
+        assert_string_equal(e->code, "bad_base64");
+        assert_int_equal(e->status, 400);
+    }
+}
+
+static void test_percent_encoding(void **state)
+{
+    static const unsigned char bin[] = { 0x00, 0xff, ' ', '+', '/', '=' };
+    char *out;
+    apr_size_t out_len;
+
+    assert_string_equal(btsso_pct_encode(pool, "AZaz09-._~", 10),
+                        "AZaz09-._~");
+    assert_string_equal(btsso_pct_encode(pool, "a b+c/d?e&f=g#h%", 16),
+                        "a%20b%2Bc%2Fd%3Fe%26f%3Dg%23h%25");
+    assert_string_equal(btsso_pct_encode(pool, bin, sizeof(bin)),
+                        "%00%FF%20%2B%2F%3D");
+    assert_null(btsso_pct_decode(pool, "a+b%2Bc%2fd%00e", 15, &out,
+                                 &out_len));
+    assert_int_equal(out_len, 9);
+    assert_memory_equal(out, "a b+c/d\0e", 9);
+    assert_non_null(btsso_pct_decode(pool, "abc%", 4, &out, &out_len));
+    assert_non_null(btsso_pct_decode(pool, "abc%4", 5, &out, &out_len));
+    assert_non_null(btsso_pct_decode(pool, "%4g", 3, &out, &out_len));
+    assert_string_equal(btsso_pct_decode(pool, "%", 1, &out,
+                                         &out_len)->code, "bad_encoding");
+}
+
+static void test_deflate_inflate(void **state)
+{
+    static const char text[] = "<samlp:AuthnRequest ID=\"_1\"/>";
+    unsigned char *d, *x, *garbage;
+    apr_size_t dlen, xlen;
+    btsso_error_t *e;
+
+    assert_null(btsso_deflate_raw(pool, text, strlen(text), &d, &dlen));
+    /* raw DEFLATE: no zlib header (0x78 ..) */
+    assert_int_not_equal(d[0], 0x78);
+    assert_null(btsso_inflate_raw(pool, d, dlen, 1000, 100, &x, &xlen));
+    assert_int_equal(xlen, strlen(text));
+    assert_string_equal((char *)x, text);
+
+    /* exactly at the size bound is fine, one below is not */
+    assert_null(btsso_inflate_raw(pool, d, dlen, strlen(text), 0, &x, &xlen));
+    e = btsso_inflate_raw(pool, d, dlen, strlen(text) - 1, 0, &x, &xlen);
+    assert_non_null(e);
+    assert_string_equal(e->code, "too_large");
+    assert_int_equal(e->status, 413);
+
+    /* truncated stream */
+    e = btsso_inflate_raw(pool, d, dlen - 2, 1000, 100, &x, &xlen);
+    assert_non_null(e);
+    assert_string_equal(e->code, "inflate_failed");
+    assert_int_equal(e->status, 400);
+
+    /* trailing garbage after the end of the stream */
+    garbage = apr_palloc(pool, dlen + 3);
+    memcpy(garbage, d, dlen);
+    memcpy(garbage + dlen, "xyz", 3);
+    e = btsso_inflate_raw(pool, garbage, dlen + 3, 1000, 100, &x, &xlen);
+    assert_non_null(e);
+    assert_string_equal(e->code, "inflate_failed");
+
+    /* not DEFLATE at all */
+    e = btsso_inflate_raw(pool, "\xff\xff\xff\xff", 4, 1000, 100, &x, &xlen);
+    assert_non_null(e);
+    assert_string_equal(e->code, "inflate_failed");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -803,6 +908,9 @@ int main(void)
         cmocka_unit_test(test_logout_messages),
         cmocka_unit_test(test_schema_check_can_fail),
         cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_percent_encoding),
+        cmocka_unit_test(test_deflate_inflate),
     };
 
     apr_initialize();
