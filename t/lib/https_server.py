@@ -230,6 +230,10 @@ def main():
     servers = []
 
     def stop(*_):
+        # Closing stdin and a SIGTERM often come together: a second signal
+        # must not interrupt the clean-up below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
