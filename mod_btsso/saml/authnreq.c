@@ -451,6 +451,29 @@ static btsso_error_t *decode_value(apr_pool_t *p, const raw_param_t *rp,
     return btsso_pct_decode(p, rp->value, rp->value_len, out, out_len);
 }
 
+/* A base64 value: some senders leave '+' unencoded, which form decoding
+ * turns into a space; base64 has no spaces, so put the '+' back (the
+ * signature covers the raw octets, so this changes nothing it checks). */
+static btsso_error_t *decode_b64_value(apr_pool_t *p, const raw_param_t *rp,
+                                       unsigned char **out,
+                                       apr_size_t *out_len)
+{
+    btsso_error_t *err;
+    char *text;
+    apr_size_t text_len, i;
+
+    err = btsso_pct_decode(p, rp->value, rp->value_len, &text, &text_len);
+    if (err != NULL) {
+        return err;
+    }
+    for (i = 0; i < text_len; i++) {
+        if (text[i] == ' ') {
+            text[i] = '+';
+        }
+    }
+    return btsso_b64_decode(p, text, text_len, out, out_len);
+}
+
 btsso_error_t *btsso_redirect_decode(apr_pool_t *p, const char *query,
                                      apr_size_t max_xml,
                                      btsso_redirect_msg_t **out)
@@ -546,9 +569,8 @@ btsso_error_t *btsso_redirect_decode(apr_pool_t *p, const char *query,
                                 "%s of %" APR_SIZE_T_FMT " octets",
                                 msg->param, message->value_len);
     }
-    if ((err = decode_value(p, message, &text, &text_len)) != NULL
-        || (err = btsso_b64_decode(p, text, text_len, &deflated,
-                                   &deflated_len)) != NULL
+    if ((err = decode_b64_value(p, message, &deflated,
+                                &deflated_len)) != NULL
         || (err = btsso_inflate_raw(p, deflated, deflated_len, max_xml,
                                     BTSSO_REDIRECT_MAX_RATIO, &xml,
                                     &xml_len)) != NULL) {
@@ -574,10 +596,8 @@ btsso_error_t *btsso_redirect_decode(apr_pool_t *p, const char *query,
             return err;
         }
         msg->sigalg = text;
-        if ((err = decode_value(p, &params[SIGNATURE], &text,
-                                &text_len)) != NULL
-            || (err = btsso_b64_decode(p, text, text_len, &sig,
-                                       &sig_len)) != NULL) {
+        if ((err = decode_b64_value(p, &params[SIGNATURE], &sig,
+                                    &sig_len)) != NULL) {
             return err;
         }
         if (sig_len == 0) {

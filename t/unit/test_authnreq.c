@@ -547,6 +547,23 @@ static void test_redirect_verify(void **state)
     assert_non_null(e);
     assert_string_equal(e->code, "sig_invalid");
 
+    /* '+' left unencoded in Signature and SAMLResponse by a sloppy
+     * sender: still the same base64, and the raw octets still verify
+     * when the signer signed them that way. */
+    {
+        char *plus = apr_pstrdup(pool, q);
+        char *at;
+
+        while ((at = strstr(plus, "%2B")) != NULL) {
+            at[0] = '+';
+            memmove(at + 1, at + 3, strlen(at + 3) + 1);
+        }
+        assert_non_null(strchr(plus, '+'));
+        assert_null(btsso_redirect_decode(pool, plus, 0, &in));
+        assert_string_equal(in->xml, msg->xml);
+        assert_int_equal(in->signature_len, 256);
+    }
+
     /* SHA-1 is not allowed by default even when it would verify. */
     in->sigalg = BTSSO_SIGALG_RSA_SHA1;
     e = btsso_redirect_verify(pool, in, certs_of(1, sp_current), NULL, valid_now());
