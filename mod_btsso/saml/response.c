@@ -37,6 +37,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/valid.h>
+#include <libxml/globals.h>
 #include <xmlsec/xmlsec.h>
 #include <xmlsec/xmltree.h>
 #include <xmlsec/keys.h>
@@ -1607,6 +1608,30 @@ static btsso_error_t *check_status(vctx_t *v, xmlNodePtr resp)
 
 /* ---- the validation ----------------------------------------------------- */
 
+/* libxml2 reports some errors met inside xmlsec (c14n of a hostile
+ * document, XPointer evaluation) through its per-thread global handlers,
+ * which default to stderr: the httpd error log.  A hostile response must
+ * not be able to write there, and the core does not log, so for the
+ * duration of one call this thread's handler is swapped for a silent one
+ * and restored afterwards (other users of libxml2 in the process keep
+ * theirs). */
+typedef struct quiet_errors_t {
+    xmlStructuredErrorFunc saved_func;
+    void *saved_ctx;
+} quiet_errors_t;
+
+static void quiet_errors_begin(quiet_errors_t *q)
+{
+    q->saved_func = xmlStructuredError;
+    q->saved_ctx = xmlStructuredErrorContext;
+    xmlSetStructuredErrorFunc(NULL, quiet_structured_error);
+}
+
+static void quiet_errors_end(const quiet_errors_t *q)
+{
+    xmlSetStructuredErrorFunc(q->saved_ctx, q->saved_func);
+}
+
 static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
                                btsso_assertion_t *a)
 {
@@ -1796,6 +1821,7 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
     vctx_t v;
     btsso_assertion_t *a;
     btsso_error_t *err;
+    quiet_errors_t quiet;
 
     *out = NULL;
     memset(&v, 0, sizeof(v));
@@ -1813,12 +1839,14 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
                        : BTSSO_DIGEST_DEFAULT;
     v.skew = apr_time_from_sec(ex->clock_skew);
     a = apr_pcalloc(p, sizeof(*a));
+    quiet_errors_begin(&quiet);
     err = validate(&v, input, len, a);
     /* v.doc is owned by a pool cleanup; the decrypted document and its
      * plaintext are freed now rather than lingering in the pool. */
     if (v.plain_doc != NULL) {
         xmlFreeDoc(v.plain_doc);
     }
+    quiet_errors_end(&quiet);
     if (err == NULL) {
         *out = a;
     }
@@ -1832,9 +1860,13 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
     xmlDocPtr doc;
     xmlNodePtr resp, iss, c;
     btsso_error_t *err;
+    quiet_errors_t quiet;
 
     *issuer = NULL;
-    if ((err = load_document(p, input, len, max_size, 0, &doc)) != NULL) {
+    quiet_errors_begin(&quiet);
+    err = load_document(p, input, len, max_size, 0, &doc);
+    quiet_errors_end(&quiet);
+    if (err != NULL) {
         return err;
     }
     resp = xmlDocGetRootElement(doc);

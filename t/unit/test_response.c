@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -798,6 +799,99 @@ static void test_peek_issuer(void **state)
     assert_string_equal(e->code, "no_issuer");
 }
 
+/* Every truncation of a valid response is refused (and none crashes). */
+static void test_truncations_refused(void **state)
+{
+    btsso_response_expect_t ex = expect();
+    btsso_assertion_t *a;
+    btsso_error_t *e;
+    apr_size_t len, cut;
+    const char *xml = slurp(pool, "t/fixtures/responses/ok_both_signed.xml",
+                            &len);
+
+    ex.in_response_to = REQUEST_ID;
+    assert_null(btsso_response_validate(pool, xml, len, &ex, &a));
+    for (cut = 1; cut < len - 1; cut += 41) {
+        e = btsso_response_validate(pool, xml, cut, &ex, &a);
+        if (e == NULL) {
+            fail_msg("a response cut at byte %" APR_SIZE_T_FMT " of %"
+                     APR_SIZE_T_FMT " was accepted", cut, len);
+        }
+        assert_null(a);
+    }
+}
+
+/* Flip one byte at a time through a signed response: whatever still
+ * passes (a byte in the unsigned KeyInfo, say) must yield exactly the
+ * facts of the original; nothing signed can change unnoticed. */
+static void test_byte_flips_cannot_change_facts(void **state)
+{
+    btsso_response_expect_t ex = expect();
+    btsso_assertion_t *a;
+    btsso_error_t *e;
+    apr_size_t len, pos;
+    const char *orig = slurp(pool, "t/fixtures/responses/ok_both_signed.xml",
+                             &len);
+    char *xml = apr_pmemdup(pool, orig, len + 1);
+    int accepted = 0, refused = 0;
+
+    ex.in_response_to = REQUEST_ID;
+    for (pos = 0; pos < len; pos += 7) {
+        char saved = xml[pos];
+        const btsso_attribute_t *mail;
+
+        xml[pos] = (char)(saved ^ 0x04);
+        e = btsso_response_validate(pool, xml, len, &ex, &a);
+        xml[pos] = saved;
+        if (e != NULL) {
+            refused++;
+            continue;
+        }
+        accepted++;
+        mail = btsso_assertion_attribute(a, "mail");
+        if (strcmp(a->name_id, "alice@example.com") != 0 || mail == NULL
+            || strcmp(APR_ARRAY_IDX(mail->values, 0, const char *),
+                      "alice@example.com") != 0
+            || strcmp(a->assertion_id, "_assert-20260115120000") != 0
+            || a->assertion_not_on_or_after != at(300)) {
+            fail_msg("flipping byte %" APR_SIZE_T_FMT " changed the facts "
+                     "of an accepted response", pos);
+        }
+    }
+    /* the signed part dominates the document */
+    assert_true(refused > 2 * accepted);
+}
+
+/* The core never logs: hostile input (every fixture, and byte flips
+ * that break namespaces inside xmlsec's c14n) writes nothing to stderr,
+ * which is httpd's error log. */
+static void test_silent_on_hostile_input(void **state)
+{
+    FILE *capture = tmpfile();
+    int saved, i;
+    long size;
+
+    assert_non_null(capture);
+    fflush(stderr);
+    saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(capture), 2) >= 0);
+    for (i = 0; cases[i].name != NULL; i++) {
+        btsso_response_expect_t ex = expect();
+
+        ex.in_response_to = cases[i].solicited ? REQUEST_ID : NULL;
+        (void)check_code(cases[i].name, &ex, cases[i].code);
+    }
+    test_byte_flips_cannot_change_facts(state);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(capture, 0, SEEK_END);
+    size = ftell(capture);
+    fclose(capture);
+    assert_int_equal(size, 0);
+}
+
 static void test_sp_key_load_errors(void **state)
 {
     btsso_sp_key_t *k;
@@ -864,6 +958,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_detail_content, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_peek_issuer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncations_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_byte_flips_cannot_change_facts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_on_hostile_input, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sp_key_load_errors, setup,
                                         teardown),
     };
