@@ -647,6 +647,25 @@ static survey_t *survey(apr_pool_t *p, xmlNodePtr root)
     return s;
 }
 
+/* xs:ID is an NCName.  Beyond the schema, this matters because xmlsec
+ * resolves "#id" as the XPointer "xpointer(id('id'))": an ID holding a
+ * quote or parenthesis could change that expression.  Only the ASCII
+ * NCName subset every IdP uses is accepted. */
+static int is_safe_id(const char *id)
+{
+    const unsigned char *c = (const unsigned char *)id;
+
+    if (!(apr_isalpha(*c) || *c == '_')) {
+        return 0;
+    }
+    for (c++; *c != '\0'; c++) {
+        if (!(apr_isalnum(*c) || *c == '_' || *c == '-' || *c == '.')) {
+            return 0;
+        }
+    }
+    return (const char *)c - id <= 256;
+}
+
 /* Register `id` of `n` as the only element answering to it, so that the
  * Reference "#id" can resolve to nothing else.  Any other element with
  * the same ID value is refused (wrapping attacks rely on duplicates). */
@@ -657,6 +676,11 @@ static btsso_error_t *register_id(vctx_t *v, xmlDocPtr doc,
     xmlAttrPtr a = xmlHasNsProp(n, BAD_CAST "ID", NULL);
     int i;
 
+    if (!is_safe_id(id)) {
+        return malformed(v, apr_psprintf(v->p, "<%s> ID %s is not an "
+                                         "NCName", (const char *)n->name,
+                                         clip(v->p, id)));
+    }
     for (i = 0; i < s->id_attrs->nelts; i++) {
         xmlAttrPtr other = APR_ARRAY_IDX(s->id_attrs, i, xmlAttrPtr);
         xmlChar *val;

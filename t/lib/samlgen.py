@@ -721,6 +721,14 @@ def _m_enc_tamper_ciphertext(root):
     cv.text = base64.b64encode(bytes(raw)).decode("ascii")
 
 
+def _m_xpointer_id(root):
+    """An Assertion ID that would rewrite xmlsec's xpointer(id('...'))."""
+    a = _assertion(root)
+    evil = "x') | id('" + a.get("ID")
+    a.set("ID", evil)
+    _sig(a).find(".//" + q(NS_DS, "Reference")).set("URI", "#" + evil)
+
+
 def _plaintext_doctype(plain):
     return b'<!DOCTYPE x [<!ENTITY e "boom">]>' + plain
 
@@ -856,6 +864,7 @@ def fixtures(now=FIXED_NOW):
                          key_transport="rsa-1_5")
     f["cond_not_yet_valid"] = b(now=now, not_before=600)
     f["cond_expired"] = b(now=now, not_on_or_after=-600)
+    f["bad_id_xpointer"] = _with(now, _m_xpointer_id)
     f["bad_assertion_in_extensions"] = _with(now, _m_assertion_in_extensions)
     f["sig_hmac"] = _with(now, _m_hmac_signature_method)
     f["iss_assertion_without_issuer"] = b(now=now,

@@ -291,6 +291,7 @@ static const case_t cases[] = {
     { "cond_not_yet_valid", 0, "not_yet_valid" },
     { "cond_expired", 0, "expired" },
     { "bad_assertion_in_extensions", 0, "assertion_misplaced" },
+    { "bad_id_xpointer", 0, "malformed" },
     { "sig_hmac", 0, "sig_algorithm" },
     { "iss_assertion_without_issuer", 0, "no_issuer" },
     { "subj_empty_name_id", 0, "bad_name_id" },
