@@ -1,34 +1,8 @@
 /*
  * response.c - SAML 2.0 Response validation (see response.h for the rules).
  *
- * Error codes (HTTP status), in the order the checks run:
- *   bad_expectation 500    caller passed no SP entityID / ACS URL / IdP
- *   empty 400, too_large 413, bad_base64 400
- *   dtd_forbidden 400      any DOCTYPE (hence any entity)
- *   not_xml 400            not well-formed (libxml2's message and line)
- *   not_response 400       root is not samlp:Response
- *   malformed 400          Version, ID, IssueInstant or a time unparsable
- *   xml_id_forbidden 403   an xml:id attribute anywhere
- *   unsolicited 403        no request expected and IdP-initiated disallowed
- *   status_not_success 403 top-level (and second-level) StatusCode in detail
- *   issuer_mismatch 403, no_issuer 403
- *   destination_mismatch 403, destination_missing 403
- *   in_response_to_mismatch 403, in_response_to_unexpected 403
- *   no_assertion 403, multiple_assertions 403, assertion_misplaced 403
- *   duplicate_id 403
- *   sig_misplaced 403, sig_multiple 403, sig_structure 403,
- *   sig_reference 403, sig_transform 403, sig_algorithm 403,
- *   sig_keyinfo_forbidden 403, no_usable_certificate 403, sig_invalid 403,
- *   not_signed 403
- *   decrypt_no_key 500, enc_algorithm 403, decrypt_failed 403
- *   issued_in_future 403
- *   no_name_id 403, bad_name_id 403
- *   no_bearer 403, recipient_mismatch 403, confirmation_no_expiry 403,
- *   confirmation_expired 403, confirmation_not_yet_valid 403
- *   conditions_missing 403, not_yet_valid 403, expired 403,
- *   audience_missing 403, audience_mismatch 403, condition_unknown 403
- *   no_authn_statement 403, session_expired 403
- *   internal 500           xmlsec could not create a context
+ * The error codes and their order are documented in response.h; the
+ * user-facing message of each refusal is in the table `refusals` below.
  */
 #include <string.h>
 #include <apr_strings.h>
@@ -63,11 +37,14 @@
 #define ENC_TYPE_ELEMENT "http://www.w3.org/2001/04/xmlenc#Element"
 
 #define MSG_BAD_INPUT "The login response could not be read."
-#define MSG_REFUSED "The login response from your identity provider was refused."
-#define MSG_SIG "The login response is not correctly signed by your identity provider."
-#define MSG_TIME "The login response is outside its validity period; check the clocks of the identity provider and this server, then try again."
-#define MSG_CONFIG "The login response does not match this service's single sign-on configuration."
-#define MSG_INTERNAL "The login response could not be checked because of a server problem."
+#define MSG_REFUSED \
+    "The login response from your identity provider was refused."
+#define MSG_SIG \
+    "The login response is not correctly signed by your identity " \
+    "provider."
+#define MSG_INTERNAL \
+    "The login response could not be checked because of a server " \
+    "problem."
 
 typedef struct sig_alg_t {
     const char *href;
@@ -366,9 +343,115 @@ static int parse_datetime(const char *s, apr_time_t *out)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static btsso_error_t *refuse(vctx_t *v, const char *code, const char *msg,
-                             const char *detail)
+/* What the user reads for each refusal (the operator reads the detail). */
+typedef struct refusal_t {
+    const char *code;
+    const char *message;
+} refusal_t;
+
+#define MSG_EXPIRED \
+    "The login response has expired; please log in again. If this " \
+    "keeps happening, check the clocks of the identity provider and " \
+    "this server."
+#define MSG_EARLY \
+    "The login response is not valid yet; check the clocks of the " \
+    "identity provider and this server."
+
+static const refusal_t refusals[] = {
+    { "xml_id_forbidden",
+      "The login response contains identifiers of a forbidden kind and "
+      "was refused." },
+    { "duplicate_id",
+      "The login response contains duplicated identifiers and was refused"
+      " as tampered." },
+    { "unsolicited",
+      "Logins started at the identity provider are not allowed here; "
+      "please start the login from this site." },
+    { "in_response_to_mismatch",
+      "The login response does not answer the login request sent from "
+      "this browser; please start the login again." },
+    { "in_response_to_unexpected",
+      "The login response answers a login request that this site did not "
+      "send; please start the login again." },
+    { "issuer_mismatch",
+      "The login response comes from an identity provider other than the "
+      "one configured for your account." },
+    { "no_issuer", "The login response does not name its identity provider." },
+    { "destination_mismatch",
+      "The login response was sent for another address than this "
+      "service's; check this service's ACS URL at the identity provider." },
+    { "destination_missing",
+      "The login response does not say where it was meant to be sent." },
+    { "no_assertion", "The login response carries no assertion." },
+    { "multiple_assertions",
+      "The login response carries more than one assertion, which is not "
+      "allowed." },
+    { "assertion_misplaced",
+      "The login response is malformed: its assertion is not where it "
+      "must be." },
+    { "sig_misplaced", MSG_SIG },
+    { "sig_multiple", MSG_SIG },
+    { "sig_structure", MSG_SIG },
+    { "sig_reference", MSG_SIG },
+    { "sig_transform", MSG_SIG },
+    { "sig_keyinfo_forbidden", MSG_SIG },
+    { "sig_algorithm",
+      "The login response is signed with an algorithm this service does "
+      "not accept (SHA-256 or stronger is required)." },
+    { "sig_invalid",
+      "The login response's signature does not match any certificate "
+      "configured for your account." },
+    { "not_signed",
+      "The login response is not signed by your identity provider." },
+    { "enc_algorithm",
+      "The login assertion is encrypted with an algorithm this service "
+      "does not accept." },
+    { "decrypt_failed",
+      "The encrypted login assertion could not be decrypted; check the "
+      "encryption certificate configured at the identity provider." },
+    { "issued_in_future", MSG_EARLY },
+    { "no_name_id",
+      "The login assertion does not identify the user (no NameID)." },
+    { "bad_name_id",
+      "The login assertion identifies the user in an unusable way." },
+    { "no_bearer", "The login assertion cannot be used for a browser login." },
+    { "recipient_mismatch",
+      "The login assertion was issued for another address than this "
+      "service's; check this service's ACS URL at the identity provider." },
+    { "confirmation_no_expiry",
+      "The login assertion has no expiry time and was refused." },
+    { "confirmation_expired", MSG_EXPIRED },
+    { "confirmation_not_yet_valid", MSG_EARLY },
+    { "conditions_missing",
+      "The login assertion does not say which service it is meant for." },
+    { "audience_missing",
+      "The login assertion does not say which service it is meant for." },
+    { "audience_mismatch",
+      "The login assertion was issued for another service; check this "
+      "service's entity ID at the identity provider." },
+    { "condition_unknown",
+      "The login assertion carries a condition this service does not "
+      "support." },
+    { "not_yet_valid", MSG_EARLY },
+    { "expired", MSG_EXPIRED },
+    { "no_authn_statement",
+      "The login assertion does not say how you were authenticated." },
+    { "session_expired", MSG_EXPIRED },
+    { NULL, NULL }
+};
+
+/* A 403 refusal: the user-facing message comes from the table above. */
+static btsso_error_t *refuse(vctx_t *v, const char *code, const char *detail)
 {
+    const char *msg = MSG_REFUSED;
+    int i;
+
+    for (i = 0; refusals[i].code != NULL; i++) {
+        if (strcmp(refusals[i].code, code) == 0) {
+            msg = refusals[i].message;
+            break;
+        }
+    }
     return btsso_error_make(v->p, 403, code, msg, "%s", detail);
 }
 
@@ -693,7 +776,7 @@ static btsso_error_t *register_id(vctx_t *v, xmlDocPtr doc,
         same = val != NULL && xmlStrEqual(val, BAD_CAST id);
         xmlFree(val);
         if (same) {
-            return refuse(v, "duplicate_id", MSG_REFUSED,
+            return refuse(v, "duplicate_id",
                           apr_psprintf(v->p, "ID %s is carried by <%s> and "
                                        "also by another element <%s>",
                                        clip(v->p, id),
@@ -702,7 +785,7 @@ static btsso_error_t *register_id(vctx_t *v, xmlDocPtr doc,
         }
     }
     if (xmlGetID(doc, BAD_CAST id) != NULL) {
-        return refuse(v, "duplicate_id", MSG_REFUSED,
+        return refuse(v, "duplicate_id",
                       apr_psprintf(v->p, "ID %s is already registered",
                                    clip(v->p, id)));
     }
@@ -731,7 +814,7 @@ static btsso_error_t *check_signature_places(vctx_t *v, const survey_t *s,
             count_b++;
         }
         else {
-            return refuse(v, "sig_misplaced", MSG_SIG,
+            return refuse(v, "sig_misplaced",
                           apr_psprintf(v->p, "a ds:Signature inside <%s> "
                                        "(line %ld) signs nothing this "
                                        "service consumes",
@@ -741,7 +824,7 @@ static btsso_error_t *check_signature_places(vctx_t *v, const survey_t *s,
         }
     }
     if (count_a > 1 || count_b > 1) {
-        return refuse(v, "sig_multiple", MSG_SIG,
+        return refuse(v, "sig_multiple",
                       apr_psprintf(v->p, "<%s> carries %d ds:Signature "
                                    "elements; exactly one is allowed",
                                    (const char *)(count_a > 1 ? parent_a
@@ -775,13 +858,13 @@ static btsso_error_t *check_keyinfo(vctx_t *v, xmlNodePtr n, const char *what)
     btsso_error_t *err;
 
     if (xmlStrEqual(n->name, BAD_CAST "RetrievalMethod")) {
-        return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
+        return refuse(v, "sig_keyinfo_forbidden",
                       apr_psprintf(v->p, "%s signature: KeyInfo holds a "
                                    "RetrievalMethod (not followed)", what));
     }
     for (a = n->properties; a != NULL; a = a->next) {
         if (xmlStrcasecmp(a->name, BAD_CAST "URI") == 0) {
-            return refuse(v, "sig_keyinfo_forbidden", MSG_SIG,
+            return refuse(v, "sig_keyinfo_forbidden",
                           apr_psprintf(v->p, "%s signature: KeyInfo element "
                                        "<%s> carries a URI (not followed)",
                                        what, (const char *)n->name));
@@ -827,7 +910,7 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
             n_ki++;
         }
         else {
-            return refuse(v, "sig_structure", MSG_SIG,
+            return refuse(v, "sig_structure",
                           apr_psprintf(v->p, "%s signature: unexpected or "
                                        "misplaced <%s> in ds:Signature "
                                        "(ds:Object is not allowed)", what,
@@ -835,14 +918,14 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
         }
     }
     if (n_si != 1 || n_sv != 1 || n_ki > 1) {
-        return refuse(v, "sig_structure", MSG_SIG,
+        return refuse(v, "sig_structure",
                       apr_psprintf(v->p, "%s signature: needs one SignedInfo "
                                    "and one SignatureValue", what));
     }
     c = child_elem(si, NS_DS, "CanonicalizationMethod", NULL);
     alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
     if (alg == NULL || strcmp(alg, ALG_EXC_C14N) != 0) {
-        return refuse(v, "sig_transform", MSG_SIG,
+        return refuse(v, "sig_transform",
                       apr_psprintf(v->p, "%s signature: CanonicalizationMethod "
                                    "%s is not exclusive c14n without "
                                    "comments", what, clip(v->p, alg)));
@@ -851,7 +934,7 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
     alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
     a = find_alg(sig_algs, alg);
     if (a == NULL || !(a->bit & v->sig_allowed)) {
-        return refuse(v, "sig_algorithm", MSG_SIG,
+        return refuse(v, "sig_algorithm",
                       apr_psprintf(v->p, "%s signature: SignatureMethod %s "
                                    "is not allowed", what, clip(v->p, alg)));
     }
@@ -862,13 +945,13 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
         }
     }
     if (n_ref != 1) {
-        return refuse(v, "sig_reference", MSG_SIG,
+        return refuse(v, "sig_reference",
                       apr_psprintf(v->p, "%s signature: %d References; "
                                    "exactly one is allowed", what, n_ref));
     }
     uri = attr(v->p, ref, "URI");
     if (uri == NULL || uri[0] != '#' || strcmp(uri + 1, id) != 0) {
-        return refuse(v, "sig_reference", MSG_SIG,
+        return refuse(v, "sig_reference",
                       apr_psprintf(v->p, "%s signature: Reference URI %s "
                                    "does not point at the signed <%s "
                                    "ID=\"%s\">", what, clip(v->p, uri),
@@ -885,7 +968,7 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
             saw_enveloped = 1;
         }
         else if (alg == NULL || strcmp(alg, ALG_EXC_C14N) != 0) {
-            return refuse(v, "sig_transform", MSG_SIG,
+            return refuse(v, "sig_transform",
                           apr_psprintf(v->p, "%s signature: Transform %s is "
                                        "not allowed (only enveloped-"
                                        "signature and exclusive c14n "
@@ -894,7 +977,7 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
         }
     }
     if (!saw_enveloped) {
-        return refuse(v, "sig_transform", MSG_SIG,
+        return refuse(v, "sig_transform",
                       apr_psprintf(v->p, "%s signature: no enveloped-"
                                    "signature transform", what));
     }
@@ -902,45 +985,58 @@ static btsso_error_t *check_signature_shape(vctx_t *v, xmlNodePtr sig,
     alg = c != NULL ? attr(v->p, c, "Algorithm") : NULL;
     a = find_alg(digest_algs, alg);
     if (a == NULL || !(a->bit & v->digest_allowed)) {
-        return refuse(v, "sig_algorithm", MSG_SIG,
+        return refuse(v, "sig_algorithm",
                       apr_psprintf(v->p, "%s signature: DigestMethod %s is "
                                    "not allowed", what, clip(v->p, alg)));
     }
     return NULL;
 }
 
+static int enable_sig(xmlSecDSigCtxPtr ctx, unsigned int on,
+                      xmlSecTransformId id)
+{
+    return on ? xmlSecDSigCtxEnableSignatureTransform(ctx, id) : 0;
+}
+
+static int enable_ref(xmlSecDSigCtxPtr ctx, unsigned int on,
+                      xmlSecTransformId id)
+{
+    return on ? xmlSecDSigCtxEnableReferenceTransform(ctx, id) : 0;
+}
+
+/* xmlsec's own allow-lists, the second line behind check_signature_shape:
+ * SignedInfo may use exclusive c14n and the allowed signature methods,
+ * a Reference enveloped-signature, exclusive c14n and allowed digests. */
 static int enable_dsig_transforms(xmlSecDSigCtxPtr ctx, unsigned int sigs,
                                   unsigned int digests)
 {
     int rc = 0;
 
-    rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformExclC14NId);
-    if (sigs & BTSSO_SIG_RSA_SHA1)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha1Id);
-    if (sigs & BTSSO_SIG_RSA_SHA256)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha256Id);
-    if (sigs & BTSSO_SIG_RSA_SHA384)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha384Id);
-    if (sigs & BTSSO_SIG_RSA_SHA512)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformRsaSha512Id);
-    if (sigs & BTSSO_SIG_ECDSA_SHA1)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha1Id);
-    if (sigs & BTSSO_SIG_ECDSA_SHA256)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha256Id);
-    if (sigs & BTSSO_SIG_ECDSA_SHA384)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha384Id);
-    if (sigs & BTSSO_SIG_ECDSA_SHA512)
-        rc |= xmlSecDSigCtxEnableSignatureTransform(ctx, xmlSecTransformEcdsaSha512Id);
-    rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformEnvelopedId);
-    rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformExclC14NId);
-    if (digests & BTSSO_DIGEST_SHA1)
-        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha1Id);
-    if (digests & BTSSO_DIGEST_SHA256)
-        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha256Id);
-    if (digests & BTSSO_DIGEST_SHA384)
-        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha384Id);
-    if (digests & BTSSO_DIGEST_SHA512)
-        rc |= xmlSecDSigCtxEnableReferenceTransform(ctx, xmlSecTransformSha512Id);
+    rc |= enable_sig(ctx, 1, xmlSecTransformExclC14NId);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_RSA_SHA1, xmlSecTransformRsaSha1Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_RSA_SHA256,
+                     xmlSecTransformRsaSha256Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_RSA_SHA384,
+                     xmlSecTransformRsaSha384Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_RSA_SHA512,
+                     xmlSecTransformRsaSha512Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_ECDSA_SHA1,
+                     xmlSecTransformEcdsaSha1Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_ECDSA_SHA256,
+                     xmlSecTransformEcdsaSha256Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_ECDSA_SHA384,
+                     xmlSecTransformEcdsaSha384Id);
+    rc |= enable_sig(ctx, sigs & BTSSO_SIG_ECDSA_SHA512,
+                     xmlSecTransformEcdsaSha512Id);
+    rc |= enable_ref(ctx, 1, xmlSecTransformEnvelopedId);
+    rc |= enable_ref(ctx, 1, xmlSecTransformExclC14NId);
+    rc |= enable_ref(ctx, digests & BTSSO_DIGEST_SHA1, xmlSecTransformSha1Id);
+    rc |= enable_ref(ctx, digests & BTSSO_DIGEST_SHA256,
+                     xmlSecTransformSha256Id);
+    rc |= enable_ref(ctx, digests & BTSSO_DIGEST_SHA384,
+                     xmlSecTransformSha384Id);
+    rc |= enable_ref(ctx, digests & BTSSO_DIGEST_SHA512,
+                     xmlSecTransformSha512Id);
     return rc;
 }
 
@@ -1021,7 +1117,7 @@ static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
             return NULL;
         }
     }
-    return refuse(v, "sig_invalid", MSG_SIG,
+    return refuse(v, "sig_invalid",
                   apr_psprintf(v->p, "%s ID=\"%s\": the signature does not "
                                "verify with any of the account's %d usable "
                                "certificate(s) (altered content, or signed "
@@ -1131,7 +1227,7 @@ static btsso_error_t *enc_method_of(vctx_t *v, xmlNodePtr n, const char **alg)
 
     *alg = m != NULL ? attr(v->p, m, "Algorithm") : NULL;
     if (*alg == NULL) {
-        return refuse(v, "enc_algorithm", MSG_REFUSED,
+        return refuse(v, "enc_algorithm",
                       apr_psprintf(v->p, "<%s> has no EncryptionMethod",
                                    (const char *)n->name));
     }
@@ -1162,13 +1258,13 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
     }
     ed = child_elem(ea, NS_XENC, "EncryptedData", &n_ed);
     if (n_ed != 1) {
-        return refuse(v, "decrypt_failed", MSG_REFUSED,
+        return refuse(v, "decrypt_failed",
                       apr_psprintf(v->p, "EncryptedAssertion holds %d "
                                    "EncryptedData elements", n_ed));
     }
     type = attr(v->p, ed, "Type");
     if (type != NULL && strcmp(type, ENC_TYPE_ELEMENT) != 0) {
-        return refuse(v, "decrypt_failed", MSG_REFUSED,
+        return refuse(v, "decrypt_failed",
                       apr_psprintf(v->p, "EncryptedData Type %s is not "
                                    "Element", clip(v->p, type)));
     }
@@ -1176,7 +1272,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
         return err;
     }
     if (!in_list(data_enc_algs, alg)) {
-        return refuse(v, "enc_algorithm", MSG_REFUSED,
+        return refuse(v, "enc_algorithm",
                       apr_psprintf(v->p, "EncryptedData algorithm %s is not "
                                    "allowed (AES-GCM or AES-CBC)",
                                    clip(v->p, alg)));
@@ -1196,7 +1292,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
         }
     }
     if (eks->nelts == 0) {
-        return refuse(v, "decrypt_failed", MSG_REFUSED,
+        return refuse(v, "decrypt_failed",
                       "EncryptedAssertion carries no EncryptedKey");
     }
     for (i = 0; i < eks->nelts && plain == NULL; i++) {
@@ -1206,7 +1302,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
             return err;
         }
         if (strcmp(alg, ALG_RSA_OAEP_MGF1P) != 0) {
-            return refuse(v, "enc_algorithm", MSG_REFUSED,
+            return refuse(v, "enc_algorithm",
                           apr_psprintf(v->p, "EncryptedKey algorithm %s is "
                                        "not allowed (RSA-OAEP only)",
                                        clip(v->p, alg)));
@@ -1228,7 +1324,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
     }
     if (plain == NULL) {
         /* One message for every failure: no padding/key oracle. */
-        return refuse(v, "decrypt_failed", MSG_REFUSED,
+        return refuse(v, "decrypt_failed",
                       "EncryptedAssertion could not be decrypted with the "
                       "SP key(s) (encrypted for another key, or corrupt)");
     }
@@ -1241,7 +1337,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
     }
     *out = xmlDocGetRootElement(v->plain_doc);
     if (!is_elem(*out, NS_SAML, "Assertion")) {
-        return refuse(v, "decrypt_failed", MSG_REFUSED,
+        return refuse(v, "decrypt_failed",
                       "decrypted content is not a saml:Assertion");
     }
     return NULL;
@@ -1255,7 +1351,7 @@ static btsso_error_t *check_issuer(vctx_t *v, xmlNodePtr issuer,
     const char *val = text_of(v->p, issuer);
 
     if (strcmp(val, v->ex->idp_entity_id) != 0) {
-        return refuse(v, "issuer_mismatch", MSG_CONFIG,
+        return refuse(v, "issuer_mismatch",
                       apr_psprintf(v->p, "%s Issuer is %s, expected %s",
                                    where, clip(v->p, val),
                                    v->ex->idp_entity_id));
@@ -1268,7 +1364,7 @@ static btsso_error_t *check_in_response_to(vctx_t *v, const char *irt,
 {
     if (v->ex->in_response_to != NULL) {
         if (irt == NULL || strcmp(irt, v->ex->in_response_to) != 0) {
-            return refuse(v, "in_response_to_mismatch", MSG_REFUSED,
+            return refuse(v, "in_response_to_mismatch",
                           apr_psprintf(v->p, "%s InResponseTo is %s, the "
                                        "request sent was %s", where,
                                        clip(v->p, irt),
@@ -1276,7 +1372,7 @@ static btsso_error_t *check_in_response_to(vctx_t *v, const char *irt,
         }
     }
     else if (irt != NULL) {
-        return refuse(v, "in_response_to_unexpected", MSG_REFUSED,
+        return refuse(v, "in_response_to_unexpected",
                       apr_psprintf(v->p, "%s InResponseTo=%s answers a "
                                    "request this login did not send",
                                    where, clip(v->p, irt)));
@@ -1294,13 +1390,13 @@ static btsso_error_t *check_bearer(vctx_t *v, xmlNodePtr sc,
     btsso_error_t *err;
 
     if (scd == NULL) {
-        return refuse(v, "confirmation_no_expiry", MSG_REFUSED,
+        return refuse(v, "confirmation_no_expiry",
                       "bearer SubjectConfirmation without "
                       "SubjectConfirmationData");
     }
     recipient = attr(v->p, scd, "Recipient");
     if (recipient == NULL || strcmp(recipient, v->ex->acs_url) != 0) {
-        return refuse(v, "recipient_mismatch", MSG_CONFIG,
+        return refuse(v, "recipient_mismatch",
                       apr_psprintf(v->p, "SubjectConfirmationData Recipient "
                                    "is %s, expected %s",
                                    clip(v->p, recipient), v->ex->acs_url));
@@ -1310,18 +1406,18 @@ static btsso_error_t *check_bearer(vctx_t *v, xmlNodePtr sc,
         return err;
     }
     if (noa == 0) {
-        return refuse(v, "confirmation_no_expiry", MSG_REFUSED,
+        return refuse(v, "confirmation_no_expiry",
                       "SubjectConfirmationData has no NotOnOrAfter");
     }
     if (now - v->skew >= noa) {
-        return refuse(v, "confirmation_expired", MSG_TIME,
+        return refuse(v, "confirmation_expired",
                       apr_psprintf(v->p, "SubjectConfirmationData "
                                    "NotOnOrAfter %s passed (now %s, skew "
                                    "%d s)", fmt_time(v->p, noa),
                                    fmt_time(v->p, now), v->ex->clock_skew));
     }
     if (nb != 0 && now + v->skew < nb) {
-        return refuse(v, "confirmation_not_yet_valid", MSG_TIME,
+        return refuse(v, "confirmation_not_yet_valid",
                       apr_psprintf(v->p, "SubjectConfirmationData NotBefore "
                                    "%s not reached (now %s, skew %d s)",
                                    fmt_time(v->p, nb), fmt_time(v->p, now),
@@ -1345,24 +1441,24 @@ static btsso_error_t *check_subject(vctx_t *v, xmlNodePtr assertion,
 
     subject = child_elem(assertion, NS_SAML, "Subject", NULL);
     if (subject == NULL) {
-        return refuse(v, "no_name_id", MSG_REFUSED,
+        return refuse(v, "no_name_id",
                       "Assertion has no Subject");
     }
     nid = child_elem(subject, NS_SAML, "NameID", NULL);
     if (nid == NULL) {
-        return refuse(v, "no_name_id", MSG_REFUSED,
+        return refuse(v, "no_name_id",
                       child_elem(subject, NS_SAML, "EncryptedID", NULL)
                       ? "Subject has an EncryptedID (not supported; "
                         "encrypt the whole assertion instead)"
                       : "Subject has no NameID");
     }
     if (has_element_child(nid)) {
-        return refuse(v, "bad_name_id", MSG_REFUSED,
+        return refuse(v, "bad_name_id",
                       "NameID contains child elements");
     }
     a->name_id = text_of(v->p, nid);
     if (*a->name_id == '\0') {
-        return refuse(v, "bad_name_id", MSG_REFUSED, "NameID is empty");
+        return refuse(v, "bad_name_id", "NameID is empty");
     }
     a->name_id_format = attr(v->p, nid, "Format");
     a->name_id_name_qualifier = attr(v->p, nid, "NameQualifier");
@@ -1391,7 +1487,7 @@ static btsso_error_t *check_subject(vctx_t *v, xmlNodePtr assertion,
         }
     }
     if (n_bearer == 0) {
-        return refuse(v, "no_bearer", MSG_REFUSED,
+        return refuse(v, "no_bearer",
                       "no SubjectConfirmation with Method bearer");
     }
     return first_err;
@@ -1407,7 +1503,7 @@ static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
 
     cond = child_elem(assertion, NS_SAML, "Conditions", &n_cond);
     if (cond == NULL || n_cond != 1) {
-        return refuse(v, "conditions_missing", MSG_REFUSED,
+        return refuse(v, "conditions_missing",
                       apr_psprintf(v->p, "Assertion has %d Conditions "
                                    "elements; exactly one is required "
                                    "(with an AudienceRestriction)", n_cond));
@@ -1417,14 +1513,14 @@ static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
         return err;
     }
     if (nb != 0 && now + v->skew < nb) {
-        return refuse(v, "not_yet_valid", MSG_TIME,
+        return refuse(v, "not_yet_valid",
                       apr_psprintf(v->p, "Conditions NotBefore %s not "
                                    "reached: now %s, skew %d s (check the "
                                    "IdP's clock)", fmt_time(v->p, nb),
                                    fmt_time(v->p, now), v->ex->clock_skew));
     }
     if (noa != 0 && now - v->skew >= noa) {
-        return refuse(v, "expired", MSG_TIME,
+        return refuse(v, "expired",
                       apr_psprintf(v->p, "Conditions NotOnOrAfter %s passed: "
                                    "now %s, skew %d s", fmt_time(v->p, noa),
                                    fmt_time(v->p, now), v->ex->clock_skew));
@@ -1445,7 +1541,7 @@ static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
             continue;
         }
         if (!is_elem(c, NS_SAML, "AudienceRestriction")) {
-            return refuse(v, "condition_unknown", MSG_REFUSED,
+            return refuse(v, "condition_unknown",
                           apr_psprintf(v->p, "Conditions holds <%s>, which "
                                        "this service does not understand",
                                        (const char *)c->name));
@@ -1459,7 +1555,7 @@ static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
         }
         /* Several AudienceRestrictions must ALL be satisfied. */
         if (!found) {
-            return refuse(v, "audience_mismatch", MSG_CONFIG,
+            return refuse(v, "audience_mismatch",
                           apr_psprintf(v->p, "AudienceRestriction does not "
                                        "name %s (the IdP is configured "
                                        "with another SP entityID)",
@@ -1467,7 +1563,7 @@ static btsso_error_t *check_conditions(vctx_t *v, xmlNodePtr assertion,
         }
     }
     if (n_restrictions == 0) {
-        return refuse(v, "audience_missing", MSG_REFUSED,
+        return refuse(v, "audience_missing",
                       "Conditions has no AudienceRestriction");
     }
     return NULL;
@@ -1481,7 +1577,7 @@ static btsso_error_t *read_authn_statement(vctx_t *v, xmlNodePtr assertion,
 
     st = child_elem(assertion, NS_SAML, "AuthnStatement", NULL);
     if (st == NULL) {
-        return refuse(v, "no_authn_statement", MSG_REFUSED,
+        return refuse(v, "no_authn_statement",
                       "Assertion has no AuthnStatement");
     }
     if ((err = time_attr(v, st, "AuthnInstant", &a->authn_instant)) != NULL
@@ -1491,7 +1587,7 @@ static btsso_error_t *read_authn_statement(vctx_t *v, xmlNodePtr assertion,
     }
     if (a->session_not_on_or_after != 0
         && v->ex->now - v->skew >= a->session_not_on_or_after) {
-        return refuse(v, "session_expired", MSG_TIME,
+        return refuse(v, "session_expired",
                       apr_psprintf(v->p, "AuthnStatement SessionNotOnOrAfter "
                                    "%s passed",
                                    fmt_time(v->p,
@@ -1590,7 +1686,7 @@ static btsso_error_t *check_header(vctx_t *v, xmlNodePtr n, const char **id,
                                          (const char *)n->name));
     }
     if (*issue_instant > v->ex->now + v->skew) {
-        return refuse(v, "issued_in_future", MSG_TIME,
+        return refuse(v, "issued_in_future",
                       apr_psprintf(v->p, "<%s ID=\"%s\"> IssueInstant %s is "
                                    "%" APR_TIME_T_FMT " s in the future "
                                    "(skew %d s): check the IdP's clock",
@@ -1682,12 +1778,12 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     }
     a->response_id = resp_id;
     if (v->doc->ids != NULL) {
-        return refuse(v, "xml_id_forbidden", MSG_REFUSED,
+        return refuse(v, "xml_id_forbidden",
                       "an xml:id attribute is present");
     }
     irt = attr(v->p, resp, "InResponseTo");
     if (ex->in_response_to == NULL && !ex->allow_idp_initiated && irt == NULL) {
-        return refuse(v, "unsolicited", MSG_REFUSED,
+        return refuse(v, "unsolicited",
                       "unsolicited (IdP-initiated) response, but "
                       "BTSSOAllowIdPInitiated is Off");
     }
@@ -1703,7 +1799,7 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     }
     dest = attr(v->p, resp, "Destination");
     if (dest != NULL && strcmp(dest, ex->acs_url) != 0) {
-        return refuse(v, "destination_mismatch", MSG_CONFIG,
+        return refuse(v, "destination_mismatch",
                       apr_psprintf(v->p, "Response Destination is %s, "
                                    "expected %s", clip(v->p, dest),
                                    ex->acs_url));
@@ -1716,11 +1812,11 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     /* Exactly one assertion in the whole document, as a direct child. */
     s = survey(v->p, resp);
     if (s->assertions->nelts == 0) {
-        return refuse(v, "no_assertion", MSG_REFUSED,
+        return refuse(v, "no_assertion",
                       "Response carries no Assertion");
     }
     if (s->assertions->nelts > 1) {
-        return refuse(v, "multiple_assertions", MSG_REFUSED,
+        return refuse(v, "multiple_assertions",
                       apr_psprintf(v->p, "Response carries %d assertions "
                                    "(counting nested and wrapped ones); "
                                    "exactly one is accepted",
@@ -1728,7 +1824,7 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     }
     assertion = APR_ARRAY_IDX(s->assertions, 0, xmlNodePtr);
     if (assertion->parent != resp) {
-        return refuse(v, "assertion_misplaced", MSG_REFUSED,
+        return refuse(v, "assertion_misplaced",
                       apr_psprintf(v->p, "the Assertion sits inside <%s>, "
                                    "not directly in the Response",
                                    (const char *)assertion->parent->name));
@@ -1763,7 +1859,7 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
             return err;
         }
         if (dest == NULL) {
-            return refuse(v, "destination_missing", MSG_REFUSED,
+            return refuse(v, "destination_missing",
                           "signed Response has no Destination");
         }
         a->response_signed = 1;
@@ -1778,13 +1874,13 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
             return err;
         }
         if (v->plain_doc->ids != NULL) {
-            return refuse(v, "xml_id_forbidden", MSG_REFUSED,
+            return refuse(v, "xml_id_forbidden",
                           "an xml:id attribute is present in the decrypted "
                           "assertion");
         }
         ps = survey(v->p, assertion);
         if (ps->assertions->nelts != 1) {
-            return refuse(v, "multiple_assertions", MSG_REFUSED,
+            return refuse(v, "multiple_assertions",
                           apr_psprintf(v->p, "the decrypted Assertion "
                                        "contains %d further assertions",
                                        ps->assertions->nelts - 1));
@@ -1813,7 +1909,7 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
         a->assertion_signed = 1;
     }
     if (!a->response_signed && !a->assertion_signed) {
-        return refuse(v, "not_signed", MSG_SIG,
+        return refuse(v, "not_signed",
                       "neither the Response nor the Assertion is signed");
     }
 
@@ -1821,7 +1917,7 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
      * verified signature covers; never searched for in the document. */
     issuer = child_elem(assertion, NS_SAML, "Issuer", &n_issuer);
     if (issuer == NULL || n_issuer != 1) {
-        return refuse(v, "no_issuer", MSG_REFUSED,
+        return refuse(v, "no_issuer",
                       "Assertion needs exactly one Issuer");
     }
     if ((err = check_issuer(v, issuer, "Assertion")) != NULL) {
@@ -1907,7 +2003,9 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
     if (iss == NULL || has_element_child(iss)
         || *(*issuer = text_of(p, iss)) == '\0') {
         *issuer = NULL;
-        return btsso_error_make(p, 403, "no_issuer", MSG_REFUSED,
+        return btsso_error_make(p, 403, "no_issuer",
+                                "The login response does not name its "
+                                "identity provider.",
                                 "the Response names no Issuer, so the "
                                 "account cannot be determined");
     }

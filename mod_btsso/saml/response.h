@@ -164,12 +164,54 @@ typedef struct btsso_assertion_t {
 
 /*
  * Validate a SAMLResponse.  `input` is the POST parameter value (base64,
- * whitespace allowed), `len` its length.  On success *out is filled from
- * the verified nodes and NULL is returned.  All memory comes from p.
+ * whitespace allowed; text starting with '<' is taken as XML as is), `len`
+ * its length.  On success *out is filled from the verified nodes and NULL
+ * is returned.  All memory comes from p.  Thread-safe after
+ * btsso_xmlsec_init(); writes nothing to stderr.
  *
- * Error codes (HTTP status): see the table in response.c, also listed in
- * the project report; each message is safe to show to the user, each
- * detail names the element, ID or time involved, never key material.
+ * Errors: e->message is safe to show to the user, e->detail (for the log)
+ * names the element, ID or time involved, never key material.  Codes, in
+ * the order the checks run (HTTP status):
+ *   bad_expectation (500)  caller passed no sp_entity_id/acs_url/IdP
+ *   empty (400), too_large (413), bad_base64 (400)
+ *   dtd_forbidden (400)    any DOCTYPE, in the response or the decrypted
+ *                          assertion (so no entity of any kind)
+ *   not_xml (400)          not well-formed (line and libxml2 message)
+ *   not_response (400)     root is not samlp:Response
+ *   malformed (400)        Version not 2.0, ID missing or not an NCName,
+ *                          IssueInstant or another time unparsable
+ *   xml_id_forbidden       an xml:id attribute anywhere
+ *   unsolicited            no request expected, IdP-initiated disallowed
+ *   status_not_success     Status not Success (codes + message in detail)
+ *   issuer_mismatch, no_issuer
+ *   destination_mismatch, destination_missing (signed Response only)
+ *   in_response_to_mismatch, in_response_to_unexpected
+ *   no_assertion, multiple_assertions, assertion_misplaced
+ *   duplicate_id           another element carries a signed element's ID
+ *   sig_misplaced          a ds:Signature that signs nothing consumed
+ *   sig_multiple           two ds:Signature on one element
+ *   sig_structure          ds:Object or anything unexpected in Signature
+ *   sig_reference          not exactly one Reference, or its URI is not
+ *                          "#" + the ID of the element the Signature is in
+ *   sig_transform          c14n/transform other than exclusive c14n
+ *                          without comments and enveloped-signature
+ *   sig_algorithm          SignatureMethod/DigestMethod not allowed
+ *   sig_keyinfo_forbidden  KeyInfo with RetrievalMethod or a URI
+ *   no_usable_certificate  trusted_certs empty
+ *   sig_invalid            no trusted certificate verifies the signature
+ *   decrypt_no_key (500)   EncryptedAssertion but no sp_keys
+ *   enc_algorithm          not RSA-OAEP(-MGF1P) / AES-CBC / AES-GCM
+ *   decrypt_failed         no SP key decrypts it, or bad plaintext
+ *   not_signed             neither Response nor Assertion signed
+ *   issued_in_future       IssueInstant > now + skew
+ *   no_name_id, bad_name_id (element children or empty)
+ *   no_bearer, recipient_mismatch, confirmation_no_expiry,
+ *   confirmation_expired, confirmation_not_yet_valid
+ *   conditions_missing, not_yet_valid, expired, condition_unknown,
+ *   audience_mismatch, audience_missing
+ *   no_authn_statement, session_expired
+ *   internal (500)         xmlsec could not create a context
+ * All codes without a status above are 403.
  */
 btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
                                        apr_size_t len,
