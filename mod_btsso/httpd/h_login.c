@@ -17,6 +17,7 @@
 #include "btsso_handlers.h"
 #include "core/addressing.h"
 #include "core/url.h"
+#include "core/b64.h"
 #include "saml/authnreq.h"
 
 APLOG_USE_MODULE(btsso);
@@ -32,15 +33,14 @@ const char *btsso_query_arg(request_rec *r, const char *name)
         apr_size_t len = end ? (apr_size_t)(end - q) : strlen(q);
 
         if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
-            char *v = apr_pstrmemdup(r->pool, q + n + 1, len - n - 1);
-            char *c;
+            char *v = NULL;
+            apr_size_t vlen = 0;
 
-            for (c = v; *c; c++) {
-                if (*c == '+') {
-                    *c = ' ';
-                }
-            }
-            if (ap_unescape_url(v) != OK) {
+            /* Form decoding: '+' is a space, %XX any octet (ap_unescape_url
+             * would refuse the %2F every encoded path holds).  A value with
+             * a NUL octet is refused whole. */
+            if (btsso_pct_decode(r->pool, q + n + 1, len - n - 1, &v, &vlen)
+                != NULL || strlen(v) != vlen) {
                 return NULL;
             }
             return v;

@@ -29,6 +29,9 @@ def make_httpd(request):
         h.stop()
         if not failed:
             problems += h.unexpected_log_lines()
+        else:
+            sys.stderr.write("---- error log of %s ----\n%s\n" % (
+                h.dir, h.log_text()[-6000:]))
         h.cleanup()
     if problems:
         pytest.fail("unexpected lines in the error log:\n" +

@@ -72,7 +72,8 @@ class Httpd:
 
     def __init__(self, workdir=None, btsso_conf="", extra_conf="",
                  modules=None, base_url=None, db=None, dbdriver="sqlite3",
-                 dbdparams=None, load_btsso=True, mpm="event"):
+                 dbdparams=None, load_btsso=True, mpm="event",
+                 processes=4):
         self.dir = workdir or tempfile.mkdtemp(prefix="btsso-httpd-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -90,6 +91,7 @@ class Httpd:
         self.modules = list(modules or [])
         self.load_btsso = load_btsso
         self.mpm = mpm
+        self.processes = processes
         self.proc = None
         self.expected_log = []
         self.log_offset = 0
@@ -120,9 +122,11 @@ TypesConfig /etc/mime.types
 DocumentRoot {docroot}
 Mutex file:{dir} default
 StartServers 1
-MaxRequestWorkers 64
-ThreadsPerChild 32
-ServerLimit 2
+ServerLimit {procs}
+ThreadsPerChild 25
+MaxRequestWorkers {workers}
+MinSpareThreads {minspare}
+MaxSpareThreads {workers}
 <Directory {docroot}>
     Require all granted
 </Directory>
@@ -131,7 +135,9 @@ DBDParams "{params}"
 DBDMin 0
 DBDKeep 2
 DBDMax 8
-""".format(dir=self.dir, port=self.port, docroot=self.docroot,
+""".format(procs=self.processes, workers=25 * self.processes,
+           minspare=1 if self.processes == 1 else 25,
+           dir=self.dir, port=self.port, docroot=self.docroot,
            driver=self.dbdriver, params=self.dbdparams))
         if self.load_btsso:
             lines.append("BTSSOBaseURL %s" % self.base_url
