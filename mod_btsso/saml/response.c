@@ -1160,6 +1160,7 @@ static int decrypt_session_key(vctx_t *v, xmlNodePtr ek,
     }
     ctx->encKey = key;
     ctx->mode = xmlEncCtxModeEncryptedKey;
+    ctx->transformCtx.enabledUris = xmlSecTransformUriTypeNone;
     ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
     ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
     if (xmlSecPtrListAdd(&ctx->transformCtx.enabledTransforms,
@@ -1206,6 +1207,7 @@ static int decrypt_data(vctx_t *v, xmlNodePtr ed, const unsigned char *k,
         return -1;
     }
     ctx->encKey = key;
+    ctx->transformCtx.enabledUris = xmlSecTransformUriTypeNone;
     ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
     ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
     if (enable_data_transforms(ctx) == 0) {
@@ -1219,6 +1221,22 @@ static int decrypt_data(vctx_t *v, xmlNodePtr ed, const unsigned char *k,
     }
     xmlSecEncCtxDestroy(ctx);
     return rc;
+}
+
+/* The ciphertext must be inline: a CipherReference would make xmlsec
+ * fetch it from a URI. */
+static btsso_error_t *check_cipher_data(vctx_t *v, xmlNodePtr n)
+{
+    xmlNodePtr cd = child_elem(n, NS_XENC, "CipherData", NULL);
+
+    if (cd == NULL || child_elem(cd, NS_XENC, "CipherValue", NULL) == NULL
+        || child_elem(cd, NS_XENC, "CipherReference", NULL) != NULL) {
+        return refuse(v, "decrypt_failed",
+                      apr_psprintf(v->p, "<%s> must carry its CipherValue "
+                                   "inline (CipherReference is not "
+                                   "followed)", (const char *)n->name));
+    }
+    return NULL;
 }
 
 static btsso_error_t *enc_method_of(vctx_t *v, xmlNodePtr n, const char **alg)
@@ -1268,7 +1286,8 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
                       apr_psprintf(v->p, "EncryptedData Type %s is not "
                                    "Element", clip(v->p, type)));
     }
-    if ((err = enc_method_of(v, ed, &alg)) != NULL) {
+    if ((err = enc_method_of(v, ed, &alg)) != NULL
+        || (err = check_cipher_data(v, ed)) != NULL) {
         return err;
     }
     if (!in_list(data_enc_algs, alg)) {
@@ -1298,7 +1317,8 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
     for (i = 0; i < eks->nelts && plain == NULL; i++) {
         xmlNodePtr ek = APR_ARRAY_IDX(eks, i, xmlNodePtr);
 
-        if ((err = enc_method_of(v, ek, &alg)) != NULL) {
+        if ((err = enc_method_of(v, ek, &alg)) != NULL
+            || (err = check_cipher_data(v, ek)) != NULL) {
             return err;
         }
         if (strcmp(alg, ALG_RSA_OAEP_MGF1P) != 0) {

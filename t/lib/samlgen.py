@@ -729,6 +729,16 @@ def _m_xpointer_id(root):
     _sig(a).find(".//" + q(NS_DS, "Reference")).set("URI", "#" + evil)
 
 
+def _m_enc_cipher_reference(root):
+    """Ciphertext to be fetched from a URI instead of carried inline."""
+    ed = root.find(q(NS_SAML, "EncryptedAssertion")).find(
+        q(NS_XENC, "EncryptedData"))
+    cd = ed.find(q(NS_XENC, "CipherData"))
+    cd.remove(cd.find(q(NS_XENC, "CipherValue")))
+    etree.SubElement(cd, q(NS_XENC, "CipherReference")).set(
+        "URI", "http://127.0.0.1:9/ciphertext")
+
+
 def _plaintext_doctype(plain):
     return b'<!DOCTYPE x [<!ENTITY e "boom">]>' + plain
 
@@ -865,6 +875,8 @@ def fixtures(now=FIXED_NOW):
     f["cond_not_yet_valid"] = b(now=now, not_before=600)
     f["cond_expired"] = b(now=now, not_on_or_after=-600)
     f["bad_id_xpointer"] = _with(now, _m_xpointer_id)
+    f["enc_cipher_reference"] = b(now=now, encrypt="aes128-gcm",
+                                  mutate=_m_enc_cipher_reference)
     f["bad_assertion_in_extensions"] = _with(now, _m_assertion_in_extensions)
     f["sig_hmac"] = _with(now, _m_hmac_signature_method)
     f["iss_assertion_without_issuer"] = b(now=now,

@@ -292,6 +292,7 @@ static const case_t cases[] = {
     { "cond_expired", 0, "expired" },
     { "bad_assertion_in_extensions", 0, "assertion_misplaced" },
     { "bad_id_xpointer", 0, "malformed" },
+    { "enc_cipher_reference", 0, "decrypt_failed" },
     { "sig_hmac", 0, "sig_algorithm" },
     { "iss_assertion_without_issuer", 0, "no_issuer" },
     { "subj_empty_name_id", 0, "bad_name_id" },
