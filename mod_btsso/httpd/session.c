@@ -320,7 +320,10 @@ static void set_cookie(request_rec *r, const char *value, long max_age)
                                           "/", max_age, sc->cookie_secure,
                                           sc->cookie_samesite);
 
-    apr_table_addn(r->err_headers_out, "Set-Cookie", hdr);
+    /* NULL only for a name BTSSOCookieName would have refused already */
+    if (hdr != NULL) {
+        apr_table_addn(r->err_headers_out, "Set-Cookie", hdr);
+    }
 }
 
 btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
