@@ -32,7 +32,7 @@ typedef struct schema_step_t {
     const char *const *pgsql;
 } schema_step_t;
 
-/* ---- version 1 ------------------------------------------------------------ */
+/* ---- version 1 ---------------------------------------------------------- */
 
 /* Times are BIGINT unix seconds; flags are INTEGER 0/1 (not BOOLEAN, so the
  * two drivers return the same text).  The users trigger holds every writer,
@@ -220,9 +220,10 @@ static const schema_step_t schema_steps[] = {
     { 1, v1_sqlite3, v1_pgsql },
 };
 
-#define SCHEMA_STEP_COUNT ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))
+#define SCHEMA_STEP_COUNT \
+    ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))
 
-/* ---- connection ----------------------------------------------------------- */
+/* ---- connection --------------------------------------------------------- */
 
 #define SQLITE_BUSY_TIMEOUT_MS 10000
 #define AUDIT_DEFAULT_LIMIT 100
@@ -650,7 +651,7 @@ const char *btsso_store_dialect(const btsso_store_t *s)
     return s->dialect;
 }
 
-/* ---- schema ---------------------------------------------------------------- */
+/* ---- schema ------------------------------------------------------------- */
 
 btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
 {
@@ -735,7 +736,7 @@ done:
     return err;
 }
 
-/* ---- validation ------------------------------------------------------------ */
+/* ---- validation --------------------------------------------------------- */
 
 static int valid_id(const char *s, const char *extra)
 {
@@ -824,7 +825,7 @@ static const char *normalized_email(apr_pool_t *p, const char *email)
     return apr_pstrmemdup(p, start, end - start);
 }
 
-/* ---- shared steps of every change -------------------------------------------- */
+/* ---- shared steps of every change --------------------------------------- */
 
 static btsso_error_t *not_found(btsso_store_t *s, const char *account)
 {
@@ -885,7 +886,7 @@ static btsso_error_t *audit_write(btsso_store_t *s, apr_pool_t *p,
                         action, detail));
 }
 
-/* ---- accounts ---------------------------------------------------------------- */
+/* ---- accounts ----------------------------------------------------------- */
 
 static btsso_account_t *account_from_row(apr_pool_t *p, const db_row_t *r)
 {
@@ -989,7 +990,7 @@ btsso_error_t *btsso_store_account_list(btsso_store_t *s, apr_pool_t *p,
     return NULL;
 }
 
-/* ---- users ---------------------------------------------------------------------- */
+/* ---- users -------------------------------------------------------------- */
 
 static btsso_error_t *duplicate_email_error(btsso_store_t *s,
                                             const char *account,
@@ -1249,7 +1250,7 @@ btsso_error_t *btsso_store_duplicate_emails(btsso_store_t *s, apr_pool_t *p,
     return NULL;
 }
 
-/* ---- IdP ------------------------------------------------------------------------------ */
+/* ---- IdP ---------------------------------------------------------------- */
 
 static btsso_idp_t *idp_from_row(apr_pool_t *p, const db_row_t *r)
 {
@@ -1323,7 +1324,7 @@ btsso_error_t *btsso_store_url_accounts(btsso_store_t *s, apr_pool_t *p,
     return NULL;
 }
 
-/* ---- certificates (helpers used by idp_set too) ------------------------------ */
+/* ---- certificates (helpers used by idp_set too) ------------------------- */
 
 static btsso_error_t *stored_cert_from_row(btsso_store_t *s, apr_pool_t *p,
                                            const db_row_t *r,
@@ -1456,7 +1457,7 @@ static int cert_listed(const apr_array_header_t *certs, const char *sha256)
     return 0;
 }
 
-/* ---- IdP changes ------------------------------------------------------------------ */
+/* ---- IdP changes -------------------------------------------------------- */
 
 btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                                    const btsso_idp_metadata_t *md,
@@ -1626,7 +1627,7 @@ done:
     return err;
 }
 
-/* ---- certificate changes ------------------------------------------------------------- */
+/* ---- certificate changes ------------------------------------------------ */
 
 static btsso_error_t *check_role(btsso_store_t *s, btsso_cert_role_e role)
 {
@@ -1835,7 +1836,7 @@ btsso_error_t *btsso_store_cert_expiring(btsso_store_t *s, apr_pool_t *p,
     return certs_from_rows(s, p, rows, certs, accounts);
 }
 
-/* ---- enabling ------------------------------------------------------------------------ */
+/* ---- enabling ----------------------------------------------------------- */
 
 apr_array_header_t *btsso_account_missing(apr_pool_t *p,
                                           const btsso_idp_t *idp,
@@ -1948,7 +1949,7 @@ done:
     return err;
 }
 
-/* ---- audit ------------------------------------------------------------------------ */
+/* ---- audit -------------------------------------------------------------- */
 
 btsso_error_t *btsso_store_audit_list(btsso_store_t *s, apr_pool_t *p,
                                       const char *account, int limit,

@@ -87,7 +87,7 @@ typedef struct cmd_args_t {
     apr_hash_t *flags;          /* name -> value ("" for switches) */
 } cmd_args_t;
 
-/* ---- output helpers ------------------------------------------------------------ */
+/* ---- output helpers ----------------------------------------------------- */
 
 /* Errors go out as one line: newlines in details become spaces. */
 static const char *flat(apr_pool_t *p, const char *s)
@@ -179,7 +179,7 @@ static const char *cert_status(const btsso_cert_t *c, apr_time_t now)
     return "valid";
 }
 
-/* ---- arguments ----------------------------------------------------------------- */
+/* ---- arguments ---------------------------------------------------------- */
 
 static int parse_args(ctl_t *ctl, int argc, const char *const *argv,
                       int first, const flag_spec_t *specs, int min_pos,
@@ -254,7 +254,7 @@ static const char *flag(const cmd_args_t *a, const char *name)
     return apr_hash_get(a->flags, name, APR_HASH_KEY_STRING);
 }
 
-/* ---- set-up ------------------------------------------------------------------------ */
+/* ---- set-up ------------------------------------------------------------- */
 
 static btsso_error_t *load_conf(ctl_t *ctl)
 {
@@ -369,7 +369,7 @@ static int is_url(const char *s)
     return strstr(s, "://") != NULL;
 }
 
-/* ---- init and accounts ------------------------------------------------------------- */
+/* ---- init and accounts -------------------------------------------------- */
 
 static int cmd_init(ctl_t *ctl, int argc, const char *const *argv, int at)
 {
@@ -529,7 +529,7 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
     return usage_error(ctl, "account add|list|show");
 }
 
-/* ---- users ------------------------------------------------------------------------------ */
+/* ---- users -------------------------------------------------------------- */
 
 static int cmd_user(ctl_t *ctl, int argc, const char *const *argv, int at)
 {
@@ -600,7 +600,7 @@ static int cmd_user(ctl_t *ctl, int argc, const char *const *argv, int at)
     return usage_error(ctl, "user add|list");
 }
 
-/* ---- IdP ------------------------------------------------------------------------------- */
+/* ---- IdP ---------------------------------------------------------------- */
 
 static const btsso_stored_cert_t *find_cert(const apr_array_header_t *certs,
                                             const char *sha256)
@@ -1091,7 +1091,7 @@ static int cmd_attr(ctl_t *ctl, int argc, const char *const *argv, int at)
     return 0;
 }
 
-/* ---- certificates ----------------------------------------------------------------------- */
+/* ---- certificates ------------------------------------------------------- */
 
 static int parse_role(ctl_t *ctl, const char *text, btsso_cert_role_e *role)
 {
@@ -1267,7 +1267,7 @@ static int cmd_cert(ctl_t *ctl, int argc, const char *const *argv, int at)
     return usage_error(ctl, "cert add|list|role|remove|expiring");
 }
 
-/* ---- enabling ---------------------------------------------------------------------------- */
+/* ---- enabling ----------------------------------------------------------- */
 
 static const char *dups_text(apr_pool_t *p, const apr_array_header_t *dups)
 {
@@ -1345,7 +1345,7 @@ static int cmd_enable(ctl_t *ctl, int argc, const char *const *argv, int at,
     return 0;
 }
 
-/* ---- SP metadata ---------------------------------------------------------------------------- */
+/* ---- SP metadata -------------------------------------------------------- */
 
 static btsso_error_t *load_sp_cert(ctl_t *ctl, const char *path,
                                    btsso_cert_t **out)
@@ -1420,7 +1420,7 @@ static int cmd_sp_metadata(ctl_t *ctl, int argc, const char *const *argv,
     return 0;
 }
 
-/* ---- main ------------------------------------------------------------------------------------- */
+/* ---- main --------------------------------------------------------------- */
 
 static const char *invoking_user(apr_pool_t *p)
 {
