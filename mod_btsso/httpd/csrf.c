@@ -1,0 +1,202 @@
+/*
+ * csrf.c - the X-CSRF-Token of the admin API.
+ *
+ * A token is "v1.<expiry seconds>.<hex HMAC-SHA256>" over the user, the
+ * account and the expiry, under a per-server key.  It binds the token to
+ * one administrator of one account: a token read by one admin (or for one
+ * account) is worthless for another.  The key is derived once at
+ * post_config (never per request) and never logged:
+ *  - with BTSSOSPPrivateKey: HKDF-SHA256 over the key's DER, so all nodes
+ *    of a cluster sharing the SP key accept each other's tokens;
+ *  - without: 32 random bytes made once in the httpd parent and kept in
+ *    the process pool, so graceful restarts keep open pages working.  A
+ *    cluster without an SP key would need sticky admin sessions: configure
+ *    the SP key there.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <apr_strings.h>
+#include <apr_hash.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/x509.h>
+
+#include "btsso_glue.h"
+#include "btsso_admin.h"
+#include "crypto/spkey.h"
+
+APLOG_USE_MODULE(btsso);
+
+#define CSRF_KEY_LEN 32
+#define CSRF_RANDOM_KEY "btsso-csrf-random-key"
+
+/* server_rec * -> unsigned char[CSRF_KEY_LEN]; rebuilt at every
+ * post_config in pconf, read-only once children run. */
+static apr_hash_t *csrf_keys;
+
+static int derive_from_spkey(const btsso_spkey_t *spkey, unsigned char *out)
+{
+    static const char salt[] = "mod_btsso";
+    static const char info[] = "mod_btsso admin CSRF token key v1";
+    EVP_PKEY *pkey = btsso_spkey_evp_pkey(spkey);
+    EVP_PKEY_CTX *kctx = NULL;
+    unsigned char *der = NULL;
+    size_t out_len = CSRF_KEY_LEN;
+    int der_len, ok = 0;
+
+    der_len = i2d_PrivateKey(pkey, &der);
+    if (der_len <= 0) {
+        goto done;
+    }
+    kctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    if (kctx == NULL
+        || EVP_PKEY_derive_init(kctx) <= 0
+        || EVP_PKEY_CTX_set_hkdf_md(kctx, EVP_sha256()) <= 0
+        || EVP_PKEY_CTX_set1_hkdf_salt(kctx, (const unsigned char *)salt,
+                                       (int)strlen(salt)) <= 0
+        || EVP_PKEY_CTX_set1_hkdf_key(kctx, der, der_len) <= 0
+        || EVP_PKEY_CTX_add1_hkdf_info(kctx, (const unsigned char *)info,
+                                       (int)strlen(info)) <= 0
+        || EVP_PKEY_derive(kctx, out, &out_len) <= 0
+        || out_len != CSRF_KEY_LEN) {
+        goto done;
+    }
+    ok = 1;
+done:
+    EVP_PKEY_CTX_free(kctx);
+    if (der != NULL) {
+        OPENSSL_clear_free(der, (size_t)der_len);
+    }
+    return ok;
+}
+
+static unsigned char *random_key(server_rec *base)
+{
+    apr_pool_t *pp = base->process->pool;
+    unsigned char *key = NULL;
+
+    apr_pool_userdata_get((void **)&key, CSRF_RANDOM_KEY, pp);
+    if (key == NULL) {
+        key = apr_palloc(pp, CSRF_KEY_LEN);
+        if (apr_generate_random_bytes(key, CSRF_KEY_LEN) != APR_SUCCESS) {
+            return NULL;
+        }
+        apr_pool_userdata_set(key, CSRF_RANDOM_KEY, apr_pool_cleanup_null,
+                              pp);
+    }
+    return key;
+}
+
+int btsso_csrf_init(apr_pool_t *pconf, server_rec *base)
+{
+    server_rec *s;
+
+    csrf_keys = apr_hash_make(pconf);
+    for (s = base; s != NULL; s = s->next) {
+        btsso_srv_cfg *sc = btsso_srv(s);
+        unsigned char *key;
+
+        if (sc->rt != NULL && sc->rt->spkey != NULL) {
+            key = apr_palloc(pconf, CSRF_KEY_LEN);
+            if (!derive_from_spkey(sc->rt->spkey, key)) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                             "BTSSO0420: cannot derive the admin CSRF key "
+                             "from BTSSOSPPrivateKey");
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+        else if ((key = random_key(base)) == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                         "BTSSO0421: no random bytes for the admin CSRF key");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        apr_hash_set(csrf_keys, apr_pmemdup(pconf, &s, sizeof(s)),
+                     sizeof(s), key);
+    }
+    return OK;
+}
+
+static const unsigned char *key_of(const server_rec *s)
+{
+    if (csrf_keys == NULL) {
+        return NULL;
+    }
+    return apr_hash_get(csrf_keys, &s, sizeof(s));
+}
+
+/* Lowercase hex HMAC of user, account and expiry; NULL without a key.
+ * The NUL separators keep ("ab","c") and ("a","bc") apart. */
+static const char *token_mac(request_rec *r, const char *user,
+                             const char *account, const char *expiry)
+{
+    const unsigned char *key = key_of(r->server);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    apr_size_t ul = strlen(user), al = strlen(account), el = strlen(expiry);
+    apr_size_t n = 3 + ul + 1 + al + 1 + el;
+    char *msg, *hex;
+    unsigned int i;
+
+    if (key == NULL) {
+        return NULL;
+    }
+    msg = apr_palloc(r->pool, n);
+    memcpy(msg, "v1", 3);
+    memcpy(msg + 3, user, ul + 1);
+    memcpy(msg + 3 + ul + 1, account, al + 1);
+    memcpy(msg + 3 + ul + 1 + al + 1, expiry, el);
+    if (HMAC(EVP_sha256(), key, CSRF_KEY_LEN, (const unsigned char *)msg, n,
+             mac, &mac_len) == NULL) {
+        return NULL;
+    }
+    hex = apr_palloc(r->pool, mac_len * 2 + 1);
+    for (i = 0; i < mac_len; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    hex[2 * mac_len] = '\0';
+    return hex;
+}
+
+const char *btsso_csrf_token(request_rec *r, const char *user,
+                             const char *account)
+{
+    const char *expiry = apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                      apr_time_sec(apr_time_now()
+                                                   + BTSSO_CSRF_LIFETIME));
+    const char *mac = token_mac(r, user, account, expiry);
+
+    return mac ? apr_pstrcat(r->pool, "v1.", expiry, ".", mac, NULL) : NULL;
+}
+
+int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
+                     const char *token)
+{
+    const char *dot, *expected;
+    char *expiry;
+    apr_int64_t exp_sec;
+    char *end = NULL;
+
+    if (token == NULL || strncmp(token, "v1.", 3) != 0) {
+        return 0;
+    }
+    dot = strchr(token + 3, '.');
+    if (dot == NULL || dot == token + 3 || dot - token > 3 + 20
+        || strlen(dot + 1) != 64) {
+        return 0;
+    }
+    expiry = apr_pstrmemdup(r->pool, token + 3, (apr_size_t)(dot - token - 3));
+    exp_sec = apr_strtoi64(expiry, &end, 10);
+    if (end == NULL || *end != '\0' || expiry[0] < '0' || expiry[0] > '9'
+        || exp_sec <= apr_time_sec(apr_time_now())) {
+        return 0;
+    }
+    expected = token_mac(r, user, account, expiry);
+    return expected != NULL && CRYPTO_memcmp(expected, dot + 1, 64) == 0;
+}
