@@ -86,7 +86,7 @@ class PysamlIdP:
     def response(self, req=None, email="ann@example.com", attributes=None,
                  acs_url=None, sp_entity_id=None, sign_response=True,
                  sign_assertion=True, encrypt_assertion=False,
-                 encrypt_cert=None, name_id=None,
+                 encrypt_cert=None, encrypt_aes=True, name_id=None,
                  sign_alg="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
                  digest_alg="http://www.w3.org/2001/04/xmlenc#sha256"):
         """A base64 SAMLResponse answering req (None: IdP-initiated)."""
@@ -106,12 +106,50 @@ class PysamlIdP:
             kwargs["encrypt_assertion"] = True
             kwargs["encrypt_cert_assertion"] = encrypt_cert
             kwargs["encrypted_advice_attributes"] = False
-        resp = self.server.create_authn_response(
-            identity=identity, in_response_to=in_response_to,
-            destination=acs_url, sp_entity_id=sp_entity_id, name_id=nid,
-            authn={"class_ref":
-                   "urn:oasis:names:tc:SAML:2.0:ac:classes:Password",
-                   "authn_auth": self.entity_id},
-            sign_response=sign_response, sign_assertion=sign_assertion,
-            sign_alg=sign_alg, digest_alg=digest_alg, **kwargs)
+        with _aes_encryption(encrypt_assertion and encrypt_aes):
+            resp = self.server.create_authn_response(
+                identity=identity, in_response_to=in_response_to,
+                destination=acs_url, sp_entity_id=sp_entity_id, name_id=nid,
+                authn={"class_ref":
+                       "urn:oasis:names:tc:SAML:2.0:ac:classes:Password",
+                       "authn_auth": self.entity_id},
+                sign_response=sign_response, sign_assertion=sign_assertion,
+                sign_alg=sign_alg, digest_alg=digest_alg, **kwargs)
         return base64.b64encode(str(resp).encode()).decode()
+
+
+class _aes_encryption:
+    """pysaml2 7 encrypts assertions with 3DES and offers no option for
+    another cipher: switch its template and xmlsec1 key type to AES-256-CBC
+    for the duration of one call (what its newer releases do by default)."""
+
+    def __init__(self, on):
+        self.on = on
+
+    def __enter__(self):
+        if not self.on:
+            return
+        import functools
+        import saml2.entity
+        from saml2.sigver import CryptoBackendXmlSec1, pre_encryption_part
+        self.saved = (saml2.entity.pre_encryption_part,
+                      CryptoBackendXmlSec1.encrypt_assertion)
+        real = CryptoBackendXmlSec1.encrypt_assertion
+
+        def aes(self_, statement, enc_key, template, key_type="des-192",
+                node_xpath=None):
+            return real(self_, statement, enc_key, template,
+                        key_type="aes-256", node_xpath=node_xpath)
+        saml2.entity.pre_encryption_part = functools.partial(
+            pre_encryption_part,
+            msg_enc="http://www.w3.org/2001/04/xmlenc#aes256-cbc")
+        CryptoBackendXmlSec1.encrypt_assertion = aes
+
+    def __exit__(self, *exc):
+        if not self.on:
+            return False
+        import saml2.entity
+        from saml2.sigver import CryptoBackendXmlSec1
+        saml2.entity.pre_encryption_part = self.saved[0]
+        CryptoBackendXmlSec1.encrypt_assertion = self.saved[1]
+        return False
