@@ -1,0 +1,401 @@
+/*
+ * h_slo.c - SAML Single Logout (HTTP-Redirect binding):
+ *   - btsso_slo_start: GET <SPPath>/logout continues here once the local
+ *     session has ended, with a signed LogoutRequest to the IdP;
+ *   - GET <SPPath>/slo: the IdP's LogoutResponse to it, or a LogoutRequest
+ *     of the IdP's own, which ends the sessions it names and is answered
+ *     with a signed LogoutResponse.
+ *
+ * Local logout never fails: whatever the IdP does (unreachable, a wrong
+ * or unsigned answer, an error status), the person stays signed out here
+ * and is told so.  An IdP's LogoutRequest ends nothing before its
+ * signature verified against the account's usable certificates.
+ *
+ * The POST binding is not accepted: its signature is an XML signature,
+ * which only the response validator checks, and a LogoutRequest must not
+ * end sessions unverified.  IdPs that read our metadata pick the Redirect
+ * binding listed first.
+ */
+#include <string.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <apr_strings.h>
+
+#include "btsso_glue.h"
+#include "btsso_acct.h"
+#include "btsso_session.h"
+#include "btsso_handlers.h"
+#include "core/addressing.h"
+#include "saml/authnreq.h"
+#include "saml/metadata.h"
+#include "saml/response.h"
+#include "saml/logout.h"
+
+APLOG_USE_MODULE(btsso);
+
+#define SIGNED_OUT_TITLE "Signed out"
+
+/* BTSSOSignatureAlgorithms as the SigAlg URIs the Redirect binding uses. */
+static const apr_array_header_t *allowed_sigalgs(request_rec *r)
+{
+    static const struct {
+        unsigned int bit;
+        const char *uri;
+    } map[] = {
+        { BTSSO_SIG_RSA_SHA1, "http://www.w3.org/2000/09/xmldsig#rsa-sha1" },
+        { BTSSO_SIG_RSA_SHA256,
+          "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" },
+        { BTSSO_SIG_RSA_SHA384,
+          "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" },
+        { BTSSO_SIG_RSA_SHA512,
+          "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" },
+        { BTSSO_SIG_ECDSA_SHA1,
+          "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1" },
+        { BTSSO_SIG_ECDSA_SHA256,
+          "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" },
+        { BTSSO_SIG_ECDSA_SHA384,
+          "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" },
+        { BTSSO_SIG_ECDSA_SHA512,
+          "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" },
+    };
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    unsigned int bits = (unsigned int)sc->signature_algorithms;
+    apr_array_header_t *out;
+    apr_size_t i;
+
+    if (bits == 0) {
+        return NULL;    /* authnreq's default: SHA-256 and stronger */
+    }
+    out = apr_array_make(r->pool, 8, sizeof(const char *));
+    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (bits & map[i].bit) {
+            APR_ARRAY_PUSH(out, const char *) = map[i].uri;
+        }
+    }
+    return out;
+}
+
+/* The IdP's SLO endpoint for the Redirect binding, or NULL. */
+static const btsso_endpoint_t *idp_slo(const btsso_acct_entry *e)
+{
+    if (e == NULL || e->idp == NULL || e->md == NULL || e->md->slo == NULL) {
+        return NULL;
+    }
+    return btsso_metadata_endpoint(e->md->slo, BTSSO_BINDING_REDIRECT);
+}
+
+static int signed_out_page(request_rec *r, const char *text,
+                           const char *target)
+{
+    return btsso_send_page(r, HTTP_OK, SIGNED_OUT_TITLE, text, target,
+                           target ? "Continue" : NULL);
+}
+
+/* ---- SP-initiated: /logout continues here ------------------------------- */
+
+int btsso_slo_start(request_rec *r, const btsso_session_t *ss,
+                    const char *target)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    const btsso_endpoint_t *slo;
+    btsso_logoutreq_t req;
+    btsso_sp_addr_t addr;
+    btsso_pending_t pd;
+    btsso_saml_msg_t *msg = NULL;
+    btsso_error_t *err;
+    const char *relay;
+
+    err = btsso_acct_get(r, ss->account, &e);
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0510", ss->account, err);
+        return DECLINED;
+    }
+    /* The IdP that issued the session may have been replaced since: only
+     * that one is asked to end it. */
+    if (e->idp == NULL || strcmp(e->idp->entity_id, ss->idp) != 0
+        || (slo = idp_slo(e)) == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "BTSSO0505: account %s: no HTTP-Redirect "
+                      "SingleLogoutService of IdP %s: local logout only",
+                      ss->account, ss->idp);
+        return DECLINED;
+    }
+    btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
+                        ss->account, e->idp->shared, &addr);
+    memset(&req, 0, sizeof(req));
+    req.sp_entity_id = addr.entity_id;
+    req.destination = slo->location;
+    req.name_id = ss->name_id;
+    req.name_id_format = ss->name_id_format;
+    req.session_index = ss->session_index;
+    err = btsso_logoutreq_build(r->pool, &req, apr_time_now(), NULL, NULL,
+                                &msg);
+    if (err == NULL) {
+        memset(&pd, 0, sizeof(pd));
+        pd.request_id = msg->id;
+        pd.account = ss->account;
+        pd.return_to = target;
+        relay = btsso_logout_pending_put(r, &pd);
+        if (relay == NULL) {
+            err = btsso_error_make(r->pool, 503, "session_store",
+                                   "The sign-out could not be completed at "
+                                   "your organisation.", "cannot store the "
+                                   "pending LogoutRequest");
+        }
+        else {
+            err = btsso_redirect_encode(r->pool, slo->location,
+                                        "SAMLRequest", msg->xml, relay,
+                                        sc->rt->spkey, NULL, &msg->url);
+        }
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0511", ss->account, err);
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0502: account %s: LogoutRequest %s to IdP %s for "
+                  "user %s", ss->account, msg->id, ss->idp, ss->email);
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
+}
+
+/* ---- the IdP's answer to our LogoutRequest ------------------------------ */
+
+static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
+                           const btsso_logout_msg_t *lm)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    btsso_pending_t *pd;
+    btsso_logout_expect_t ex;
+    btsso_sp_addr_t addr;
+    btsso_error_t *err = NULL;
+    const char *target;
+    apr_time_t now = apr_time_now();
+
+    pd = btsso_logout_pending_take(r, rm->relay_state);
+    if (pd == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0530: LogoutResponse %s from %s answers no "
+                      "pending sign-out (RelayState unknown, used or "
+                      "expired)", ap_escape_logitem(r->pool, lm->id),
+                      ap_escape_logitem(r->pool, lm->issuer));
+        return signed_out_page(r, "You are signed out of the portal.",
+                               apr_pstrcat(r->pool, sc->base_url, "/", NULL));
+    }
+    target = pd->return_to ? pd->return_to
+                           : apr_pstrcat(r->pool, sc->base_url, "/", NULL);
+    err = btsso_acct_get(r, pd->account, &e);
+    if (err == NULL && e->idp == NULL) {
+        err = btsso_error_make(r->pool, 403, "no_idp", "The sign-out "
+                               "message was refused.", "the account has no "
+                               "IdP any more");
+    }
+    if (err == NULL) {
+        err = btsso_redirect_verify(r->pool, rm,
+                                    btsso_acct_usable_certs(r->pool, e, now),
+                                    allowed_sigalgs(r), now);
+    }
+    if (err == NULL) {
+        btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path,
+                            sc->sp_entity_id, pd->account, e->idp->shared,
+                            &addr);
+        memset(&ex, 0, sizeof(ex));
+        ex.idp_entity_id = e->idp->entity_id;
+        ex.slo_url = addr.slo_url;
+        ex.require_destination = 1;
+        ex.in_response_to = pd->request_id;
+        ex.now = now;
+        ex.clock_skew = (int)apr_time_sec(sc->clock_skew);
+        err = btsso_logout_check(r->pool, lm, &ex);
+    }
+    if (err == NULL && !btsso_logout_status_ok(lm)) {
+        err = btsso_error_make(r->pool, 403, "status_not_success",
+                               "Your organisation did not confirm the "
+                               "sign-out.", "status %s%s%s%s%s",
+                               lm->status_code,
+                               lm->status_subcode ? " / " : "",
+                               lm->status_subcode ? lm->status_subcode : "",
+                               lm->status_message ? ": " : "",
+                               lm->status_message ? lm->status_message : "");
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0531", pd->account, err);
+        return signed_out_page(r, "You are signed out of the portal, but "
+                               "your organisation's sign-in service did not "
+                               "confirm that it signed you out too. Close "
+                               "your browser to end that session.", target);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0503: account %s: IdP %s confirmed LogoutRequest %s",
+                  pd->account, e->idp->entity_id, pd->request_id);
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, target);
+}
+
+/* ---- a LogoutRequest the IdP sends ------------------------------------ */
+
+/* The account an IdP's LogoutRequest is for: the self-service account of
+ * its Issuer, else (a shared IdP) the account of the caller's session when
+ * that session came from the same IdP. */
+static btsso_error_t *request_account(request_rec *r,
+                                      const btsso_logout_msg_t *lm,
+                                      const char **account)
+{
+    btsso_session_t *ss;
+    btsso_error_t *err;
+
+    err = btsso_acct_by_issuer(r, lm->issuer, account);
+    if (err != NULL || *account != NULL) {
+        return err;
+    }
+    ss = btsso_session_get(r);
+    if (ss != NULL && !strcmp(ss->idp, lm->issuer)) {
+        *account = ss->account;
+        return NULL;
+    }
+    return btsso_error_make(r->pool, 403, "unknown_idp", "The sign-out "
+                            "message was refused.", "no account has IdP "
+                            "entityID %s", lm->issuer);
+}
+
+static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
+                              const btsso_logout_msg_t *lm)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    const btsso_endpoint_t *slo;
+    const char *account = NULL;
+    btsso_logout_expect_t ex;
+    btsso_logoutresp_t resp;
+    btsso_sp_addr_t addr;
+    btsso_saml_msg_t *out = NULL;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    int ended, replay;
+
+    err = request_account(r, lm, &account);
+    if (err == NULL) {
+        err = btsso_acct_get(r, account, &e);
+    }
+    if (err == NULL && (e->idp == NULL
+                        || strcmp(e->idp->entity_id, lm->issuer) != 0)) {
+        err = btsso_error_make(r->pool, 403, "unknown_idp", "The sign-out "
+                               "message was refused.", "IdP %s is not the "
+                               "account's IdP", lm->issuer);
+    }
+    /* Nothing is ended, and nothing answered, before this verified. */
+    if (err == NULL) {
+        err = btsso_redirect_verify(r->pool, rm,
+                                    btsso_acct_usable_certs(r->pool, e, now),
+                                    allowed_sigalgs(r), now);
+    }
+    if (err == NULL) {
+        btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path,
+                            sc->sp_entity_id, account, e->idp->shared,
+                            &addr);
+        memset(&ex, 0, sizeof(ex));
+        ex.idp_entity_id = e->idp->entity_id;
+        ex.slo_url = addr.slo_url;
+        ex.require_destination = 1;
+        ex.now = now;
+        ex.clock_skew = (int)apr_time_sec(sc->clock_skew);
+        err = btsso_logout_check(r->pool, lm, &ex);
+    }
+    if (err == NULL) {
+        /* A replayed request must not end a later login without a
+         * SessionIndex; remember it for as long as it could be taken. */
+        replay = btsso_replay_check_and_mark(
+            r, e->idp->entity_id, apr_pstrcat(r->pool, "logout:", lm->id,
+                                              NULL),
+            lm->issue_instant + apr_time_from_sec(600) + sc->clock_skew);
+        if (replay != 0) {
+            err = btsso_error_make(r->pool, replay > 0 ? 403 : 503,
+                                   replay > 0 ? "replay" : "replay_cache",
+                                   "The sign-out message was refused.",
+                                   "LogoutRequest %s seen before", lm->id);
+        }
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0523", account, err);
+        return btsso_send_page(r, err->status == 503 ? 503 : HTTP_FORBIDDEN,
+                               "Sign-out refused", err->message, NULL,
+                               NULL);
+    }
+
+    ended = btsso_session_end_by_name_id(r, account, e->idp->entity_id,
+                                         lm->name_id, lm->session_indexes);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0504: account %s: IdP %s LogoutRequest %s for "
+                  "NameID %s ended %d session(s)", account, e->idp->entity_id,
+                  lm->id, ap_escape_logitem(r->pool, lm->name_id), ended);
+
+    slo = idp_slo(e);
+    if (slo == NULL) {
+        return signed_out_page(r, "You are signed out of the portal.", NULL);
+    }
+    memset(&resp, 0, sizeof(resp));
+    resp.sp_entity_id = addr.entity_id;
+    resp.destination = slo->response_location ? slo->response_location
+                                              : slo->location;
+    resp.in_response_to = lm->id;
+    err = btsso_logoutresp_redirect(r->pool, &resp, rm->relay_state,
+                                    sc->rt->spkey, NULL, now, NULL, NULL,
+                                    &out);
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0524", account, err);
+        return signed_out_page(r, "You are signed out of the portal.", NULL);
+    }
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, out->url);
+}
+
+/* ---- GET <SPPath>/slo ------------------------------------------------- */
+
+int btsso_handle_slo(request_rec *r)
+{
+    btsso_redirect_msg_t *rm = NULL;
+    btsso_logout_msg_t *lm = NULL;
+    btsso_error_t *err;
+
+    if (r->method_number == M_POST) {
+        /* See the head of this file: no verification without the
+         * Redirect binding, so no session is ended here.  The person who
+         * signed out here is signed out whatever this was. */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0525: Single Logout over the HTTP-POST binding "
+                      "is not supported: configure the IdP to use "
+                      "HTTP-Redirect for this SP");
+        return btsso_send_page(r, HTTP_BAD_REQUEST, "Sign-out not supported",
+                               "This sign-out message uses a binding the "
+                               "portal does not accept.", NULL, NULL);
+    }
+    if (r->method_number != M_GET) {
+        r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    err = btsso_redirect_decode(r->pool, r->args ? r->args : "", 0, &rm);
+    if (err == NULL) {
+        err = btsso_logout_parse(r->pool, rm->xml, rm->xml_len, 0, &lm);
+    }
+    if (err == NULL
+        && (lm->kind == BTSSO_LOGOUT_REQUEST)
+           != !strcmp(rm->param, "SAMLRequest")) {
+        err = btsso_error_make(r->pool, 400, "wrong_parameter",
+                               "The sign-out message could not be read.",
+                               "%s carried in %s", lm->kind
+                               == BTSSO_LOGOUT_REQUEST ? "LogoutRequest"
+                               : "LogoutResponse", rm->param);
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0521", NULL, err);
+        return btsso_send_page(r, err->status == 413 ? 413
+                               : HTTP_BAD_REQUEST, "Sign-out failed",
+                               err->message, NULL, NULL);
+    }
+    if (lm->kind == BTSSO_LOGOUT_RESPONSE) {
+        return logout_response(r, rm, lm);
+    }
+    return idp_logout_request(r, rm, lm);
+}
