@@ -51,3 +51,24 @@ def test_installed_snippets_pass_configtest(make_httpd, tmp_path):
     p = subprocess.run([btsso_httpd.HTTPD, "-t", "-f", h.conf_path],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def run_configure(tmp_path, *args, env_extra=None):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    p = subprocess.run([os.path.join(btsso_httpd.TOP, "configure"), "-q"]
+                       + list(args), cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_configure_names_missing_package(tmp_path):
+    """configure stops with the Debian package to install."""
+    code, out = run_configure(tmp_path, "--with-apxs=/nonexistent/apxs")
+    assert code != 0
+    assert "apache2-dev" in out
+    # no .pc files at all: the first library check names its package
+    code, out = run_configure(tmp_path, env_extra={
+        "PKG_CONFIG_LIBDIR": str(tmp_path / "empty")})
+    assert code != 0
+    assert "install the Debian package libxml2-dev" in out

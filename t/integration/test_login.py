@@ -577,6 +577,13 @@ def test_shared_idp_accounts_use_their_own_acs(make_httpd, tmp_path):
     j = p.get("/sso/session",
               cookies={"btsso_session": session_value(a)}).json()
     assert j["account"] == "south"
+    # IdP-initiated at the per-account ACS
+    b64 = idp_s.response(None, email="sue@example.com",
+                         acs_url=p.url + "/sso/acs/south",
+                         sp_entity_id=p.url + "/sso/south")
+    a = p.acs(b64, "/app/", path="/sso/acs/south")
+    assert a.status_code == 303, a.text
+    assert a.headers["Location"] == p.url + "/app/"
     # north's response posted to south's ACS is refused (audience/ACS)
     p.httpd.expect_log("BTSSO0210")
     p.idp = idp_n
