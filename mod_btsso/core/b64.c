@@ -73,6 +73,7 @@ btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
     unsigned long acc = 0;
     int group = 0;      /* sextets collected in the current quantum */
     int padding = 0;    /* '=' seen: only '=' and whitespace may follow */
+    const char *why = NULL;
 
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -83,20 +84,20 @@ btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
         }
         if (c == '=') {
             /* Padding completes a quantum of 2 or 3 sextets, never more. */
-            if (group < 2 && padding == 0) {
+            if ((group < 2 && padding == 0) || group + padding + 1 > 4) {
+                why = "too much '=' padding";
                 goto bad;
             }
             padding++;
-            if (group + padding > 4) {
-                goto bad;
-            }
             continue;
         }
         if (padding != 0) {
+            why = "data after '=' padding";
             goto bad;
         }
         v = b64_value(c);
         if (v < 0) {
+            why = apr_psprintf(p, "invalid character 0x%02x", c);
             goto bad;
         }
         acc = (acc << 6) | (unsigned long)v;
@@ -109,10 +110,8 @@ btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
             group = 0;
         }
     }
-    if (padding != 0 && group + padding != 4) {
-        goto bad;
-    }
-    if (group == 1) {
+    if ((padding != 0 && group + padding != 4) || group == 1) {
+        why = "truncated: the last group is incomplete";
         goto bad;
     }
     if (group == 2) {
@@ -130,7 +129,7 @@ btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
 bad:
     return btsso_error_make(p, 400, "bad_base64",
                             "The message is not valid base64.",
-                            "invalid base64 near offset %" APR_SIZE_T_FMT, i);
+                            "%s at offset %" APR_SIZE_T_FMT, why, i);
 }
 
 static int is_unreserved(unsigned char c)

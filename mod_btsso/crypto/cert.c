@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "crypto/cert.h"
+#include "core/b64.h"
 
 #define CERT_ERR_CODE    "bad_certificate"
 #define CERT_ERR_STATUS  422
@@ -55,118 +56,29 @@ static const char *find_bytes(const char *hay, apr_size_t hay_len,
 
 /* ---- base64 --------------------------------------------------------------- */
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
-
-static int is_b64_space(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f'
-           || c == '\v';
-}
-
 /*
- * Strict decode: whitespace anywhere is skipped (XML pretty-printers wrap
- * the text), anything else outside the alphabet, padding before the end or
- * an incomplete final group is refused, so a damaged certificate is reported
- * as such instead of being silently shortened.
+ * Strict decode (core/b64): whitespace anywhere is skipped (XML
+ * pretty-printers wrap the text), anything else outside the alphabet,
+ * misplaced padding or an incomplete final group is refused, so a damaged
+ * certificate is reported as such instead of being silently shortened.
  */
 static btsso_error_t *b64_decode_strict(apr_pool_t *p, const char *s,
                                         unsigned char **out,
                                         apr_size_t *out_len)
 {
     apr_size_t slen = strlen(s);
-    unsigned char *buf = apr_palloc(p, slen / 4 * 3 + 3);
-    apr_size_t n = 0;
-    apr_size_t i;
-    apr_size_t symbols = 0;
-    apr_size_t pads = 0;
-    unsigned long acc = 0;
-    int group = 0;
+    btsso_error_t *err;
 
-    for (i = 0; i < slen; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int v;
-
-        if (is_b64_space(c)) {
-            continue;
-        }
-        if (c == '=') {
-            pads++;
-            symbols++;
-            if (pads > 2) {
-                return cert_error(p, apr_psprintf(p,
-                    "bad base64: too much '=' padding at offset %"
-                    APR_SIZE_T_FMT, i));
-            }
-            continue;
-        }
-        if (pads > 0) {
-            return cert_error(p, apr_psprintf(p,
-                "bad base64: data after '=' padding at offset %"
-                APR_SIZE_T_FMT, i));
-        }
-        v = b64_value(c);
-        if (v < 0) {
-            return cert_error(p, apr_psprintf(p,
-                "bad base64: invalid character 0x%02x at offset %"
-                APR_SIZE_T_FMT, c, i));
-        }
-        symbols++;
-        acc = (acc << 6) | (unsigned long)v;
-        if (++group == 4) {
-            buf[n++] = (unsigned char)(acc >> 16);
-            buf[n++] = (unsigned char)(acc >> 8);
-            buf[n++] = (unsigned char)acc;
-            acc = 0;
-            group = 0;
-        }
-    }
-    if (symbols == 0) {
+    if (strspn(s, " \t\r\n\f\v") == slen) {
         return cert_error(p, "empty: no base64 data");
     }
-    if (symbols % 4 != 0) {
-        return cert_error(p, apr_psprintf(p,
-            "bad base64: %" APR_SIZE_T_FMT " symbols, not a multiple of 4 "
-            "(truncated?)", symbols));
+    err = btsso_b64_decode(p, s, slen, out, out_len);
+    if (err != NULL) {
+        return cert_error(p, apr_pstrcat(p, "bad base64: ",
+                                         err->detail ? err->detail
+                                                     : err->message, NULL));
     }
-    if (pads == 1 && group == 3) {
-        acc <<= 6;
-        buf[n++] = (unsigned char)(acc >> 16);
-        buf[n++] = (unsigned char)(acc >> 8);
-    }
-    else if (pads == 2 && group == 2) {
-        acc <<= 12;
-        buf[n++] = (unsigned char)(acc >> 16);
-    }
-    *out = buf;
-    *out_len = n;
     return NULL;
-}
-
-static const char *b64_encode(apr_pool_t *p, const unsigned char *data,
-                              apr_size_t len)
-{
-    char *enc = apr_palloc(p, apr_base64_encode_len((int)len));
-
-    apr_base64_encode_binary(enc, data, (int)len);
-    return enc;
 }
 
 /* ---- facts from an X509 -------------------------------------------------- */
@@ -463,7 +375,7 @@ btsso_error_t *btsso_cert_parse_b64(apr_pool_t *p, const char *b64,
 
 const char *btsso_cert_pem(apr_pool_t *p, const btsso_cert_t *c)
 {
-    const char *body = b64_encode(p, c->der, c->der_len);
+    const char *body = btsso_b64_encode(p, c->der, c->der_len);
     apr_size_t body_len = strlen(body);
     apr_size_t lines = (body_len + 63) / 64;
     static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
@@ -487,7 +399,7 @@ const char *btsso_cert_pem(apr_pool_t *p, const btsso_cert_t *c)
 
 const char *btsso_cert_b64(apr_pool_t *p, const btsso_cert_t *c)
 {
-    return b64_encode(p, c->der, c->der_len);
+    return btsso_b64_encode(p, c->der, c->der_len);
 }
 
 int btsso_cert_is_valid_at(const btsso_cert_t *c, apr_time_t now)

@@ -34,6 +34,13 @@ typedef struct issuer_entry {
     apr_time_t loaded;
 } issuer_entry;
 
+static btsso_error_t *store_unavailable(request_rec *r)
+{
+    return btsso_error_make(r->pool, 503, "store_unavailable",
+        "The sign-in service is temporarily unavailable; try again in a "
+        "moment.", "no database connection (see mod_dbd errors)");
+}
+
 static int abort_on_oom(int rv)
 {
     return rv;
@@ -161,9 +168,7 @@ btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
 
     st = btsso_request_store(r);
     if (st == NULL) {
-        return btsso_error_make(r->pool, 503, "store_unavailable",
-            "The sign-in service is temporarily unavailable; try again "
-            "in a moment.", "no database connection (see mod_dbd errors)");
+        return store_unavailable(r);
     }
     err = load_entry(r, st, account, &fresh);
     if (err != NULL) {
@@ -239,9 +244,7 @@ btsso_error_t *btsso_acct_by_issuer(request_rec *r, const char *issuer,
 
     st = btsso_request_store(r);
     if (st == NULL) {
-        return btsso_error_make(r->pool, 503, "store_unavailable",
-            "The sign-in service is temporarily unavailable; try again "
-            "in a moment.", "no database connection (see mod_dbd errors)");
+        return store_unavailable(r);
     }
     err = btsso_store_account_by_issuer(st, r->pool, issuer, &found);
     if (err != NULL) {
