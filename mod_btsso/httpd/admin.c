@@ -471,6 +471,12 @@ static json_t *idp_json(apr_pool_t *p, const btsso_idp_t *idp,
         json_array_append_new(a, ao);
     }
     json_object_set_new(o, "attributes", a);
+    a = json_array();
+    for (i = 0; i < md->signing_certs->nelts; i++) {
+        json_array_append_new(a, json_string(
+            APR_ARRAY_IDX(md->signing_certs, i, btsso_cert_t *)->sha256));
+    }
+    json_object_set_new(o, "signing_certificates", a);
     return o;
 }
 
@@ -631,8 +637,8 @@ static int send_config(admin_req *ar)
         return send_error(ar, e);
     }
     apr_table_setn(ar->r->headers_out, "ETag", apr_psprintf(
-        ar->r->pool, "\"%" JSON_INTEGER_FORMAT "\"",
-        json_integer_value(json_object_get(o, "version"))));
+        ar->r->pool, "\"%" APR_INT64_T_FMT "\"",
+        (apr_int64_t)json_integer_value(json_object_get(o, "version"))));
     return btsso_send_json(ar->r, 200, o);
 }
 
@@ -1047,6 +1053,17 @@ static int dispatch(admin_req *ar)
     return !strcmp(ep, "enabled") ? put_enabled(ar) : put_email_attribute(ar);
 }
 
+/* A refusal before routing to an endpoint: people opening the page get a
+ * page, the API gets JSON. */
+static int refuse(admin_req *ar, const btsso_error_t *e)
+{
+    if (*ar->endpoint == '\0') {
+        return btsso_send_page(ar->r, e->status, "Single Sign-on",
+                               e->message, NULL, NULL);
+    }
+    return btsso_send_json_error(ar->r, e);
+}
+
 static int btsso_admin_handler(request_rec *r)
 {
     admin_req ar;
@@ -1066,7 +1083,7 @@ static int btsso_admin_handler(request_rec *r)
     if (ar.user == NULL || *ar.user == '\0') {
         log_refusal(&ar, "BTSSO0402", "no REMOTE_USER: put the admin "
                     "location behind httpd authentication");
-        return btsso_send_json_error(r, err_make(&ar, 403, "forbidden",
+        return refuse(&ar, err_make(&ar, 403, "forbidden",
             "Sign in to the portal as an administrator of this account."));
     }
     if ((ar.store = btsso_request_store(r)) == NULL) {
@@ -1081,7 +1098,7 @@ static int btsso_admin_handler(request_rec *r)
         r->connection->keepalive = AP_CONN_CLOSE;  /* do not drain a body */
         log_refusal(&ar, "BTSSO0403", "not an administrator of this account "
                     "(BTSSOAdminQuery)");
-        return btsso_send_json_error(r, err_make(&ar, 403, "forbidden",
+        return refuse(&ar, err_make(&ar, 403, "forbidden",
             "You are not an administrator of this account."));
     }
     if (r->method_number != M_GET) {

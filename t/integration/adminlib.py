@@ -171,14 +171,13 @@ class MetadataServer:
         return self.https("/file/" + name)
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        # end of stdin is the server's own signal to stop and clean up
         self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
         self.proc.stdout.close()
         shutil.rmtree(self.files, ignore_errors=True)
 

@@ -231,6 +231,7 @@ def test_metadata_multipart_and_xml_body(portal):
     assert idp["sso"][0]["location"].startswith("https://")
     assert any(a["name"] == EMAIL_CLAIM for a in idp["attributes"])
     assert idp["nameid_formats"]
+    assert idp["signing_certificates"] == [sha256_of("adfs-signing")]
     roles = {c["sha256"]: c["role"] for c in j["certificates"]}
     assert roles[sha256_of("adfs-signing")] == "primary"
     assert j["missing"] == ["email_mapping"]
