@@ -36,8 +36,8 @@ for f in $(fields btsso_dir_cfg); do
     fi
 done
 for d in $(grep -o 'AP_INIT_[A-Z_0-9]*("BTSSO[A-Za-z]*"' "$c" | sed 's/.*("//; s/"//'); do
-    grep -q "$d" "$top/conf/btsso.conf" || { echo "check-config: $d is not in conf/btsso.conf" >&2; fail=1; }
-    grep -q "$d" "$top/docs/directives.md" || { echo "check-config: $d is not in docs/directives.md" >&2; fail=1; }
+    grep -qw "$d" "$top/conf/btsso.conf" || { echo "check-config: $d is not in conf/btsso.conf" >&2; fail=1; }
+    grep -qw "$d" "$top/docs/directives.md" || { echo "check-config: $d is not in docs/directives.md" >&2; fail=1; }
 done
 [ $fail = 0 ] && echo "check-config: every field merged and defaulted, every directive documented"
 exit $fail

@@ -752,17 +752,17 @@ const command_rec btsso_cmds[] = {
         "How long an account's settings are cached (default 10s)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
         "SQL: (account, email) -> extension, email of the user "
-        "(default: the shipped btsso_users table)"),
+        "(default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSODuplicateEmailQuery", set_sql,
         SRV_OFF(duplicate_email_query), RSRC_CONF,
         "SQL: (account) -> email, extension, kind of shared contact emails "
-        "(default: the shipped btsso_users table)"),
+        "(default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSOAdminQuery", set_sql, SRV_OFF(admin_query), RSRC_CONF,
         "SQL: (account, REMOTE_USER) -> a row when an administrator "
-        "(default: the shipped btsso_users table)"),
+        "(default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSOAccountByEmailQuery", set_sql,
         SRV_OFF(account_by_email_query), RSRC_CONF,
-        "SQL: (email) -> account (default: the shipped btsso_users table)"),
+        "SQL: (email) -> account (default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSOMetadataMaxSize", set_size, NULL, RSRC_CONF,
         "Largest IdP metadata accepted (default 1M)"),
     AP_INIT_TAKE1("BTSSOMetadataFetchTimeout", set_duration,
