@@ -16,6 +16,7 @@ import time
 import urllib.parse
 
 import pytest
+import requests
 
 import btsso_httpd
 from adminlib import (AdminPortal, MetadataServer, KEYS, MD, PASSWORD,
@@ -321,6 +322,12 @@ def test_walk_every_step(portal, mdserver, browser, tmp_path):
     link = b.find("#test-link")
     assert link.get_attribute("href") == portal.url + "/sso/test/acme"
     assert link.get_attribute("target") == "_blank"
+    # the test login works before SSO is enabled: off to the IdP
+    r = requests.get(link.get_attribute("href"), allow_redirects=False,
+                     timeout=10)
+    assert r.status_code == 302, r.text
+    assert r.headers["Location"].startswith(
+        "https://adfs.example.test/adfs/ls/?SAMLRequest=")
     b.find("#dup-check").click()
     text = b.wait_msg("dup-msg", "err", "more than once")
     assert "bob@example.com" in text and "extension 103" in text
@@ -382,7 +389,8 @@ def test_conflict_is_shown_not_lost(portal, browser):
     Select(b.find("#email-select")).select_by_value("attr:" + EMAIL_CLAIM)
     b.find("#email-save").click()
     text = b.wait_msg("email-msg", "err", "current settings")
-    assert "changed meanwhile" in text
+    assert "changed these settings meanwhile" in text
+    assert "not saved" in text
     b.wait(lambda d: "NameID" in d.find_element(By.ID, "email-done").text)
     assert c.config()["email"] == {"attribute": None, "name_id": True}
     b.shot("09-conflict", "#step-email")
