@@ -312,11 +312,12 @@ Alias /simplesaml {root}/www
                 pass
         return "\n".join(out)
 
-    def requests_seen(self):
-        """How many requests this IdP has answered so far."""
+    def requests_seen(self, containing=""):
+        """How many requests (whose log line holds `containing`) this IdP
+        has answered so far."""
         try:
             with open(os.path.join(self.dir, "log", "access.log")) as f:
-                return sum(1 for _ in f)
+                return sum(1 for line in f if containing in line)
         except FileNotFoundError:
             return 0
 
