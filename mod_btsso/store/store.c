@@ -1733,6 +1733,32 @@ static btsso_error_t *no_cert(btsso_store_t *s, const char *account,
                             "account %s certificate %s", account, sha256);
 }
 
+/*
+ * While SSO is enforced, a change must not leave the account without a
+ * usable certificate: nobody could sign in any more, administrators
+ * included.  Checked inside the change's transaction, after the change.
+ */
+static btsso_error_t *keep_usable_cert(btsso_store_t *s, apr_pool_t *tmp,
+                                       const char *account, apr_time_t now)
+{
+    apr_array_header_t *rows, *certs;
+    btsso_error_t *err;
+
+    err = db_select(s, tmp, "btsso_account_get", &rows, ARGS(account));
+    if (err != NULL || rows->nelts == 0
+        || col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 2) == 0) {
+        return err;
+    }
+    err = btsso_store_cert_list(s, tmp, account, &certs);
+    if (err == NULL && !has_usable_signing_cert(certs, now)) {
+        err = btsso_error_make(s->pool, 409, "last_usable_certificate",
+            "This is the last valid primary or secondary certificate of an "
+            "account that enforces SSO: add and promote its successor "
+            "first, or disable SSO.", "account %s", account);
+    }
+    return err;
+}
+
 btsso_error_t *btsso_store_cert_role(btsso_store_t *s, const char *account,
                                      const char *sha256, btsso_cert_role_e role,
                                      apr_int64_t expected_version,
@@ -1768,6 +1794,9 @@ btsso_error_t *btsso_store_cert_role(btsso_store_t *s, const char *account,
     }
     if (err == NULL && !unchanged) {
         err = cert_assign(s, tmp, account, fp, role);
+    }
+    if (err == NULL && !unchanged) {
+        err = keep_usable_cert(s, tmp, account, now);
     }
     if (err == NULL && !unchanged) {
         err = audit_write(s, tmp, now, account, actor, "cert.role",
@@ -1806,6 +1835,9 @@ btsso_error_t *btsso_store_cert_remove(btsso_store_t *s, const char *account,
     }
     if (err == NULL && n == 0) {
         err = no_cert(s, account, fp);
+    }
+    if (err == NULL) {
+        err = keep_usable_cert(s, tmp, account, now);
     }
     if (err == NULL) {
         err = audit_write(s, tmp, now, account, actor, "cert.remove",

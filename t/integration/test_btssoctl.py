@@ -763,3 +763,24 @@ def test_d_and_p_override_the_config(store, tmp_path):
     r = subprocess.run([BTSSOCTL, "-c", str(empty), "account", "list"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "no_store" in r.stderr
+
+
+def test_last_usable_certificate_kept_while_enforced(store):
+    """While SSO is enforced, neither removing nor demoting the last usable
+    certificate is allowed (nobody could sign in); after a successor is
+    promoted, or with SSO off, it is."""
+    ready(store)
+    ctl(store, "user", "add", "acme", "100", "alice@example.com")
+    ctl(store, "enable", "acme")
+    okta = sha256_of("okta")
+    refused(store, "last_usable_certificate", "cert", "remove", "acme", okta)
+    refused(store, "last_usable_certificate", "cert", "role", "acme", okta,
+            "none")
+    # rollover: the successor as secondary, then the old one may go
+    ctl(store, "cert", "add", "acme", os.path.join(FIX, "keys", "entra.crt"),
+        "--role", "secondary")
+    ctl(store, "cert", "remove", "acme", okta)
+    refused(store, "last_usable_certificate", "cert", "remove", "acme",
+            sha256_of("entra"))
+    ctl(store, "disable", "acme")
+    ctl(store, "cert", "remove", "acme", sha256_of("entra"))
