@@ -379,3 +379,46 @@ def test_test_page_after_enforce(b, demo):
     assert b.find_element(By.ID, "code").text == "no_such_user"
     assert "eve@elsewhere.example" in b.find_element(By.ID, "email").text
     assert sp_session_cookie(b) == []
+
+
+def test_demo_starts_and_stops(browser):
+    """demo/demo.py (what demo/start.sh runs after installing and
+    building) on free ports: it prints the way in, a person can log in
+    through SimpleSAMLphp, and demo/stop.sh stops both servers by PID."""
+    sp_port, idp_port = btsso_httpd.free_port(), btsso_httpd.free_port()
+    # readable by the httpd user all the way down (pytest's tmp_path is not)
+    top = tempfile.mkdtemp(prefix="btsso-demo-test-")
+    os.chmod(top, 0o755)
+    d = os.path.join(top, "demo")
+    env = dict(os.environ, BTSSO_DEMO_DIR=d)
+    try:
+        p = subprocess.run(
+            ["/usr/bin/python3", os.path.join(btsso_httpd.TOP, "demo",
+                                              "demo.py"),
+             "--dir", d, "--builddir", btsso_httpd.BUILDDIR,
+             "--sp-port", str(sp_port), "--idp-port", str(idp_port)],
+            capture_output=True, text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        base = "http://localhost:%d" % sp_port
+        assert "Open the portal:  %s/" % base in p.stdout
+        assert "ann  / ann-password" in p.stdout
+        browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        browser.get(base + "/")
+        browser.find_element(By.PARTIAL_LINK_TEXT, "Sign in with SSO").click()
+        wait_url(browser, "http://127.0.0.1:%d/simplesaml" % idp_port)
+        browser.find_element(By.NAME, "username").send_keys("ann")
+        browser.find_element(By.NAME, "password").send_keys("ann-password")
+        browser.find_element(By.NAME, "password").submit()
+        wait_url(browser, base + "/app/")
+        wait_text(browser, "Signed in")
+        shot(browser, "demo-signed-in")
+    finally:
+        s = subprocess.run(["sh", os.path.join(btsso_httpd.TOP, "demo",
+                                               "stop.sh")],
+                           capture_output=True, text=True, env=env,
+                           timeout=60)
+        shutil.rmtree(top, ignore_errors=True)
+    assert "stopped 2 server(s)" in s.stdout
+    for port in (sp_port, idp_port):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get("http://127.0.0.1:%d/" % port, timeout=5)
