@@ -187,8 +187,7 @@ def test_csrf(portal):
     assert r.status_code == 200 and r.json()["allow_password"] is True
 
 
-def test_csrf_key_survives_graceful_restart_and_follows_the_sp_key(
-        make_httpd):
+def test_csrf_key_from_the_sp_key_survives_a_restart(make_httpd):
     """With the SP key the token key is derived from it: a token from one
     node (here: before a full restart) verifies after it."""
     portal = AdminPortal(make_httpd).start()
@@ -199,6 +198,35 @@ def test_csrf_key_survives_graceful_restart_and_follows_the_sp_key(
     portal.httpd.start()
     r = ann.put("enabled", json={"enabled": False}, token=token)
     assert r.status_code == 200, r.text
+
+
+def test_csrf_token_works_on_every_node_with_the_same_sp_key(make_httpd):
+    """Two nodes on one store: a token from node A verifies on node B when
+    both have the same SP key, and not on a node with another key."""
+    portal = AdminPortal(make_httpd).start()
+    ann = portal.client()
+    ann.config()
+    sp = os.path.join(btsso_httpd.TOP, "t", "fixtures", "sp")
+
+    def node(key):
+        conf = portal.conf.replace("sp-current.crt", key + ".crt").replace(
+            "sp-current.key", key + ".key")
+        h = make_httpd(btsso_conf=conf, extra_conf=portal.httpd.extra_conf,
+                       db=portal.httpd.db)
+        h.start()
+        return h
+
+    same, other = node("sp-current"), node("sp-next")
+    assert os.path.exists(os.path.join(sp, "sp-next.key"))
+    other.expect_log("BTSSO0404")
+    r = ann.s.put("%s/admin/sso/acme/enabled" % same.url,
+                  json={"enabled": False, "version": ann.version},
+                  headers={"X-CSRF-Token": ann.token}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = ann.s.put("%s/admin/sso/acme/enabled" % other.url,
+                  json={"enabled": False, "version": r.json()["version"]},
+                  headers={"X-CSRF-Token": ann.token}, timeout=10)
+    assert r.status_code == 403 and r.json()["error"] == "csrf"
 
 
 def test_csrf_random_key_without_sp_key(make_httpd):
