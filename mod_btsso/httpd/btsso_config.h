@@ -86,7 +86,5 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
 int btsso_dir_password_guard(const btsso_dir_cfg *dc);
 int btsso_dir_set_headers(const btsso_dir_cfg *dc);
 
-/* Parsers shared with btssoctl-like checks and unit tests. */
-const char *btsso_parse_size(const char *arg, apr_off_t *out);
 
 #endif /* BTSSO_CONFIG_H */

@@ -18,6 +18,7 @@
 
 #include "btsso_config.h"
 #include "core/url.h"
+#include "core/confval.h"
 #include "store/store.h"
 #include "saml/response.h"
 
@@ -256,59 +257,13 @@ static const char *check_server_scope(cmd_parms *cmd)
     return ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
 }
 
-const char *btsso_parse_size(const char *arg, apr_off_t *out)
-{
-    char *end = NULL;
-    apr_int64_t n;
-    apr_int64_t mult = 1;
-
-    if (!apr_isdigit(*arg)) {
-        return "is not a size (a number with an optional K, M or G suffix)";
-    }
-    n = apr_strtoi64(arg, &end, 10);
-    if (end == NULL || n <= 0) {
-        return "is not a size (a number with an optional K, M or G suffix)";
-    }
-    if (*end != '\0') {
-        switch (apr_toupper(*end)) {
-        case 'K': mult = 1024; break;
-        case 'M': mult = 1024 * 1024; break;
-        case 'G': mult = 1024 * 1024 * 1024; break;
-        default:
-            return "is not a size (a number with an optional K, M or G suffix)";
-        }
-        if (end[1] != '\0' && !(apr_toupper(end[1]) == 'B' && end[2] == '\0')
-            && !(apr_toupper(end[1]) == 'I' && apr_toupper(end[2]) == 'B'
-                 && end[3] == '\0')) {
-            return "is not a size (a number with an optional K, M or G suffix)";
-        }
-    }
-    if (n > APR_INT64_MAX / mult) {
-        return "is too large";
-    }
-    *out = (apr_off_t)(n * mult);
-    return NULL;
-}
-
 static const char *parse_duration(cmd_parms *cmd, const char *arg,
                                   apr_interval_time_t min,
                                   apr_interval_time_t *out)
 {
-    apr_interval_time_t t;
+    const char *why = btsso_confval_duration(cmd->pool, arg, min, out);
 
-    if (!apr_isdigit(*arg)
-        || ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS) {
-        return bad(cmd, arg,
-                   "is not a duration (seconds, or a number with the unit "
-                   "ms, s, mi or h, as in 90s, 30mi, 8h)");
-    }
-    if (t < min) {
-        return bad(cmd, arg, apr_psprintf(cmd->pool,
-                   "is too short (at least %" APR_TIME_T_FMT " s)",
-                   apr_time_sec(min)));
-    }
-    *out = t;
-    return NULL;
+    return why ? bad(cmd, arg, why) : NULL;
 }
 
 static const char *set_base_url(cmd_parms *cmd, void *dummy, const char *arg)
@@ -590,12 +545,9 @@ static const char *set_size(cmd_parms *cmd, void *dummy, const char *arg)
     if (err != NULL) {
         return err;
     }
-    err = btsso_parse_size(arg, &n);
+    err = btsso_confval_metadata_size(arg, &n);
     if (err != NULL) {
         return bad(cmd, arg, err);
-    }
-    if (n < 1024 || n > (apr_off_t)64 * 1024 * 1024) {
-        return bad(cmd, arg, "must lie between 1K and 64M");
     }
     sc->metadata_max_size = n;
     return NULL;

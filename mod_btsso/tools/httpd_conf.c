@@ -15,6 +15,8 @@
 #include <apr_tables.h>
 
 #include "tools/httpd_conf.h"
+#include "core/confval.h"
+#include "core/url.h"
 #include "core/cidr.h"
 #include "store/store.h"
 
@@ -47,65 +49,9 @@ static btsso_error_t *value_error(apr_pool_t *p, const char *file, int line,
 
 apr_int64_t btsso_httpd_conf_size(const char *text)
 {
-    apr_int64_t v = 0;
-    const char *c = text;
+    apr_off_t v;
 
-    if (text == NULL || !apr_isdigit(*c)) {
-        return -1;
-    }
-    for (; apr_isdigit(*c); c++) {
-        v = v * 10 + (*c - '0');
-        if (v > ((apr_int64_t)1 << 40)) {
-            return -1;
-        }
-    }
-    switch (apr_tolower(*c)) {
-    case '\0':
-        return v;
-    case 'k':
-        v <<= 10;
-        break;
-    case 'm':
-        v <<= 20;
-        break;
-    case 'g':
-        v <<= 30;
-        break;
-    default:
-        return -1;
-    }
-    c++;
-    if (apr_tolower(*c) == 'b') {
-        c++;
-    }
-    return *c == '\0' ? v : -1;
-}
-
-/* "10", "10s", "2m", "1h" -> seconds; -1 when not a duration. */
-static int parse_seconds(const char *text)
-{
-    long v = 0;
-    const char *c = text;
-
-    if (!apr_isdigit(*c)) {
-        return -1;
-    }
-    for (; apr_isdigit(*c); c++) {
-        v = v * 10 + (*c - '0');
-        if (v > 86400L * 366) {
-            return -1;
-        }
-    }
-    if (*c == '\0' || (apr_tolower(*c) == 's' && c[1] == '\0')) {
-        return (int)v;
-    }
-    if (apr_tolower(*c) == 'm' && c[1] == '\0') {
-        return (int)(v * 60);
-    }
-    if (apr_tolower(*c) == 'h' && c[1] == '\0') {
-        return (int)(v * 3600);
-    }
-    return -1;
+    return btsso_confval_size(text, &v) == NULL ? (apr_int64_t)v : -1;
 }
 
 /* ${VAR} from the environment, as httpd does with its own defines. */
@@ -349,20 +295,18 @@ static btsso_error_t *directive(reader_t *r, const char *file, int lineno,
         c->dbd_params = arg;
     }
     else if (strcasecmp(name, "BTSSOBaseURL") == 0) {
-        char *u;
-        apr_size_t n;
+        btsso_base_url_t *u = NULL;
+        btsso_error_t *e;
         ONE_ARG();
-        u = apr_pstrdup(r->p, arg);
-        n = strlen(u);
-        while (n > 0 && u[n - 1] == '/') {
-            u[--n] = '\0';
-        }
-        if (strncasecmp(u, "https://", 8) != 0
-            && strncasecmp(u, "http://", 7) != 0) {
+        /* the very check httpd makes (core/url.h) */
+        e = btsso_base_url_parse(r->p, arg, &u);
+        if (e != NULL) {
             return value_error(r->p, file, lineno, name,
-                               "must be an absolute http(s) URL");
+                               apr_pstrcat(r->p, "is not a usable base URL: ",
+                                           e->detail ? e->detail : e->message,
+                                           NULL));
         }
-        c->base_url = u;
+        c->base_url = u->origin;
     }
     else if (strcasecmp(name, "BTSSOSPPath") == 0) {
         ONE_ARG();
@@ -391,24 +335,24 @@ static btsso_error_t *directive(reader_t *r, const char *file, int lineno,
         }
     }
     else if (strcasecmp(name, "BTSSOMetadataMaxSize") == 0) {
-        apr_int64_t v;
+        apr_off_t v;
+        const char *why;
         ONE_ARG();
-        v = btsso_httpd_conf_size(arg);
-        if (v <= 0) {
-            return value_error(r->p, file, lineno, name,
-                               "not a size (e.g. 1M, 512K, 1048576)");
+        why = btsso_confval_metadata_size(arg, &v);
+        if (why != NULL) {
+            return value_error(r->p, file, lineno, name, why);
         }
         c->metadata_max_size = (apr_size_t)v;
     }
     else if (strcasecmp(name, "BTSSOMetadataFetchTimeout") == 0) {
-        int v;
+        apr_interval_time_t v;
+        const char *why;
         ONE_ARG();
-        v = parse_seconds(arg);
-        if (v <= 0) {
-            return value_error(r->p, file, lineno, name,
-                               "not a duration (e.g. 10s)");
+        why = btsso_confval_duration(r->p, arg, apr_time_from_sec(1), &v);
+        if (why != NULL) {
+            return value_error(r->p, file, lineno, name, why);
         }
-        c->fetch_timeout_sec = v;
+        c->fetch_timeout_sec = (int)apr_time_sec(v);
     }
     else if (strcasecmp(name, "BTSSOMetadataFetchHTTP") == 0) {
         ONE_ARG();

@@ -198,3 +198,29 @@ def test_module_needs_mod_dbd(make_httpd):
                        timeout=30)
     assert p.returncode != 0
     assert "mod_dbd is not loaded" in (p.stdout + p.stderr + h.log_text())
+
+
+AGREE = [
+    ("BTSSOMetadataFetchTimeout 2mi", True),
+    ("BTSSOMetadataFetchTimeout 2m", False),
+    ("BTSSOMetadataFetchTimeout 1500ms", True),
+    ("BTSSOMetadataMaxSize 2MiB", True),
+    ("BTSSOMetadataMaxSize 100", False),
+    ("BTSSOMetadataMaxSize 12Q", False),
+    ("BTSSOBaseURL https://portal.example.com/some/path", False),
+    ("BTSSOBaseURL https://portal.example.com:8443/", True),
+]
+
+
+@pytest.mark.parametrize("line,ok", AGREE, ids=[a[0] for a in AGREE])
+def test_btssoctl_reads_values_like_httpd(make_httpd, line, ok):
+    """btssoctl reads the same file as httpd: it must accept and refuse the
+    same values (one parser, core/confval.c and core/url.c)."""
+    h = make_httpd(btsso_conf=line)
+    code, out = h.configtest()
+    assert (code == 0) == ok, out
+    h.ctl("init", check=False)
+    r = h.ctl("account", "list", check=False)
+    assert (r.returncode == 0) == ok, r.stderr
+    if not ok:
+        assert line.split()[0] in r.stderr
