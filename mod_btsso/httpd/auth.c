@@ -30,7 +30,7 @@ static const char *const header_names[] = {
 
 /* Incoming X-BTSSO-* headers are the client's, never ours: remove them
  * before anything downstream (CGI, proxy) can trust them. */
-static void strip_spoofed_headers(request_rec *r)
+void btsso_strip_spoofed_headers(request_rec *r)
 {
     const apr_array_header_t *h = apr_table_elts(r->headers_in);
     const apr_table_entry_t *e = (const apr_table_entry_t *)h->elts;
@@ -117,7 +117,6 @@ static int btsso_check_user(request_rec *r)
         return DECLINED;
     }
     dc = btsso_dir(r);
-    strip_spoofed_headers(r);
     if (apr_table_get(r->notes, BTSSO_NOTE_SP) != NULL) {
         /* Our own endpoints (ACS, login, ...) must stay reachable inside a
          * protected location; they do their own checks. */

@@ -77,6 +77,9 @@ int btsso_send_error_page(request_rec *r, const btsso_error_t *e);
 int btsso_handle_sp_metadata(request_rec *r, const char *account);
 int btsso_sp_dispatch(request_rec *r, const char *rest);
 
+/* Remove client-sent X-BTSSO-* request headers (auth.c). */
+void btsso_strip_spoofed_headers(request_rec *r);
+
 /* Hooks registered by auth.c and admin.c. */
 void btsso_register_auth_hooks(apr_pool_t *p);
 void btsso_register_admin_hooks(apr_pool_t *p);

@@ -27,6 +27,7 @@
 #include "saml/metadata.h"
 #include "btsso_session.h"
 #include "btsso_acct.h"
+#include "fetch/fetch.h"
 
 #define BTSSO_MUTEX_TYPE "btsso-session"
 
@@ -255,6 +256,16 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (s = base; s != NULL; s = s->next) {
         btsso_srv(s)->rt->cache_mutex = mutex;
     }
+    /* metadata by URL (admin API): curl's global set-up is not
+     * thread-safe, so it happens here, before any child runs */
+    {
+        btsso_error_t *fe = btsso_fetch_global_init(pconf);
+        if (fe != NULL) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, base, "BTSSO0013: %s",
+                         btsso_error_line(ptemp, fe));
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, base,
                  "BTSSO0011: ready, SP entityID %s", btsso_srv(base)->sp_entity_id);
     return OK;
@@ -263,16 +274,39 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 static void btsso_child_init(apr_pool_t *p, server_rec *base)
 {
     btsso_srv_cfg *sc = btsso_srv(base);
+    apr_global_mutex_t *mutex;
+    server_rec *s;
     apr_status_t rv;
 
-    if (sc->rt != NULL && sc->rt->cache_mutex != NULL) {
-        rv = apr_global_mutex_child_init(&sc->rt->cache_mutex,
-                 apr_global_mutex_lockfile(sc->rt->cache_mutex), p);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, base,
-                         "BTSSO0012: cannot attach to the session cache mutex");
+    if (sc->rt == NULL || sc->rt->cache_mutex == NULL) {
+        return;
+    }
+    /* One mutex serves every virtual host: attach once, hand all of them
+     * the child's handle. */
+    mutex = sc->rt->cache_mutex;
+    rv = apr_global_mutex_child_init(&mutex,
+                                     apr_global_mutex_lockfile(mutex), p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, base,
+                     "BTSSO0012: cannot attach to the session cache mutex");
+        return;
+    }
+    for (s = base; s != NULL; s = s->next) {
+        if (btsso_srv(s)->rt != NULL) {
+            btsso_srv(s)->rt->cache_mutex = mutex;
         }
     }
+}
+
+/*
+ * X-BTSSO-* request headers are only ever ours (BTSSOSetHeaders): a copy
+ * sent by a client is removed from every request, whatever location it is
+ * for, so nothing downstream can be fooled by one.
+ */
+static int btsso_strip_headers(request_rec *r)
+{
+    btsso_strip_spoofed_headers(r);
+    return DECLINED;
 }
 
 /* ---- SP endpoints ------------------------------------------------------------ */
@@ -331,10 +365,13 @@ static void btsso_register_hooks(apr_pool_t *p)
     ap_hook_check_config(btsso_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(btsso_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(btsso_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(btsso_strip_headers, NULL, NULL,
+                              APR_HOOK_REALLY_FIRST);
     ap_hook_translate_name(btsso_translate, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(btsso_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(btsso_sp_handler, NULL, NULL, APR_HOOK_FIRST);
     btsso_register_auth_hooks(p);
+    btsso_register_admin_hooks(p);
 }
 
 AP_DECLARE_MODULE(btsso) = {

@@ -31,6 +31,9 @@ PROTECTED = """
     Header always set X-Env-Expires "%{{BTSSO_SESSION_EXPIRES}}e"
     Header always set X-Req-Email "expr=%{{req:X-BTSSO-Email}}"
 </Location>
+<Location /open>
+    Header always set X-Req-Email "expr=%{{req:X-BTSSO-Email}}"
+</Location>
 <Location /app/headers>
     BTSSOSetHeaders On
 </Location>

@@ -126,6 +126,14 @@ def test_set_headers_and_spoofed_headers_stripped(portal):
     assert "mallory" not in r.headers.get("X-Req-Email", "")
 
 
+def test_spoofed_headers_stripped_everywhere(portal):
+    """Outside AuthType BTSSO locations too: a client's X-BTSSO-* header
+    never reaches the application."""
+    r = portal.get("/open/", headers={"X-BTSSO-Email": "mallory@evil.example",
+                                      "x-btsso-account": "other"})
+    assert "mallory" not in r.headers.get("X-Req-Email", "")
+
+
 def test_no_session_browser_redirected_to_idp(portal):
     r = portal.get("/app/?q=1")
     assert r.status_code == 302
