@@ -680,9 +680,11 @@ static int post_metadata(admin_req *ar)
     request_rec *r = ar->r;
     const char *url = NULL, *entity = NULL;
     btsso_idp_metadata_t *md = NULL;
+    btsso_idp_t *current = NULL;
     btsso_error_t *e;
     char *xml = NULL;
     apr_size_t len = 0;
+    int shared;
 
     if (!content_type_is(r, "application/json")
         && (e = need_version(ar)) != NULL) {
@@ -767,8 +769,17 @@ static int post_metadata(admin_req *ar)
     }
     if ((e = btsso_metadata_parse(r->pool, xml, len, upload_max(ar), entity,
                                   &md)) != NULL
-        || (e = btsso_store_idp_set(ar->store, ar->account, md, xml, url, 0,
-                                    ar->version, apr_time_now(), ar->user))
+        || (e = btsso_store_idp_get(ar->store, r->pool, ar->account,
+                                    &current)) != NULL) {
+        return send_error(ar, e);
+    }
+    /* New metadata of the same IdP keeps a support-configured sharing (and
+     * with it the account's own entityID and ACS, which the IdP knows);
+     * another IdP makes the account self-service. */
+    shared = current != NULL && current->shared
+             && strcmp(current->entity_id, md->entity_id) == 0;
+    if ((e = btsso_store_idp_set(ar->store, ar->account, md, xml, url, shared,
+                                 ar->version, apr_time_now(), ar->user))
             != NULL) {
         return send_error(ar, e);
     }

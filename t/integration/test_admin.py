@@ -7,6 +7,7 @@ Run: BTSSO_BUILDDIR=<build dir> /usr/bin/python3 -m pytest -q \
      t/integration/test_admin.py
 """
 import base64
+import json
 import os
 import re
 import socket
@@ -773,3 +774,22 @@ def test_url_fetch_http_when_allowed(make_httpd, mdserver, monkeypatch):
     r = fetch(ann, mdserver.http("/file/adfs.xml"))
     assert r.status_code == 200, r.text
     assert r.json()["idp"]["source_url"] == mdserver.http("/file/adfs.xml")
+
+
+def test_reupload_keeps_support_configured_sharing(portal):
+    """An administrator of a shared-IdP account uploads fresh metadata of
+    the same IdP: the account stays shared (its own entityID and ACS, which
+    the IdP knows); metadata of another IdP makes it self-service."""
+    portal.ctl("idp", "import", "other", portal.fixture_path("okta.xml"),
+               "--shared")
+    portal.ctl("idp", "import", "acme", portal.fixture_path("okta.xml"),
+               "--shared")
+    ann = portal.client()
+    r = upload(ann, "okta.xml")
+    assert r.status_code == 200, r.text
+    show = portal.httpd.ctl("idp", "show", "acme", json_out=True)
+    assert json.loads(show.stdout)["shared"] is True
+    r = upload(ann, "google.xml")
+    assert r.status_code == 200, r.text
+    show = portal.httpd.ctl("idp", "show", "acme", json_out=True)
+    assert json.loads(show.stdout)["shared"] is False
