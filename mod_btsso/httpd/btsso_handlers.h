@@ -40,4 +40,13 @@ const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
 int btsso_handle_session(request_rec *r);
 int btsso_handle_logout(request_rec *r);
 
+/* h_slo.c: Single Logout.  btsso_slo_start is called by /logout after the
+ * local session ended: a redirect to the IdP with a LogoutRequest, or
+ * DECLINED when there is no IdP SLO endpoint or it fails (target, an
+ * absolute URL already validated, is where the person ends up). */
+struct btsso_session_t;
+int btsso_slo_start(request_rec *r, const struct btsso_session_t *ss,
+                    const char *target);
+int btsso_handle_slo(request_rec *r);
+
 #endif /* BTSSO_HANDLERS_H */

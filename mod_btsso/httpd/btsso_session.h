@@ -51,6 +51,21 @@ const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd);
 /* Fetch and forget (usable once); NULL when unknown or expired. */
 btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay);
 
+/* The same for a LogoutRequest we sent (request_id, account, return_to);
+ * kept apart from AuthnRequests. */
+const char *btsso_logout_pending_put(request_rec *r,
+                                     const btsso_pending_t *pd);
+btsso_pending_t *btsso_logout_pending_take(request_rec *r,
+                                           const char *relay);
+
+/* End the sessions of account/IdP/NameID whose SessionIndex is one of
+ * session_indexes (every one when that is NULL or empty), wherever the
+ * browser holding them is; clears the caller's cookie when it held one of
+ * them.  Returns how many were ended. */
+int btsso_session_end_by_name_id(request_rec *r, const char *account,
+                                 const char *idp, const char *name_id,
+                                 const apr_array_header_t *session_indexes);
+
 /* 0 first sighting (now recorded until `until`), 1 replay, -1 cache
  * failure (treat as refusal). */
 int btsso_replay_check_and_mark(request_rec *r, const char *issuer,

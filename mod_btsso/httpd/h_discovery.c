@@ -39,9 +39,12 @@ static int show_form(request_rec *r, const char *ret, const char *notice)
 
     ap_set_content_type(r, "text/html; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    /* No form-action: browsers apply it to the redirects that follow a
+     * submission too, and this form's answer is a redirect to the IdP of
+     * the account (any origin). */
     apr_table_setn(r->headers_out, "Content-Security-Policy",
                    "default-src 'none'; style-src 'unsafe-inline'; "
-                   "form-action 'self'");
+                   "frame-ancestors 'none'; base-uri 'none'");
     ap_rprintf(r, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset="
                "\"utf-8\"><title>Sign in</title><meta name=\"viewport\" "
                "content=\"width=device-width\"><style>"

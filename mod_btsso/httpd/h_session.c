@@ -1,6 +1,7 @@
 /*
  * h_session.c - GET <SPPath>/session (the caller's session as JSON) and
- * GET <SPPath>/logout?return=... (ends the local session).
+ * GET <SPPath>/logout?return=... (ends the local session, then Single
+ * Logout at the IdP when it has an SLO endpoint: h_slo.c).
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -66,6 +67,15 @@ int btsso_handle_logout(request_rec *r)
     }
     if (ret[0] == '/') {
         ret = apr_pstrcat(r->pool, sc->base_url, ret, NULL);
+    }
+    if (ss != NULL) {
+        /* With an IdP SLO endpoint, on to the IdP (h_slo.c); any failure
+         * there leaves the local logout done and ends at ret. */
+        int rc = btsso_slo_start(r, ss, ret);
+
+        if (rc != DECLINED) {
+            return rc;
+        }
     }
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, ret);
 }

@@ -326,6 +326,172 @@ static void set_cookie(request_rec *r, const char *value, long max_age)
     }
 }
 
+/* ---- the NameID index, for the IdP's LogoutRequest ---------------------------- */
+
+/*
+ * "n" + SHA-256(account, IdP, NameID) -> JSON list of the sessions of
+ * that person: {"k": session cache key (a hash, not the cookie),
+ * "si": SessionIndex or absent, "e": expiry}.  An IdP's LogoutRequest
+ * names the person and, usually, the SessionIndex of one login; the list
+ * finds the sessions to end without a scan of the cache.
+ */
+#define NAME_INDEX_MAX 32
+
+static const char *name_index_key(apr_pool_t *p, const char *account,
+                                  const char *idp, const char *name_id)
+{
+    return hashed_key(p, 'n', apr_pstrcat(p, account, "\n", idp, "\n",
+                                          name_id, NULL));
+}
+
+/* The index, read under the caller's lock; an empty list when absent. */
+static json_t *name_index_read(request_rec *r, const char *key)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
+    unsigned int len = MAX_VALUE;
+    json_error_t jerr;
+    json_t *list = NULL;
+
+    if (sc->socache_provider->retrieve(sc->socache_instance, r->server,
+                                       (const unsigned char *)key,
+                                       (unsigned int)strlen(key), buf, &len,
+                                       r->pool) == APR_SUCCESS) {
+        buf[len] = '\0';
+        list = json_loads((const char *)buf, 0, &jerr);
+        if (list != NULL && !json_is_array(list)) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return list ? list : json_array();
+}
+
+static void name_index_add(request_rec *r, const btsso_session_t *ss)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *key = name_index_key(r->pool, ss->account, ss->idp,
+                                     ss->name_id);
+    apr_time_t now = apr_time_now();
+    json_int_t latest = (json_int_t)apr_time_sec(ss->expires);
+    json_t *list, *kept, *item;
+    char *text = NULL;
+    size_t i;
+    apr_status_t rv = APR_ENOMEM;
+
+    /* Read, prune and write under one lock: two logins of one person at
+     * once must both be indexed. */
+    cache_lock(sc);
+    list = name_index_read(r, key);
+    kept = json_array();
+    json_array_foreach(list, i, item) {
+        json_int_t e = json_integer_value(json_object_get(item, "e"));
+
+        if (e > apr_time_sec(now)) {
+            json_array_append(kept, item);
+            if (e > latest) {
+                latest = e;
+            }
+        }
+    }
+    while (json_array_size(kept) >= NAME_INDEX_MAX) {
+        json_array_remove(kept, 0);     /* the oldest login goes */
+    }
+    json_array_append_new(kept, json_pack("{s:s, s:s?, s:I}", "k",
+                                          hashed_key(r->pool, 's',
+                                                     ss->token),
+                                          "si", ss->session_index, "e",
+                                          (json_int_t)apr_time_sec(
+                                              ss->expires)));
+    text = json_dumps(kept, JSON_COMPACT);
+    if (text != NULL && strlen(text) <= MAX_VALUE) {
+        rv = sc->socache_provider->store(sc->socache_instance, r->server,
+                                         (const unsigned char *)key,
+                                         (unsigned int)strlen(key),
+                                         apr_time_from_sec(latest),
+                                         (unsigned char *)text,
+                                         (unsigned int)strlen(text),
+                                         r->pool);
+    }
+    cache_unlock(sc);
+    free(text);
+    json_decref(list);
+    json_decref(kept);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+                      "BTSSO0304: account %s: cannot index the session by "
+                      "NameID in '%s'; the IdP will not be able to end it "
+                      "by Single Logout", ss->account, sc->session_cache);
+    }
+}
+
+int btsso_session_end_by_name_id(request_rec *r, const char *account,
+                                 const char *idp, const char *name_id,
+                                 const apr_array_header_t *session_indexes)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *key = name_index_key(r->pool, account, idp, name_id);
+    const char *mine = session_cookie(r);
+    const char *my_key = mine ? hashed_key(r->pool, 's', mine) : NULL;
+    json_t *list, *kept, *item;
+    json_int_t latest = 0;
+    char *text;
+    size_t i;
+    int ended = 0, j;
+
+    cache_lock(sc);
+    list = name_index_read(r, key);
+    kept = json_array();
+    json_array_foreach(list, i, item) {
+        const char *k = json_string_value(json_object_get(item, "k"));
+        const char *si = json_string_value(json_object_get(item, "si"));
+        int covered = session_indexes == NULL || session_indexes->nelts == 0;
+
+        for (j = 0; !covered && si != NULL && j < session_indexes->nelts;
+             j++) {
+            covered = !strcmp(si, APR_ARRAY_IDX(session_indexes, j,
+                                                const char *));
+        }
+        if (k == NULL) {
+            continue;
+        }
+        if (!covered) {
+            json_int_t e = json_integer_value(json_object_get(item, "e"));
+
+            json_array_append(kept, item);
+            latest = e > latest ? e : latest;
+            continue;
+        }
+        sc->socache_provider->remove(sc->socache_instance, r->server,
+                                     (const unsigned char *)k,
+                                     (unsigned int)strlen(k), r->pool);
+        ended++;
+        if (my_key != NULL && !strcmp(k, my_key)) {
+            /* the browser that brought the request holds one of them */
+            ap_set_module_config(r->request_config, &btsso_module, NULL);
+            set_cookie(r, "", 0);
+        }
+    }
+    if (json_array_size(kept) == 0) {
+        sc->socache_provider->remove(sc->socache_instance, r->server,
+                                     (const unsigned char *)key,
+                                     (unsigned int)strlen(key), r->pool);
+    }
+    else if ((text = json_dumps(kept, JSON_COMPACT)) != NULL) {
+        sc->socache_provider->store(sc->socache_instance, r->server,
+                                    (const unsigned char *)key,
+                                    (unsigned int)strlen(key),
+                                    apr_time_from_sec(latest),
+                                    (unsigned char *)text,
+                                    (unsigned int)strlen(text), r->pool);
+        free(text);
+    }
+    cache_unlock(sc);
+    json_decref(list);
+    json_decref(kept);
+    return ended;
+}
+
 btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -353,6 +519,10 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
                                 "The login could not be completed.",
                                 "session cache '%s' refused the session",
                                 sc->session_cache);
+    }
+    /* A session the IdP cannot name cannot be ended by it: no index. */
+    if (ss->name_id != NULL && ss->idp != NULL) {
+        name_index_add(r, ss);
     }
     /* A session cookie (no Max-Age): the server side bounds its life. */
     set_cookie(r, ss->token, -1);
@@ -414,7 +584,8 @@ void btsso_session_destroy(request_rec *r)
 
 #define PENDING_LIFETIME apr_time_from_sec(600)
 
-const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd)
+static const char *pending_put(request_rec *r, const char *prefix,
+                               const btsso_pending_t *pd)
 {
     const char *relay = btsso_random_token(r->pool, 16);
     json_t *o;
@@ -435,13 +606,14 @@ const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd)
     if (text == NULL) {
         return NULL;
     }
-    rv = cache_put(r, apr_pstrcat(r->pool, "r", relay, NULL), text,
+    rv = cache_put(r, apr_pstrcat(r->pool, prefix, relay, NULL), text,
                    apr_time_now() + PENDING_LIFETIME);
     free(text);
     return rv == APR_SUCCESS ? relay : NULL;
 }
 
-btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
+static btsso_pending_t *pending_take(request_rec *r, const char *prefix,
+                                     const char *relay)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *key, *text;
@@ -453,7 +625,7 @@ btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
         || strspn(relay, "0123456789abcdef") != 32) {
         return NULL;
     }
-    key = apr_pstrcat(r->pool, "r", relay, NULL);
+    key = apr_pstrcat(r->pool, prefix, relay, NULL);
     /* Read and remove under one lock: a pending request is usable once. */
     cache_lock(sc);
     {
@@ -492,6 +664,29 @@ btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
         return NULL;
     }
     return pd;
+}
+
+/* AuthnRequests under "r", LogoutRequests under "l": a RelayState of
+ * one kind is never accepted as the other. */
+const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd)
+{
+    return pending_put(r, "r", pd);
+}
+
+btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
+{
+    return pending_take(r, "r", relay);
+}
+
+const char *btsso_logout_pending_put(request_rec *r,
+                                     const btsso_pending_t *pd)
+{
+    return pending_put(r, "l", pd);
+}
+
+btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
+{
+    return pending_take(r, "l", relay);
 }
 
 /* ---- replay cache -------------------------------------------------------------------- */

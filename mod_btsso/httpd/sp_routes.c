@@ -54,5 +54,8 @@ int btsso_sp_dispatch(request_rec *r, const char *rest)
     if (!strcmp(rest, "/logout")) {
         return btsso_handle_logout(r);
     }
+    if (!strcmp(rest, "/slo")) {
+        return btsso_handle_slo(r);
+    }
     return HTTP_NOT_FOUND;
 }
