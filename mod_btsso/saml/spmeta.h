@@ -17,8 +17,8 @@
 typedef struct btsso_spmeta_t {
     const char *entity_id;      /* required, at most 1024 characters */
     const char *acs_url;        /* required: HTTP-POST ACS, index 0, default */
-    const char *slo_url;        /* NULL: no SingleLogoutService; else both
-                                   Redirect and POST bindings at this URL */
+    const char *slo_url;        /* NULL: no SingleLogoutService; else the
+                                   HTTP-Redirect binding at this URL */
     /* Signing certificates: current and, during SP key rollover, next.
      * Both NULL: no signing KeyDescriptor (AuthnRequests unsigned). */
     const btsso_cert_t *signing_current;
