@@ -236,6 +236,7 @@ def test_csrf_random_key_without_sp_key(make_httpd):
     ann.config()
     token = ann.token
     portal.httpd.graceful()
+    ann.s.close()       # a keep-alive connection does not survive a restart
     r = ann.put("enabled", json={"enabled": False}, token=token)
     assert r.status_code == 200, r.text
     # a new httpd parent has a new random key

@@ -55,6 +55,9 @@ def test_installed_snippets_pass_configtest(make_httpd, tmp_path):
 
 def run_configure(tmp_path, *args, env_extra=None):
     env = dict(os.environ)
+    # make check exports the build's CFLAGS (-Werror), under which
+    # configure's own probes of httpd.h would fail
+    env.pop("CFLAGS", None)
     env.update(env_extra or {})
     p = subprocess.run([os.path.join(btsso_httpd.TOP, "configure"), "-q"]
                        + list(args), cwd=str(tmp_path), env=env,

@@ -233,8 +233,19 @@ DBDMax 8
         return "\n".join(lines) + "\n"
 
     def write_config(self):
-        with open(self.conf_path, "w") as f:
-            f.write(self.config_text())
+        """Write httpd.conf when it changed, atomically: a running httpd
+        (re)reading it must never see a half-written file."""
+        text = self.config_text()
+        try:
+            with open(self.conf_path) as f:
+                if f.read() == text:
+                    return
+        except FileNotFoundError:
+            pass
+        tmp = self.conf_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.conf_path)
 
     def configtest(self):
         """(exit code, combined output) of `apache2 -t`."""
