@@ -458,6 +458,12 @@ def main():
                 log("%s: %d answers were not 200" % (path,
                                                      runs[name]["bad"]))
         unexpected = p.httpd.unexpected_log_lines()
+    except RuntimeError:
+        # the server's side of an aborted run, before its directory goes
+        for h in made:
+            for ln in h.log_text().splitlines()[-12:]:
+                log("error log: " + ln[:400])
+        raise
     finally:
         stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
