@@ -32,7 +32,7 @@ typedef struct btsso_pending_t {
 
 /* Create the BTSSOSessionCache instance (once per process). */
 const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
-                                      apr_pool_t *ptemp);
+                                      apr_pool_t *pconf, apr_pool_t *ptemp);
 
 /* Hex text of nbytes random bytes (OpenSSL's CSPRNG); NULL on failure. */
 const char *btsso_random_token(apr_pool_t *p, apr_size_t nbytes);

@@ -223,7 +223,7 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (s = base; s != NULL; s = s->next) {
         btsso_srv_cfg *sc = btsso_srv(s);
 
-        err = btsso_session_cache_setup(s, sc, ptemp);
+        err = btsso_session_cache_setup(s, sc, pconf, ptemp);
         if (err != NULL) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "BTSSO0007: %s", err);
             return HTTP_INTERNAL_SERVER_ERROR;

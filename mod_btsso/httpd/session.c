@@ -15,6 +15,7 @@
 #include <http_config.h>
 #include <http_log.h>
 #include <http_protocol.h>
+#include <http_core.h>
 #include <ap_socache.h>
 #include <util_cookies.h>
 #include <ap_provider.h>
@@ -41,35 +42,47 @@ typedef struct shared_cache {
     ap_socache_instance_t *instance;
 } shared_cache;
 
-static apr_status_t destroy_cache(void *data)
+/*
+ * The instance outlives graceful restarts (it lives in the process pool),
+ * but the provider's code does not: httpd unloads and reloads every module
+ * on a restart, so the provider is looked up afresh each generation, and
+ * the instance is destroyed from a cleanup of the configuration pool -- run
+ * while the provider is still loaded -- only when httpd really exits.
+ */
+static apr_status_t destroy_cache_on_exit(void *data)
 {
     shared_cache *c = data;
+    int state = ap_state_query(AP_SQ_MAIN_STATE);
 
-    c->provider->destroy(c->instance, NULL);
+    if (state == AP_SQ_MS_EXITING && c->instance != NULL) {
+        c->provider->destroy(c->instance, NULL);
+        c->instance = NULL;
+    }
     return APR_SUCCESS;
 }
+
+/* Default: anonymous shared memory of 16 MiB (tens of thousands of
+ * sessions), not shmcb's own 512 KiB.  The path only names the segment
+ * where anonymous shared memory is unavailable. */
+#define DEFAULT_SHMCB_SIZE 16777216
 
 /*
  * One instance per distinct BTSSOSessionCache value, created the first time
  * a generation asks for it and kept in the process pool for the next ones.
  */
 const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
-                                      apr_pool_t *ptemp)
+                                      apr_pool_t *pconf, apr_pool_t *ptemp)
 {
     apr_pool_t *pp = s->process->pool;
     const char *key = apr_pstrcat(ptemp, "btsso-socache:",
                                   sc->session_cache, NULL);
     shared_cache *c = NULL;
     const char *name, *args = NULL, *sep, *err;
-    struct ap_socache_hints hints = { 64, 1536, apr_time_from_sec(3600) };
+    /* keys: 32-byte digests; values: a session of ~400 bytes of JSON */
+    struct ap_socache_hints hints = { 32, 480, apr_time_from_sec(3600) };
     apr_status_t rv;
+    void *seen = NULL;
 
-    apr_pool_userdata_get((void **)&c, key, pp);
-    if (c != NULL) {
-        sc->socache_provider = c->provider;
-        sc->socache_instance = c->instance;
-        return NULL;
-    }
     sep = ap_strchr_c(sc->session_cache, ':');
     if (sep != NULL) {
         name = apr_pstrmemdup(ptemp, sc->session_cache,
@@ -78,8 +91,18 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
     }
     else {
         name = sc->session_cache;
+        if (!strcmp(name, "shmcb")) {
+            args = apr_psprintf(pp, "%s(%d)",
+                                ap_runtime_dir_relative(pp, "btsso-sessions"),
+                                DEFAULT_SHMCB_SIZE);
+        }
     }
-    c = apr_pcalloc(pp, sizeof(*c));
+    apr_pool_userdata_get((void **)&c, key, pp);
+    if (c == NULL) {
+        c = apr_pcalloc(pp, sizeof(*c));
+        apr_pool_userdata_set(c, apr_pstrdup(pp, key), apr_pool_cleanup_null,
+                              pp);
+    }
     c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
                                      AP_SOCACHE_PROVIDER_VERSION);
     if (c->provider == NULL) {
@@ -87,20 +110,76 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                             "is not loaded (LoadModule socache_%s_module)",
                             name, name);
     }
-    err = c->provider->create(&c->instance, args, ptemp, pp);
-    if (err != NULL) {
-        return apr_pstrcat(ptemp, "BTSSOSessionCache: ", err, NULL);
+    if (c->instance == NULL) {
+        err = c->provider->create(&c->instance, args, ptemp, pp);
+        if (err != NULL) {
+            c->instance = NULL;
+            return apr_pstrcat(ptemp, "BTSSOSessionCache: ", err, NULL);
+        }
+        rv = c->provider->init(c->instance, "btsso", &hints, s, pp);
+        if (rv != APR_SUCCESS) {
+            c->instance = NULL;
+            return apr_psprintf(ptemp, "BTSSOSessionCache: cannot initialise "
+                                "'%s' (%pm)", sc->session_cache, &rv);
+        }
     }
-    rv = c->provider->init(c->instance, "btsso", &hints, s, pp);
-    if (rv != APR_SUCCESS) {
-        return apr_psprintf(ptemp, "BTSSOSessionCache: cannot initialise "
-                            "'%s' (%pm)", sc->session_cache, &rv);
+    /* registered once per generation and per instance (several servers
+     * may share one) */
+    if (apr_pool_userdata_get(&seen, key, pconf) == APR_SUCCESS
+        && seen == NULL) {
+        apr_pool_userdata_set("", apr_pstrdup(pconf, key),
+                              apr_pool_cleanup_null, pconf);
+        apr_pool_cleanup_register(pconf, c, destroy_cache_on_exit,
+                                  apr_pool_cleanup_null);
     }
-    apr_pool_cleanup_register(pp, c, destroy_cache, apr_pool_cleanup_null);
-    apr_pool_userdata_set(c, apr_pstrdup(pp, key), apr_pool_cleanup_null, pp);
     sc->socache_provider = c->provider;
     sc->socache_instance = c->instance;
     return NULL;
+}
+
+/*
+ * Cache keys: the hex SHA-256 of a type letter and the secret, never the
+ * secret itself.  Kept as hex text (the NameID index stores session keys in
+ * JSON), handed to the provider as the 32 raw digest bytes: shmcb picks its
+ * sub-cache from the key's first byte, which must therefore be uniformly
+ * spread -- a fixed prefix letter would crowd every session into one
+ * sub-cache and evict them (and replay marks) after a few dozen logins.
+ */
+#define KEY_BYTES SHA256_DIGEST_LENGTH
+
+static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
+    char *out = apr_palloc(p, 2 * sizeof(md) + 1);
+    char head[3] = { prefix, '\n', '\0' };
+    const char *in = apr_pstrcat(p, head, secret, NULL);
+    apr_size_t i;
+
+    SHA256((const unsigned char *)in, strlen(in), md);
+    for (i = 0; i < sizeof(md); i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * sizeof(md)] = '\0';
+    return out;
+}
+
+static int hexval(char c)
+{
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+/* The raw digest of a hashed_key() text, written into buf. */
+static const unsigned char *raw_key(const char *key, unsigned char *buf)
+{
+    apr_size_t i;
+
+    for (i = 0; i < KEY_BYTES && key[2 * i] && key[2 * i + 1]; i++) {
+        buf[i] = (unsigned char)(hexval(key[2 * i]) << 4
+                                 | hexval(key[2 * i + 1]));
+    }
+    return buf;
 }
 
 static void cache_lock(btsso_srv_cfg *sc)
@@ -125,8 +204,8 @@ static apr_status_t cache_put(request_rec *r, const char *key,
 
     cache_lock(sc);
     rv = sc->socache_provider->store(sc->socache_instance, r->server,
-                                     (const unsigned char *)key,
-                                     (unsigned int)strlen(key), expiry,
+                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                     KEY_BYTES, expiry,
                                      (unsigned char *)value,
                                      (unsigned int)strlen(value), r->pool);
     cache_unlock(sc);
@@ -147,8 +226,8 @@ static const char *cache_get(request_rec *r, const char *key)
 
     cache_lock(sc);
     rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
-                                        (const unsigned char *)key,
-                                        (unsigned int)strlen(key), buf, &len,
+                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                        KEY_BYTES, buf, &len,
                                         r->pool);
     cache_unlock(sc);
     if (rv != APR_SUCCESS) {
@@ -169,8 +248,8 @@ static void cache_del(request_rec *r, const char *key)
 
     cache_lock(sc);
     sc->socache_provider->remove(sc->socache_instance, r->server,
-                                 (const unsigned char *)key,
-                                 (unsigned int)strlen(key), r->pool);
+                                 raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                 KEY_BYTES, r->pool);
     cache_unlock(sc);
 }
 
@@ -196,22 +275,6 @@ const char *btsso_random_token(apr_pool_t *p, apr_size_t nbytes)
     return out;
 }
 
-static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    static const char hex[] = "0123456789abcdef";
-    char *out = apr_palloc(p, 2 * sizeof(md) + 2);
-    apr_size_t i;
-
-    SHA256((const unsigned char *)secret, strlen(secret), md);
-    out[0] = prefix;
-    for (i = 0; i < sizeof(md); i++) {
-        out[1 + 2 * i] = hex[md[i] >> 4];
-        out[2 + 2 * i] = hex[md[i] & 15];
-    }
-    out[1 + 2 * sizeof(md)] = '\0';
-    return out;
-}
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
@@ -354,8 +417,8 @@ static json_t *name_index_read(request_rec *r, const char *key)
     json_t *list = NULL;
 
     if (sc->socache_provider->retrieve(sc->socache_instance, r->server,
-                                       (const unsigned char *)key,
-                                       (unsigned int)strlen(key), buf, &len,
+                                       raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                       KEY_BYTES, buf, &len,
                                        r->pool) == APR_SUCCESS) {
         buf[len] = '\0';
         list = json_loads((const char *)buf, 0, &jerr);
@@ -406,8 +469,8 @@ static void name_index_add(request_rec *r, const btsso_session_t *ss)
     text = json_dumps(kept, JSON_COMPACT);
     if (text != NULL && strlen(text) <= MAX_VALUE) {
         rv = sc->socache_provider->store(sc->socache_instance, r->server,
-                                         (const unsigned char *)key,
-                                         (unsigned int)strlen(key),
+                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                         KEY_BYTES,
                                          apr_time_from_sec(latest),
                                          (unsigned char *)text,
                                          (unsigned int)strlen(text),
@@ -463,8 +526,8 @@ int btsso_session_end_by_name_id(request_rec *r, const char *account,
             continue;
         }
         sc->socache_provider->remove(sc->socache_instance, r->server,
-                                     (const unsigned char *)k,
-                                     (unsigned int)strlen(k), r->pool);
+                                     raw_key(k, (unsigned char[KEY_BYTES]){0}),
+                                     KEY_BYTES, r->pool);
         ended++;
         if (my_key != NULL && !strcmp(k, my_key)) {
             /* the browser that brought the request holds one of them */
@@ -474,13 +537,13 @@ int btsso_session_end_by_name_id(request_rec *r, const char *account,
     }
     if (json_array_size(kept) == 0) {
         sc->socache_provider->remove(sc->socache_instance, r->server,
-                                     (const unsigned char *)key,
-                                     (unsigned int)strlen(key), r->pool);
+                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                     KEY_BYTES, r->pool);
     }
     else if ((text = json_dumps(kept, JSON_COMPACT)) != NULL) {
         sc->socache_provider->store(sc->socache_instance, r->server,
-                                    (const unsigned char *)key,
-                                    (unsigned int)strlen(key),
+                                    raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                    KEY_BYTES,
                                     apr_time_from_sec(latest),
                                     (unsigned char *)text,
                                     (unsigned int)strlen(text), r->pool);
@@ -606,7 +669,7 @@ static const char *pending_put(request_rec *r, const char *prefix,
     if (text == NULL) {
         return NULL;
     }
-    rv = cache_put(r, apr_pstrcat(r->pool, prefix, relay, NULL), text,
+    rv = cache_put(r, hashed_key(r->pool, prefix[0], relay), text,
                    apr_time_now() + PENDING_LIFETIME);
     free(text);
     return rv == APR_SUCCESS ? relay : NULL;
@@ -625,20 +688,20 @@ static btsso_pending_t *pending_take(request_rec *r, const char *prefix,
         || strspn(relay, "0123456789abcdef") != 32) {
         return NULL;
     }
-    key = apr_pstrcat(r->pool, prefix, relay, NULL);
+    key = hashed_key(r->pool, prefix[0], relay);
     /* Read and remove under one lock: a pending request is usable once. */
     cache_lock(sc);
     {
         unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
         unsigned int len = MAX_VALUE;
         apr_status_t rv = sc->socache_provider->retrieve(
-            sc->socache_instance, r->server, (const unsigned char *)key,
-            (unsigned int)strlen(key), buf, &len, r->pool);
+            sc->socache_instance, r->server, raw_key(key, (unsigned char[KEY_BYTES]){0}),
+            KEY_BYTES, buf, &len, r->pool);
 
         if (rv == APR_SUCCESS) {
             sc->socache_provider->remove(sc->socache_instance, r->server,
-                                         (const unsigned char *)key,
-                                         (unsigned int)strlen(key), r->pool);
+                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                         KEY_BYTES, r->pool);
             buf[len] = '\0';
             text = (const char *)buf;
         }
@@ -707,14 +770,14 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     until += sc->clock_skew;
     cache_lock(sc);
     rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
-                                        (const unsigned char *)key,
-                                        (unsigned int)strlen(key), buf, &len,
+                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                        KEY_BYTES, buf, &len,
                                         r->pool);
     seen = (rv == APR_SUCCESS);
     if (!seen) {
         rv = sc->socache_provider->store(sc->socache_instance, r->server,
-                                         (const unsigned char *)key,
-                                         (unsigned int)strlen(key), until,
+                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                         KEY_BYTES, until,
                                          (unsigned char *)"1", 1, r->pool);
     }
     cache_unlock(sc);

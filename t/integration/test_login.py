@@ -620,3 +620,27 @@ def test_account_mismatch_in_session_redirects(portal):
     sid = session_value(portal.login())
     r = portal.get("/app/", cookies={"btsso_session": sid})
     assert r.status_code == 200
+
+
+def test_many_logins_keep_sessions_and_replay_marks(portal):
+    """The default session cache holds far more than a few dozen sessions:
+    after 150 further logins the first session is alive and its response
+    is still a replay (keys are spread over all of shmcb's sub-caches)."""
+    portal.httpd.expect_log("BTSSO0210")
+    first = portal.idp.response(None, acs_url=portal.url + "/sso/acs",
+                                sp_entity_id=portal.url + "/sso")
+    r = portal.acs(first)
+    assert r.status_code == 303
+    sid = session_value(r)
+    s = requests.Session()
+    for i in range(150):
+        b64 = portal.idp.response(None, acs_url=portal.url + "/sso/acs",
+                                  sp_entity_id=portal.url + "/sso",
+                                  email=("ann@example.com", "bob@example.com")
+                                  [i % 2])
+        a = s.post(portal.url + "/sso/acs", data={"SAMLResponse": b64},
+                   allow_redirects=False, timeout=20)
+        assert a.status_code == 303
+    assert portal.get("/sso/session",
+                      cookies={"btsso_session": sid}).status_code == 200
+    assert portal.acs(first).status_code == 403

@@ -176,6 +176,7 @@ class Httpd:
         self.mpm = mpm
         self.processes = processes
         self.proc = None
+        self.exit_status = None
         self.expected_log = []
         self.log_offset = 0
 
@@ -313,6 +314,9 @@ DBDMax 8
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        # A signal here means httpd crashed (e.g. at shutdown): the test
+        # harness reports it like an unexpected error-log line.
+        self.exit_status = self.proc.returncode
         self.proc = None
 
     def cleanup(self):
@@ -357,6 +361,9 @@ DBDMax 8
 
     def unexpected_log_lines(self):
         bad = []
+        if self.exit_status is not None and self.exit_status < 0:
+            bad.append("httpd exited on signal %d when stopped"
+                       % -self.exit_status)
         for name, text in sanitizer_reports(self.dir):
             bad.append("sanitizer report %s/%s:\n%s" % (
                 self.dir, name, "\n".join(text.splitlines()[:40])))
