@@ -10,6 +10,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import btsso_httpd  # noqa: E402
 
 
+def pytest_sessionstart(session):
+    """httpd's children and btssoctl run as the httpd user when the suite
+    runs as root: say in one line when that user cannot reach the build or
+    the fixtures (a clone in a private folder; `sh t/run` stages it)."""
+    problem = btsso_httpd.unreadable_by_run_user()
+    if problem:
+        pytest.exit(problem, returncode=2)
+
+
 @pytest.fixture
 def make_httpd(request):
     """Factory: make_httpd(**kwargs) -> Httpd (not started).  Every instance

@@ -132,6 +132,26 @@ def run_user():
         return "nobody"
 
 
+def unreadable_by_run_user():
+    """None when the httpd user can read the module, btssoctl and the
+    fixtures; else a one-line explanation."""
+    user = run_user()
+    if not user:
+        return None
+    for path, test in ((module_path(), "-r"), (btssoctl_path(), "-x"),
+                       (os.path.join(TOP, "t", "fixtures"), "-x")):
+        if not os.path.exists(path):
+            continue
+        p = subprocess.run(["runuser", "-u", user, "--", "test", test, path],
+                           capture_output=True)
+        if p.returncode != 0:
+            return ("%s cannot reach %s (a folder above it is private): "
+                    "run the suite with `sh t/run`, which stages a readable "
+                    "copy, or clone into a folder %s can read"
+                    % (user, path, user))
+    return None
+
+
 BASE_MODULES = [
     ("mpm_event_module", "mod_mpm_event.so"),
     ("authz_core_module", "mod_authz_core.so"),
@@ -279,16 +299,28 @@ DBDMax 8
             [HTTPD, "-f", self.conf_path, "-DFOREGROUND"],
             stdout=subprocess.DEVNULL, stderr=open(
                 os.path.join(self.dir, "stderr.log"), "ab"))
-        deadline = time.time() + 20
+        # Ready once it listens AND its parent has said "resuming normal
+        # operations": before that the parent has not set its signal
+        # handlers yet, and a SIGTERM (a test that stops at once, slower
+        # under ASan) would kill it outright instead of stopping it.
+        gen = self.log_text().count("resuming normal operations")
+        deadline = time.time() + 30
+        listening = False
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("httpd exited at start:\n" + self.log_text()
                                    + self.stderr_text())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            if not listening:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port),
+                                                  0.2):
+                        listening = True
+                except OSError:
+                    pass
+            if listening and self.log_text().count(
+                    "resuming normal operations") > gen:
+                return self
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError("httpd did not listen:\n" + self.log_text())
 
