@@ -12,12 +12,20 @@
  *
  * Every request: REMOTE_USER must administer the account per
  * BTSSOAdminQuery (else 403, also for an unknown account, so ids cannot be
- * probed).  Every change: X-CSRF-Token from GET config (else 403) and the
- * version read from GET config, as If-Match or a JSON "version" (else 428;
- * a stale one 409 conflict), so two administrators never overwrite each
- * other silently.  A change answers with the new state (as GET config).
- * The store writes the audit row (actor = REMOTE_USER) in the change's
- * transaction.
+ * probed).  When the location is authenticated by AuthType BTSSO,
+ * REMOTE_USER is only an email, and an email is unique only within one
+ * account: the session's account must then be the path's account (else
+ * 403), or an administrator of one account could add a victim admin's
+ * email to it, sign in through its own IdP and administer the victim's
+ * account in that admin's name.  Every change: X-CSRF-Token from GET
+ * config (else 403), bound to the user, the account and the session's
+ * account ("-" without AuthType BTSSO).  A change may name the version it
+ * was made from, as If-Match: "<version>" (or a JSON "version"); when that
+ * is not the current version: 412 precondition_failed and nothing changes,
+ * so two administrators never overwrite each other silently.  Without
+ * one, the change applies to the current settings (SPEC).  A change
+ * answers with the new state (as GET config).  The store writes the audit
+ * row (actor = REMOTE_USER) in the change's transaction.
  */
 #include <string.h>
 
@@ -34,6 +42,7 @@
 #include "btsso_acct.h"
 #include "btsso_admin.h"
 #include "btsso_handlers.h"
+#include "btsso_session.h"
 #include "core/addressing.h"
 #include "core/b64.h"
 #include "core/multipart.h"
@@ -52,9 +61,11 @@ typedef struct admin_req {
     btsso_store_t *store;
     const char *account;
     const char *user;
+    const char *session_account;    /* AuthType BTSSO session's, or "-" */
     const char *endpoint;       /* "" for the page */
     const char *arg;            /* the fingerprint of certificates/<sha> */
-    apr_int64_t version;        /* expected version of a change */
+    apr_int64_t version;        /* expected version of a change, 0: any */
+    int version_unmatchable;    /* a precondition no version can meet */
 } admin_req;
 
 static const char *const endpoints[] = {
@@ -154,9 +165,31 @@ static void log_refusal(admin_req *ar, const char *tag, const char *what)
                   ar->user ? ar->user : "(none)", what);
 }
 
-/* A store error the administrator cannot fix is the operator's business. */
-static int send_error(admin_req *ar, const btsso_error_t *e)
+static btsso_error_t *stale(admin_req *ar, const char *detail)
 {
+    /* perhaps refused before its body was read: do not drain it */
+    ar->r->connection->keepalive = AP_CONN_CLOSE;
+    return btsso_error_make(ar->r->pool, 412, "precondition_failed",
+                            "These settings changed meanwhile, so your "
+                            "change was not saved: reload the page, check "
+                            "them and repeat your change.", "%s", detail);
+}
+
+/* The store refuses a change whose expected version is no longer the
+ * account's (409 conflict, checked in the change's transaction): to the
+ * client that is a failed If-Match. */
+static btsso_error_t *api_error(admin_req *ar, btsso_error_t *e)
+{
+    if (e != NULL && e->status == 409 && strcmp(e->code, "conflict") == 0) {
+        return stale(ar, e->detail ? e->detail : "version changed");
+    }
+    return e;
+}
+
+/* A store error the administrator cannot fix is the operator's business. */
+static int send_error(admin_req *ar, btsso_error_t *e)
+{
+    e = api_error(ar, e);
     if (e->status >= 500 && e->status != 502) {
         btsso_log_error(ar->r, APLOG_ERR, "BTSSO0401", ar->account, e);
     }
@@ -275,7 +308,9 @@ static apr_status_t json_release(void *j)
     return APR_SUCCESS;
 }
 
-/* A JSON object body, with the "version" it may carry. */
+/* A JSON object body, with the "version" it may carry: the same
+ * precondition as If-Match (both sent: both must name the same version;
+ * null is as absent). */
 static btsso_error_t *read_json(admin_req *ar, json_t **out)
 {
     btsso_error_t *e;
@@ -297,8 +332,14 @@ static btsso_error_t *read_json(admin_req *ar, json_t **out)
     apr_pool_cleanup_register(ar->r->pool, j, json_release,
                               apr_pool_cleanup_null);
     v = json_object_get(j, "version");
-    if (ar->version == 0 && json_is_integer(v) && json_integer_value(v) > 0) {
-        ar->version = json_integer_value(v);
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) <= 0
+            || (ar->version != 0 && ar->version != json_integer_value(v))) {
+            ar->version_unmatchable = 1;
+        }
+        else {
+            ar->version = json_integer_value(v);
+        }
     }
     *out = j;
     return NULL;
@@ -329,7 +370,8 @@ static const char *form_field(apr_pool_t *p, const char *body,
     return NULL;
 }
 
-/* "If-Match: 7", "\"7\"" or W/"7" -> 7; 0 when absent or malformed. */
+/* "If-Match: 7", "\"7\"" or W/"7" -> 7; 0 when absent or "*" (any
+ * current settings); -1 when no version can match it (malformed, a list). */
 static apr_int64_t if_match_version(request_rec *r)
 {
     const char *h = apr_table_get(r->headers_in, "If-Match");
@@ -340,8 +382,11 @@ static apr_int64_t if_match_version(request_rec *r)
     if (h == NULL) {
         return 0;
     }
-    while (*h == ' ') {
+    while (*h == ' ' || *h == '\t') {
         h++;
+    }
+    if (h[0] == '*' && h[1 + strspn(h + 1, " \t")] == '\0') {
+        return 0;
     }
     if (strncmp(h, "W/", 2) == 0) {
         h += 2;
@@ -356,22 +401,40 @@ static apr_int64_t if_match_version(request_rec *r)
         digits++;
     }
     if (*digits < '0' || *digits > '9') {
-        return 0;
+        return -1;
     }
     v = apr_strtoi64(digits, &end, 10);
-    return end != NULL && *end == '\0' && v > 0 ? v : 0;
+    return end != NULL && *end == '\0' && v > 0 ? v : -1;
 }
 
-static btsso_error_t *need_version(admin_req *ar)
+/*
+ * The precondition a change may carry (If-Match or a JSON "version"):
+ * NULL when it names the current version or there is none.  Checked
+ * before any work (reading an upload, fetching a URL); the store checks it
+ * again, atomically, when it writes.
+ */
+static btsso_error_t *precondition(admin_req *ar)
 {
-    if (ar->version > 0) {
+    btsso_account_t *acc = NULL;
+    btsso_error_t *e;
+
+    if (ar->version_unmatchable) {
+        return stale(ar, "the precondition names no version of the account");
+    }
+    if (ar->version == 0) {
         return NULL;
     }
-    return btsso_error_make(ar->r->pool, 428, "version_required",
-                            "Reload the page: the change must name the "
-                            "version it was made from.",
-                            "send If-Match: \"<version>\" (from GET config) "
-                            "or a JSON \"version\"");
+    if ((e = btsso_store_account_get(ar->store, ar->r->pool, ar->account,
+                                     &acc)) != NULL) {
+        return e;
+    }
+    if (acc->version != ar->version) {
+        return stale(ar, apr_psprintf(ar->r->pool, "version %" APR_INT64_T_FMT
+                                      " expected, %" APR_INT64_T_FMT
+                                      " current", ar->version,
+                                      (apr_int64_t)acc->version));
+    }
+    return NULL;
 }
 
 /* ---- the state document (GET config) -------------------------------------- */
@@ -571,7 +634,7 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
                                       &certs)) != NULL) {
         return e;
     }
-    token = btsso_csrf_token(r, ar->user, ar->account);
+    token = btsso_csrf_token(r, ar->user, ar->account, ar->session_account);
     if (token == NULL) {
         return btsso_error_make(r->pool, 500, "csrf_unavailable",
                                 "The server cannot issue a form token.",
@@ -687,7 +750,7 @@ static int post_metadata(admin_req *ar)
     int shared;
 
     if (!content_type_is(r, "application/json")
-        && (e = need_version(ar)) != NULL) {
+        && (e = precondition(ar)) != NULL) {
         return send_error(ar, e);
     }
     if (content_type_is(r, "multipart/form-data")) {
@@ -758,8 +821,9 @@ static int post_metadata(admin_req *ar)
     else if ((e = read_body(ar, upload_max(ar), &xml, &len)) != NULL) {
         return send_error(ar, e);
     }
-    if ((e = need_version(ar)) != NULL) {
-        return send_error(ar, e);
+    if (content_type_is(r, "application/json")
+        && (e = precondition(ar)) != NULL) {
+        return send_error(ar, e);     /* before fetching anything */
     }
     if (url != NULL && (e = fetch_metadata(ar, url, &xml, &len)) != NULL) {
         return send_error(ar, e);
@@ -794,7 +858,7 @@ static int put_email_attribute(admin_req *ar)
     json_t *j, *name_id;
     const char *attribute;
 
-    if ((e = read_json(ar, &j)) != NULL || (e = need_version(ar)) != NULL) {
+    if ((e = read_json(ar, &j)) != NULL || (e = precondition(ar)) != NULL) {
         return send_error(ar, e);
     }
     attribute = json_string_value(json_object_get(j, "attribute"));
@@ -838,7 +902,7 @@ static int post_certificate(admin_req *ar)
     const char *data;
     apr_size_t len;
 
-    if ((e = need_version(ar)) != NULL) {
+    if ((e = precondition(ar)) != NULL) {
         return send_error(ar, e);
     }
     if (content_type_is(r, "multipart/form-data")) {
@@ -894,7 +958,7 @@ static int change_certificate(admin_req *ar)
     }
     ap_str_tolower(sha256);
     if (ar->r->method_number == M_DELETE) {
-        if ((e = need_version(ar)) != NULL
+        if ((e = precondition(ar)) != NULL
             || (e = btsso_store_cert_remove(ar->store, ar->account, sha256,
                                             ar->version, ar->user)) != NULL) {
             return send_error(ar, e);
@@ -902,7 +966,7 @@ static int change_certificate(admin_req *ar)
     }
     else {
         json_t *j;
-        if ((e = read_json(ar, &j)) != NULL || (e = need_version(ar)) != NULL
+        if ((e = read_json(ar, &j)) != NULL || (e = precondition(ar)) != NULL
             || (e = role_of(ar, json_string_value(json_object_get(j, "role")),
                             &role)) != NULL) {
             return send_error(ar, e);
@@ -969,7 +1033,7 @@ static int put_enabled(admin_req *ar)
     btsso_error_t *e;
     json_t *j, *body;
 
-    if ((e = read_json(ar, &j)) != NULL || (e = need_version(ar)) != NULL) {
+    if ((e = read_json(ar, &j)) != NULL || (e = precondition(ar)) != NULL) {
         return send_error(ar, e);
     }
     if (!json_is_boolean(json_object_get(j, "enabled"))
@@ -989,6 +1053,7 @@ static int put_enabled(admin_req *ar)
     if (e == NULL) {
         return changed(ar);
     }
+    e = api_error(ar, e);
     btsso_log_error(r, APLOG_INFO, "BTSSO0409", ar->account, e);
     body = json_pack("{s:s, s:s}", "error", e->code, "message", e->message);
     if (strcmp(e->code, "duplicate_emails") == 0) {
@@ -1097,6 +1162,26 @@ static int btsso_admin_handler(request_rec *r)
         return refuse(&ar, err_make(&ar, 403, "forbidden",
             "Sign in to the portal as an administrator of this account."));
     }
+    ar.session_account = "-";
+    if (ap_auth_type(r) != NULL && strcasecmp(ap_auth_type(r), "BTSSO") == 0) {
+        /* REMOTE_USER is the email of a session of some account; that
+         * email may administer this account, but an email means one person
+         * only within one account: the session must be of this account. */
+        btsso_session_t *ss = btsso_session_get(r);
+
+        if (ss == NULL || ss->account == NULL
+            || strcmp(ss->account, ar.account) != 0) {
+            r->connection->keepalive = AP_CONN_CLOSE;  /* do not drain */
+            log_refusal(&ar, "BTSSO0405", apr_pstrcat(r->pool,
+                        "the AuthType BTSSO session is of account ",
+                        ss && ss->account ? ss->account : "(none)",
+                        ", not of the account administered", NULL));
+            return refuse(&ar, err_make(&ar, 403, "forbidden",
+                "You are signed in to another account: sign in to this "
+                "account to administer it."));
+        }
+        ar.session_account = ss->account;
+    }
     if ((ar.store = btsso_request_store(r)) == NULL) {
         return btsso_send_json_error(r, err_make(&ar, 503, "unavailable",
             "The account store is unavailable; try again shortly."));
@@ -1113,8 +1198,9 @@ static int btsso_admin_handler(request_rec *r)
             "You are not an administrator of this account."));
     }
     if (r->method_number != M_GET) {
-        /* every change: a token bound to this user and account */
-        if (!btsso_csrf_valid(r, ar.user, ar.account,
+        /* every change: a token bound to this user, account and session
+         * account */
+        if (!btsso_csrf_valid(r, ar.user, ar.account, ar.session_account,
                               apr_table_get(r->headers_in, "X-CSRF-Token"))) {
             log_refusal(&ar, "BTSSO0404", "missing or invalid X-CSRF-Token");
             r->connection->keepalive = AP_CONN_CLOSE;
@@ -1123,6 +1209,10 @@ static int btsso_admin_handler(request_rec *r)
                 "the page and try again."));
         }
         ar.version = if_match_version(r);
+        if (ar.version < 0) {
+            ar.version = 0;
+            ar.version_unmatchable = 1;
+        }
     }
     return dispatch(&ar);
 }

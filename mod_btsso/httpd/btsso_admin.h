@@ -20,14 +20,16 @@
  */
 int btsso_csrf_init(apr_pool_t *pconf, server_rec *base);
 
-/* A token for user administering account: "v1.<expiry>.<hex HMAC>". */
+/* A token for user administering account: "v1.<expiry>.<hex HMAC>".
+ * session_account is the account of the caller's AuthType BTSSO session,
+ * "-" (or NULL) when the admin location is authenticated otherwise. */
 const char *btsso_csrf_token(request_rec *r, const char *user,
-                             const char *account);
+                             const char *account, const char *session_account);
 
-/* Non-zero when token is a live token of this server for user and account
- * (HMAC compared in constant time). */
+/* Non-zero when token is a live token of this server for user, account
+ * and session_account (HMAC compared in constant time). */
 int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
-                     const char *token);
+                     const char *session_account, const char *token);
 
 /* admin_page.c: GET /<account>/, the set-up page. */
 int btsso_admin_send_page(request_rec *r, const char *account);

@@ -2,8 +2,11 @@
  * csrf.c - the X-CSRF-Token of the admin API.
  *
  * A token is "v1.<expiry seconds>.<hex HMAC-SHA256>" over the user, the
- * account and the expiry, under a per-server key.  It binds the token to
- * one administrator of one account: a token read by one admin (or for one
+ * account, the session's account ("-" unless the admin location is
+ * authenticated by AuthType BTSSO: an email repeats across accounts) and
+ * the expiry, under a per-server key.  It binds the token to one
+ * administrator of one account, signed in to one account or by other
+ * means: a token read by one admin, under one session account (or for one
  * account) is worthless for another.  The key is derived once at
  * post_config (never per request) and never logged:
  *  - with BTSSOSPPrivateKey: HKDF-SHA256 over the key's DER, so all nodes
@@ -129,27 +132,38 @@ static const unsigned char *key_of(const server_rec *s)
     return apr_hash_get(csrf_keys, &s, sizeof(s));
 }
 
-/* Lowercase hex HMAC of user, account and expiry; NULL without a key.
- * The NUL separators keep ("ab","c") and ("a","bc") apart. */
+/* Lowercase hex HMAC of user, account, session account and expiry; NULL
+ * without a key.  The NUL separators keep ("ab","c") and ("a","bc") apart;
+ * four fields never read as the three of an older token. */
 static const char *token_mac(request_rec *r, const char *user,
-                             const char *account, const char *expiry)
+                             const char *account, const char *session_account,
+                             const char *expiry)
 {
     const unsigned char *key = key_of(r->server);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
-    apr_size_t ul = strlen(user), al = strlen(account), el = strlen(expiry);
-    apr_size_t n = 3 + ul + 1 + al + 1 + el;
+    const char *fields[4];
+    apr_size_t lens[4], n = 3, at;
     char *msg, *hex;
     unsigned int i;
 
     if (key == NULL) {
         return NULL;
     }
+    fields[0] = user;
+    fields[1] = account;
+    fields[2] = session_account != NULL ? session_account : "-";
+    fields[3] = expiry;
+    for (i = 0; i < 4; i++) {
+        lens[i] = strlen(fields[i]);
+        n += lens[i] + (i < 3 ? 1 : 0);
+    }
     msg = apr_palloc(r->pool, n);
     memcpy(msg, "v1", 3);
-    memcpy(msg + 3, user, ul + 1);
-    memcpy(msg + 3 + ul + 1, account, al + 1);
-    memcpy(msg + 3 + ul + 1 + al + 1, expiry, el);
+    for (at = 3, i = 0; i < 4; i++) {
+        memcpy(msg + at, fields[i], lens[i] + (i < 3 ? 1 : 0));
+        at += lens[i] + (i < 3 ? 1 : 0);
+    }
     if (HMAC(EVP_sha256(), key, CSRF_KEY_LEN, (const unsigned char *)msg, n,
              mac, &mac_len) == NULL) {
         return NULL;
@@ -165,18 +179,18 @@ static const char *token_mac(request_rec *r, const char *user,
 }
 
 const char *btsso_csrf_token(request_rec *r, const char *user,
-                             const char *account)
+                             const char *account, const char *session_account)
 {
     const char *expiry = apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
                                       apr_time_sec(apr_time_now()
                                                    + BTSSO_CSRF_LIFETIME));
-    const char *mac = token_mac(r, user, account, expiry);
+    const char *mac = token_mac(r, user, account, session_account, expiry);
 
     return mac ? apr_pstrcat(r->pool, "v1.", expiry, ".", mac, NULL) : NULL;
 }
 
 int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
-                     const char *token)
+                     const char *session_account, const char *token)
 {
     const char *dot, *expected;
     char *expiry;
@@ -197,6 +211,6 @@ int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
         || exp_sec <= apr_time_sec(apr_time_now())) {
         return 0;
     }
-    expected = token_mac(r, user, account, expiry);
+    expected = token_mac(r, user, account, session_account, expiry);
     return expected != NULL && CRYPTO_memcmp(expected, dot + 1, 64) == 0;
 }

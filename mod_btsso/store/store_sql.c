@@ -29,12 +29,13 @@ static const btsso_stmt_def_t store_statements[] = {
       "  GROUP BY lower(trim(d.email)) HAVING count(*) > 1)"
       " ORDER BY 1, 2",
       "account -> rows (lowercased trimmed email, extension, kind)" },
+    /* The email only, never an extension: extensions repeat across
+     * accounts, so Basic user "101" would administer every account whose
+     * extension 101 is an admin. */
     { BTSSO_Q_ADMIN,
-      "SELECT u.extension FROM users u,"
-      " (SELECT CAST(%s AS TEXT) AS account, CAST(%s AS TEXT) AS remote_user) q"
-      " WHERE u.account = q.account AND u.is_admin = 1"
-      " AND (lower(trim(u.email)) = lower(trim(q.remote_user))"
-      "      OR u.extension = q.remote_user)",
+      "SELECT extension FROM users"
+      " WHERE account = %s AND is_admin = 1"
+      " AND lower(trim(email)) = lower(trim(%s))",
       "account, remote_user -> a row when remote_user administers account" },
     { BTSSO_Q_ACCOUNT_BY_EMAIL,
       "SELECT u.account FROM users u JOIN accounts a ON a.account = u.account"

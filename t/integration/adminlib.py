@@ -186,7 +186,9 @@ class MetadataServer:
 
 class Client:
     """One administrator's browser, as the set-up page behaves: GET config
-    for the token and version, then changes carrying both."""
+    for the token and version, then changes carrying both (the token is
+    required; If-Match is optional in SPEC: version=False sends a change
+    without it, which applies to the current settings)."""
 
     def __init__(self, portal, user, account):
         self.portal = portal

@@ -122,9 +122,10 @@ def test_authorization(portal):
         r = requests.get(url, auth=(user, PASSWORD), timeout=10)
         assert r.status_code == 403, user
         assert r.json()["error"] == "forbidden"
-    # the extension of an admin is accepted (default BTSSOAdminQuery)
+    # the extension of an admin is not (default BTSSOAdminQuery: the email
+    # only; see test_default_admin_query_matches_the_email_only)
     r = requests.get(url, auth=("100", PASSWORD), timeout=10)
-    assert r.status_code == 200 and r.json()["user"] == "100"
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
     # an admin of acme asking for another account: 403, and an unknown
     # account looks the same (ids cannot be probed)
     ann = portal.client()
@@ -149,8 +150,50 @@ def test_authorization(portal):
     assert portal.audit("acme") == []
 
 
+def test_default_admin_query_matches_the_email_only(make_httpd):
+    """Extensions repeat across accounts: with the default BTSSOAdminQuery
+    Basic user "101" administers neither account whose extension 101 is an
+    admin.  The email matches case-insensitively (and trimmed, as stored);
+    an operator may still write a query that accepts extensions."""
+    users = (("north", "101", "nora@north.example", True),
+             ("south", "101", "sam@south.example", True),
+             ("south", "102", " Pat@South.Example ", True))
+    portal = AdminPortal(make_httpd, users=users).start()
+    portal.httpd.expect_log("BTSSO0403")
+    write_htpasswd(portal.htpasswd, ["101", "nora@north.example",
+                                     "sam@south.example",
+                                     "PAT@south.EXAMPLE"])
+
+    def status(user, account):
+        r = requests.get("%s/admin/sso/%s/config" % (portal.url, account),
+                         auth=(user, PASSWORD), timeout=10)
+        if r.status_code == 403:
+            assert r.json()["error"] == "forbidden"
+        return r.status_code
+
+    assert status("101", "north") == 403
+    assert status("101", "south") == 403
+    assert status("nora@north.example", "north") == 200
+    assert status("nora@north.example", "south") == 403
+    assert status("sam@south.example", "south") == 200
+    assert status("PAT@south.EXAMPLE", "south") == 200
+    assert status("PAT@south.EXAMPLE", "north") == 403
+    # the operator's own choice: extensions administer
+    h = portal.httpd
+    h.btsso_conf += ('BTSSOAdminQuery "SELECT extension FROM users WHERE '
+                     'account = %s AND is_admin = 1 AND extension = %s"\n')
+    h.stop()
+    h.start()
+    assert status("101", "north") == 200
+    assert status("101", "south") == 200
+    assert status("nora@north.example", "north") == 403
+
+
 def test_csrf(portal):
     portal.httpd.expect_log("BTSSO0404")
+    portal.ctl("user", "add", "acme", "104", "eve@example.com", "--admin")
+    write_htpasswd(portal.htpasswd, ["ann@example.com", "eve@example.com",
+                                     "carol@example.com"])
     ann = portal.client()
     cfg = ann.config()
     body = {"enabled": False, "allow_password": True}
@@ -175,9 +218,9 @@ def test_csrf(portal):
     twin.config()
     r = ann.put("enabled", json=body, token=twin.token)
     assert r.status_code == 403
-    ext = portal.client("100", "acme")          # same admin, other login
-    ext.config()
-    r = ann.put("enabled", json=body, token=ext.token)
+    eve = portal.client("eve@example.com", "acme")   # same account
+    eve.config()
+    r = ann.put("enabled", json=body, token=eve.token)
     assert r.status_code == 403
     # nothing changed, no audit row
     assert ann.config()["version"] == cfg["version"]
@@ -462,6 +505,8 @@ def test_expired_only_certificates(portal):
 # ---- concurrency ------------------------------------------------------------------------
 
 def test_two_admins_conflict(portal):
+    """SPEC: If-Match is optional; sent and stale, 412 precondition_failed
+    and nothing changes."""
     portal.ctl("user", "add", "acme", "104", "eve@example.com", "--admin")
     write_htpasswd(portal.htpasswd, ["ann@example.com", "eve@example.com"])
     ann, eve = portal.client(), portal.client("eve@example.com")
@@ -472,35 +517,91 @@ def test_two_admins_conflict(portal):
     r = ann.put("email-attribute", json={"attribute": "mail"})
     assert r.status_code == 200
     # eve saves from what she read before: refused, nothing overwritten
+    before, audit = state_of(ann), portal.audit("acme")
     r = eve.put("email-attribute", json={"name_id": True})
-    assert r.status_code == 409 and r.json()["error"] == "conflict"
+    assert r.status_code == 412 and r.json()["error"] == "precondition_failed"
     assert "changed meanwhile" in r.json()["message"]
+    assert state_of(ann) == before and portal.audit("acme") == audit
     assert eve.config()["email"]["attribute"] == "mail"
     # each change type checks the version
     stale = eve.version
     ann.put("enabled", json={"enabled": False})
+    before, audit = state_of(ann), portal.audit("acme")
     for method, path, kw in (
-            ("PUT", "enabled", {"json": {"enabled": False}}),
+            ("PUT", "enabled", {"json": {"enabled": True}}),
+            ("PUT", "email-attribute", {"json": {"name_id": True}}),
             ("POST", "metadata", {"data": fixture("okta.xml")}),
+            ("POST", "metadata", {"files": {"file": (
+                "idp.xml", fixture("okta.xml"), "text/xml")}}),
             ("POST", "certificates",
              {"data": open(os.path.join(KEYS, "google.crt"), "rb").read()}),
             ("PUT", "certificates/" + sha256_of("adfs-signing"),
              {"json": {"role": "secondary"}}),
             ("DELETE", "certificates/" + sha256_of("adfs-signing"), {})):
-        r = eve.send(method, path, version='"%d"' % stale, **kw)
-        assert r.status_code == 409, (method, path, r.text)
-        assert r.json()["error"] == "conflict"
-    # a JSON "version" works as well as If-Match
+        for version in ('"%d"' % stale, 'W/"%d"' % stale, str(stale)):
+            r = eve.send(method, path, version=version, **kw)
+            assert r.status_code == 412, (method, path, r.text)
+            assert r.json()["error"] == "precondition_failed"
+    assert state_of(ann) == before and portal.audit("acme") == audit
+    # a JSON "version" is the same precondition as If-Match
     r = eve.put("enabled", version=False,
-                json={"enabled": False, "version": eve.config()["version"]})
-    assert r.status_code == 200
-    # a change naming no version is refused outright
-    r = eve.put("enabled", version=False, json={"enabled": False})
-    assert r.status_code == 428 and r.json()["error"] == "version_required"
-    r = eve.post("metadata", version=False, data=fixture("okta.xml"))
-    assert r.status_code == 428
-    r = eve.put("enabled", version="W/\"abc\"", json={"enabled": False})
-    assert r.status_code == 428
+                json={"enabled": True, "version": stale})
+    assert r.status_code == 412
+    # an If-Match no version can meet: refused too, never ignored
+    for bad in ('W/"abc"', '"%d", "%d"' % (stale, stale + 1), '""', "-1"):
+        r = eve.put("enabled", version=bad, json={"enabled": True})
+        assert r.status_code == 412, (bad, r.text)
+    for bad in ("7", 0, -3, True):
+        r = eve.put("enabled", version=False,
+                    json={"enabled": True, "version": bad})
+        assert r.status_code == 412, (bad, r.text)
+    # If-Match and "version" naming two versions: one of them is stale
+    current = eve.config()["version"]
+    r = eve.put("enabled", version='"%d"' % current,
+                json={"enabled": True, "version": stale})
+    assert r.status_code == 412
+    assert state_of(ann) == before and portal.audit("acme") == audit
+    # the current version, as If-Match or as "version": applies
+    r = eve.put("enabled", json={"enabled": False, "allow_password": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["allow_password"] is True
+    r = eve.put("enabled", version=False,
+                json={"enabled": False, "version": r.json()["version"]})
+    assert r.status_code == 200 and r.json()["allow_password"] is False
+    r = eve.put("enabled", version="*", json={"enabled": False,
+                                              "allow_password": True})
+    assert r.status_code == 200 and r.json()["allow_password"] is True
+
+
+def test_write_without_if_match_applies_to_current_settings(portal):
+    """A client that never sends If-Match (nor "version") is not refused:
+    each change applies to the settings as they are."""
+    ann = portal.client()
+    other = portal.client()             # a second page, never reloaded
+    other.config()
+    v0 = other.version
+    r = upload(ann, "adfs.xml", version=False)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] > v0
+    r = other.put("email-attribute", version=False,
+                  json={"attribute": EMAIL_CLAIM})
+    assert r.status_code == 200, r.text
+    assert r.json()["email"]["attribute"] == EMAIL_CLAIM
+    assert r.json()["idp"]["entity_id"] == ADFS     # ann's upload kept
+    for method, path, kw in (
+            ("POST", "certificates",
+             {"data": open(os.path.join(KEYS, "google.crt"), "rb").read()}),
+            ("PUT", "certificates/" + sha256_of("google"),
+             {"json": {"role": "secondary"}}),
+            ("DELETE", "certificates/" + sha256_of("google"), {}),
+            ("PUT", "enabled", {"json": {"enabled": True}}),
+            ("POST", "metadata", {"data": fixture("adfs.xml")})):
+        r = other.send(method, path, version=False, **kw)
+        assert r.status_code == 200, (method, path, r.text)
+    assert other.config()["enabled"] is True
+    assert [row[3] for row in portal.audit("acme")] == [
+        "idp.set", "idp.email", "cert.add", "cert.role", "cert.remove",
+        "sso.enable", "idp.set"]
 
 
 # ---- hostile input ----------------------------------------------------------------------

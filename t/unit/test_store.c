@@ -522,8 +522,12 @@ static void test_users(void **state)
     ok(btsso_store_is_admin(f->s, "acme", "CAROL@example.com", &admin),
        "admin by email");
     assert_int_equal(admin, 1);
-    ok(btsso_store_is_admin(f->s, "acme", "200", &admin), "admin by ext");
+    ok(btsso_store_is_admin(f->s, "acme", " Carol@Example.com ", &admin),
+       "admin by email, trimmed");
     assert_int_equal(admin, 1);
+    /* never by extension: extensions repeat across accounts */
+    ok(btsso_store_is_admin(f->s, "acme", "200", &admin), "not by ext");
+    assert_int_equal(admin, 0);
     ok(btsso_store_is_admin(f->s, "acme", "bob@example.com", &admin),
        "not admin");
     assert_int_equal(admin, 0);
