@@ -1424,6 +1424,21 @@ static void pair_keys(vctx_t *v, xmlNodePtr eks[DEC_MAX_KEYS], int n_ek,
     }
 }
 
+/* A decrypted Assertion that only a Response signature covers names the
+ * account's IdP as its Issuer.  A Response signature does not vouch for
+ * the ciphertext inside (see above: another tenant's IdP can sign a
+ * Response around this tenant's ciphertext, mauled), so until the
+ * plaintext is known to come from the account's IdP, a refusal of its
+ * content would still be an oracle. */
+static int plain_issuer_is_idp(vctx_t *v, xmlNodePtr assertion)
+{
+    int n;
+    xmlNodePtr iss = child_elem(assertion, NS_SAML, "Issuer", &n);
+
+    return iss != NULL && n == 1 && !has_element_child(iss)
+           && strcmp(text_of(v->p, iss), v->ex->idp_entity_id) == 0;
+}
+
 /* EncryptedAssertion -> the decrypted saml:Assertion, parsed with the same
  * hardened parser into a document of its own (v->plain_doc).  Refusals
  * about the document's layout (no key configured, algorithms, CipherData,
@@ -2106,6 +2121,10 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
         return a->was_encrypted ? dec_refusal(v)
                : refuse(v, "not_signed",
                         "neither the Response nor the Assertion is signed");
+    }
+    if (a->was_encrypted && !a->assertion_signed
+        && !plain_issuer_is_idp(v, assertion)) {
+        return dec_refusal(v);
     }
 
     /* From here on, everything is read from `assertion`, the node the

@@ -210,7 +210,9 @@ typedef struct btsso_assertion_t {
  *                          decrypted Assertion's signature: no SP key
  *                          decrypts it, bad padding or tag, not XML, a
  *                          DOCTYPE, not an Assertion, any refusal of its
- *                          header, IDs or signature (no decryption oracle)
+ *                          header, IDs or signature, and (only the
+ *                          Response signed) an Issuer other than the
+ *                          IdP's (no decryption oracle)
  *   not_signed             neither Response nor Assertion signed
  *   issued_in_future       IssueInstant > now + skew
  *   no_name_id, bad_name_id (element children or empty)

@@ -263,6 +263,8 @@ PROBES = {
         b'IssueInstant="2026-01-01T00:00:00Z"/>' % NS_SAML.encode())),
     "assertion_unsigned": lambda: cbc_probe(xmlenc_pad(
         unsigned_assertion())),
+    "assertion_unsigned_other_issuer": lambda: cbc_probe(xmlenc_pad(
+        unsigned_assertion(issuer="https://other-tenant.example/idp"))),
     "assertion_bad_signature": lambda: cbc_probe(xmlenc_pad(
         signed_assertion_bytes().replace(b"alice@", b"mallory@"))),
     "assertion_two_nested": lambda: cbc_probe(xmlenc_pad(
@@ -270,7 +272,7 @@ PROBES = {
 }
 
 
-def unsigned_assertion():
+def unsigned_assertion(**kw):
     """A complete, unsigned Assertion (namespaces on it)."""
     captured = {}
 
@@ -278,7 +280,7 @@ def unsigned_assertion():
         captured["plain"] = plain
         return plain
     samlgen.build_response(now=now(), encrypt="aes128-cbc",
-                           sign_assertion=False, mutate_plaintext=grab)
+                           sign_assertion=False, mutate_plaintext=grab, **kw)
     return captured["plain"]
 
 
@@ -309,7 +311,9 @@ def test_no_decryption_oracle(site, sign_response):
     """Wrong padding, right padding with garbage, bad OAEP, not XML, XML
     but not an Assertion, an Assertion failing a later step: one answer.
     A Response signed by a trusted IdP does not vouch for a ciphertext
-    (a tenant's IdP can sign another tenant's ciphertext): same answer."""
+    (a tenant's IdP can sign another tenant's ciphertext): same answer,
+    also when what decrypted is a well-formed Assertion from another IdP
+    (issuer_mismatch would say "this mauled ciphertext still parses")."""
     start = len(site.httpd.log_text())
     answers = []
     for name, make in PROBES.items():
