@@ -1131,8 +1131,9 @@ static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
  * "wrong padding" from "right padding but not XML" from "XML but not an
  * Assertion" from any later refusal recovers the plaintext byte by byte
  * with a few queries per byte.  Every failure from the key transport up to
- * the authentication of the decrypted Assertion (its own signature, or the
- * check that something signed it) therefore gets the one answer
+ * the authentication of the decrypted Assertion (its own signature; or,
+ * when only the Response is signed, that it names the account's IdP, see
+ * plain_issuer_is_idp()) therefore gets the one answer
  * dec_refusal(): same status, code, user message and detail (the detail
  * reaches a tenant administrator's test page, so it says nothing either).
  * A Response signature over the ciphertext does not lift that rule: every

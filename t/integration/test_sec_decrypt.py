@@ -44,7 +44,7 @@ SP_NEXT_CERT = os.path.join(SPKEYS, "sp-next.crt")
 UNIFORM_CODE = "decrypt_failed"
 
 
-# ---- the portal ---------------------------------------------------------------
+# ---- the portal -------------------------------------------------------------
 
 def make_site(make_httpd, tmp_path, monkeypatch, btsso_conf="",
               sp_keys=True):
@@ -96,7 +96,7 @@ def refusal_tail(line):
     return line.split(samlgen.IDP_ENTITY_ID + ": ", 1)[1]
 
 
-# ---- hand-made EncryptedAssertions --------------------------------------------
+# ---- hand-made EncryptedAssertions ------------------------------------------
 
 def sp_public_key(cert_path=SP_CERT):
     with open(cert_path, "rb") as f:
@@ -224,7 +224,7 @@ def gcm_encrypt(key, plain):
     return nonce + AESGCM(key).encrypt(nonce, plain, None)
 
 
-# ---- (a) the padding oracle and every other post-key failure -------------------
+# ---- (a) the padding oracle and every other post-key failure ----------------
 
 NOT_XML = b"this is not XML at all, but it is padded right.."
 PROBES = {
@@ -346,7 +346,7 @@ def test_padding_oracle_same_ciphertext(site):
     assert_uniform(site, answers, start)
 
 
-# ---- (b) GCM relabelled as CBC --------------------------------------------------
+# ---- (b) GCM relabelled as CBC ----------------------------------------------
 
 def test_gcm_relabelled_cbc(site):
     """A genuine AES-GCM EncryptedAssertion relabelled aes128-cbc is
@@ -402,7 +402,7 @@ def test_rsa_1_5_key_transport_refused(site):
     assert "rsa-1_5" in lines[0]
 
 
-# ---- (c) EncryptedKey lists -------------------------------------------------------
+# ---- (c) EncryptedKey lists -------------------------------------------------
 
 def with_extra_keys(xml, n, size, where="before"):
     """A samlgen encrypted Response with n bogus EncryptedKey elements put
@@ -573,7 +573,7 @@ def test_two_sp_keys_pick_identified_key(site2):
     assert len(lines) == 1 and "too_many_encrypted_keys: " in lines[0]
 
 
-# ---- (d) genuine encrypted responses still log in --------------------------------
+# ---- (d) genuine encrypted responses still log in ---------------------------
 
 @pytest.mark.parametrize("alg", ["aes128-gcm", "aes256-gcm", "aes128-cbc",
                                  "aes256-cbc"])
