@@ -20,6 +20,11 @@
 #include <xmlsec/xmldsig.h>
 #include <xmlsec/xmlenc.h>
 #include <xmlsec/crypto.h>
+#include <xmlsec/openssl/evp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "saml/response.h"
 
@@ -27,6 +32,7 @@
 #define NS_SAML  "urn:oasis:names:tc:SAML:2.0:assertion"
 #define NS_DS    "http://www.w3.org/2000/09/xmldsig#"
 #define NS_XENC  "http://www.w3.org/2001/04/xmlenc#"
+#define NS_XENC11 "http://www.w3.org/2009/xmlenc11#"
 
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER      "urn:oasis:names:tc:SAML:2.0:cm:bearer"
@@ -81,17 +87,6 @@ static const sig_alg_t digest_algs[] = {
     { "http://www.w3.org/2001/04/xmlenc#sha512", BTSSO_DIGEST_SHA512,
       "sha512" },
     { NULL, 0, NULL }
-};
-
-/* Block ciphers accepted for EncryptedData. */
-static const char *const data_enc_algs[] = {
-    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
-    "http://www.w3.org/2001/04/xmlenc#aes192-cbc",
-    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
-    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
-    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
-    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
-    NULL
 };
 
 /* One validation run: the pool, the expectation, and every libxml2 or
@@ -406,6 +401,9 @@ static const refusal_t refusals[] = {
     { "enc_algorithm",
       "The login assertion is encrypted with an algorithm this service "
       "does not accept." },
+    { "too_many_encrypted_keys",
+      "The login assertion is encrypted in a way this service does not "
+      "accept (more encrypted keys than this service has keys)." },
     { "decrypt_failed",
       "The encrypted login assertion could not be decrypted; check the "
       "encryption certificate configured at the identity provider." },
@@ -1127,20 +1125,143 @@ static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
 
 /* ---- decryption ------------------------------------------------------- */
 
-static int in_list(const char *const *list, const char *s)
+/*
+ * No decryption oracle (Jager & Somorovsky, "How to break XML encryption",
+ * CCS 2011).  XML Encryption's CBC mode has no integrity: whoever can tell
+ * "wrong padding" from "right padding but not XML" from "XML but not an
+ * Assertion" from any later refusal recovers the plaintext byte by byte
+ * with a few queries per byte.  Every failure from the key transport up to
+ * the authentication of the decrypted Assertion (its own signature; or,
+ * when only the Response is signed, that it names the account's IdP, see
+ * plain_issuer_is_idp()) therefore gets the one answer
+ * dec_refusal(): same status, code, user message and detail (the detail
+ * reaches a tenant administrator's test page, so it says nothing either).
+ * A Response signature over the ciphertext does not lift that rule: every
+ * tenant's IdP is trusted to sign its own Responses, the SP key is shared,
+ * so one tenant's IdP can sign a Response around another tenant's
+ * ciphertext.
+ *
+ * AES-GCM ciphertext relabelled aes*-cbc ("backwards compatibility
+ * attacks", Jager, Paterson, Somorovsky, NDSS 2013): the key transport
+ * does not bind the data algorithm (the attacker writes both
+ * EncryptionMethod labels, and RSA-OAEP as IdPs use it carries no label),
+ * so no check on the labels can tell a GCM session key from a CBC one.
+ * What defeats the attack is that CBC decryption answers nothing but
+ * dec_refusal().  On top of that the data algorithm must be one of the six
+ * AES-CBC/GCM ones, the session key must have that algorithm's size (a
+ * 256-bit GCM key relabelled aes128-cbc is refused like the rest), and the
+ * data is decrypted with that one transform enabled only.
+ *
+ * Timing: the RSA operations run depend only on the configuration and on
+ * the document's layout (every chosen EncryptedKey/SP key pair is tried,
+ * even after one succeeded); when none yields a key of the right size, the
+ * data is decrypted all the same with a random key (implicit rejection, as
+ * TLS does against Bleichenbacher), so a bad key transport costs what a
+ * bad padding costs.  RSA PKCS#1 v1.5 key transport (Bleichenbacher) is
+ * refused by its algorithm before any RSA operation.
+ *
+ * CPU: each SP key (at most DEC_MAX_KEYS: current and next) tries at most
+ * one EncryptedKey, the one whose KeyInfo names it, else the first one no
+ * other SP key is named by; a document with more EncryptedKey elements
+ * than SP keys is refused before any RSA operation; the EncryptedData is
+ * decrypted once.
+ */
+#define DEC_MAX_KEYS 2
+#define DEC_MAX_CERTS 4     /* X509Certificate elements looked at per key */
+#define DEC_REFUSAL_DETAIL \
+    "EncryptedAssertion: not decryptable with the SP key(s) into a " \
+    "usable, signed saml:Assertion (one answer for every such failure)"
+
+static btsso_error_t *dec_refusal(vctx_t *v)
 {
+    return refuse(v, "decrypt_failed", DEC_REFUSAL_DETAIL);
+}
+
+/* The transform of an allowed EncryptedData algorithm and its key size;
+ * xmlSecTransformIdUnknown for any other algorithm. */
+static xmlSecTransformId data_transform(const char *alg, apr_size_t *key_len)
+{
+    static const struct {
+        const char *href;
+        apr_size_t key_len;
+    } algs[] = {
+        { NS_XENC "aes128-cbc", 16 }, { NS_XENC "aes192-cbc", 24 },
+        { NS_XENC "aes256-cbc", 32 }, { NS_XENC11 "aes128-gcm", 16 },
+        { NS_XENC11 "aes192-gcm", 24 }, { NS_XENC11 "aes256-gcm", 32 },
+    };
     int i;
 
-    for (i = 0; s != NULL && list[i] != NULL; i++) {
-        if (strcmp(list[i], s) == 0) {
-            return 1;
+    for (i = 0; alg != NULL && i < 6; i++) {
+        if (strcmp(alg, algs[i].href) == 0) {
+            *key_len = algs[i].key_len;
+            switch (i) {
+            case 0: return xmlSecTransformAes128CbcId;
+            case 1: return xmlSecTransformAes192CbcId;
+            case 2: return xmlSecTransformAes256CbcId;
+            case 3: return xmlSecTransformAes128GcmId;
+            case 4: return xmlSecTransformAes192GcmId;
+            default: return xmlSecTransformAes256GcmId;
+            }
         }
     }
-    return 0;
+    return xmlSecTransformIdUnknown;
+}
+
+/* 1 if the EncryptedKey's KeyInfo names this SP key: a ds:X509Certificate
+ * whose public key is the SP key's (the SP key has no certificate of its
+ * own here, so KeyName or X509IssuerSerial name nothing).  No RSA
+ * operation: a certificate parse and a public-key comparison. */
+static int ek_names_key(vctx_t *v, xmlNodePtr ek, const btsso_sp_key_t *spk)
+{
+    xmlNodePtr ki = child_elem(ek, NS_DS, "KeyInfo", NULL), xd, xc;
+    xmlSecKeyPtr key;
+    xmlSecKeyDataPtr kd;
+    EVP_PKEY *sp_pub;
+    int found = 0, certs = 0;
+
+    if (ki == NULL || (key = btsso_sp_key_dup(spk)) == NULL) {
+        return 0;
+    }
+    kd = xmlSecKeyGetValue(key);
+    sp_pub = kd != NULL ? xmlSecOpenSSLEvpKeyDataGetEvp(kd) : NULL;
+    for (xd = ki->children; sp_pub != NULL && xd != NULL && !found
+         && certs < DEC_MAX_CERTS; xd = xd->next) {
+        if (!is_elem(xd, NS_DS, "X509Data")) {
+            continue;
+        }
+        for (xc = xd->children; xc != NULL && !found
+             && certs < DEC_MAX_CERTS; xc = xc->next) {
+            const char *b64;
+            const unsigned char *pp;
+            char *der;
+            apr_size_t der_len;
+            X509 *x;
+
+            if (!is_elem(xc, NS_DS, "X509Certificate")) {
+                continue;
+            }
+            certs++;
+            b64 = text_of(v->p, xc);
+            if (b64_decode(v, b64, strlen(b64), &der, &der_len) != NULL
+                || der_len == 0) {
+                continue;
+            }
+            pp = (const unsigned char *)der;
+            x = d2i_X509(NULL, &pp, (long)der_len);
+            if (x != NULL) {
+                EVP_PKEY *pub = X509_get0_pubkey(x);
+
+                found = pub != NULL && EVP_PKEY_eq(pub, sp_pub) == 1;
+                X509_free(x);
+            }
+        }
+    }
+    xmlSecKeyDestroy(key);
+    return found;
 }
 
 /* Decrypt one EncryptedKey with one SP key; the session key bytes are
- * copied into *out (pool).  0 on success. */
+ * copied into *out (pool; the caller wipes them).  0 on success. */
 static int decrypt_session_key(vctx_t *v, xmlNodePtr ek,
                                const btsso_sp_key_t *spk,
                                unsigned char **out, apr_size_t *out_len)
@@ -1169,6 +1290,7 @@ static int decrypt_session_key(vctx_t *v, xmlNodePtr ek,
         if (res != NULL && xmlSecBufferGetSize(res) > 0) {
             *out_len = xmlSecBufferGetSize(res);
             *out = apr_pmemdup(v->p, xmlSecBufferGetData(res), *out_len);
+            OPENSSL_cleanse(xmlSecBufferGetData(res), *out_len);
             rc = 0;
         }
     }
@@ -1176,21 +1298,11 @@ static int decrypt_session_key(vctx_t *v, xmlNodePtr ek,
     return rc;
 }
 
-static int enable_data_transforms(xmlSecEncCtxPtr ctx)
-{
-    xmlSecPtrListPtr l = &ctx->transformCtx.enabledTransforms;
-
-    return xmlSecPtrListAdd(l, (void *)xmlSecTransformAes128CbcId)
-           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes192CbcId)
-           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes256CbcId)
-           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes128GcmId)
-           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes192GcmId)
-           | xmlSecPtrListAdd(l, (void *)xmlSecTransformAes256GcmId);
-}
-
-/* Decrypt EncryptedData with a session key; plaintext into the pool. */
-static int decrypt_data(vctx_t *v, xmlNodePtr ed, const unsigned char *k,
-                        apr_size_t klen, char **out, apr_size_t *out_len)
+/* Decrypt EncryptedData with a session key, only the declared algorithm's
+ * transform enabled; plaintext into the pool (the caller wipes it). */
+static int decrypt_data(vctx_t *v, xmlNodePtr ed, xmlSecTransformId alg,
+                        const unsigned char *k, apr_size_t klen,
+                        char **out, apr_size_t *out_len)
 {
     xmlSecEncCtxPtr ctx;
     xmlSecBufferPtr res;
@@ -1210,12 +1322,14 @@ static int decrypt_data(vctx_t *v, xmlNodePtr ed, const unsigned char *k,
     ctx->transformCtx.enabledUris = xmlSecTransformUriTypeNone;
     ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
     ctx->keyInfoReadCtx.maxEncryptedKeyLevel = 0;
-    if (enable_data_transforms(ctx) == 0) {
+    if (xmlSecPtrListAdd(&ctx->transformCtx.enabledTransforms,
+                         (void *)alg) == 0) {
         res = xmlSecEncCtxDecryptToBuffer(ctx, ed);
         if (res != NULL && xmlSecBufferGetSize(res) > 0) {
             *out_len = xmlSecBufferGetSize(res);
             *out = apr_pstrmemdup(v->p, (const char *)xmlSecBufferGetData(res),
                                   *out_len);
+            OPENSSL_cleanse(xmlSecBufferGetData(res), *out_len);
             rc = 0;
         }
     }
@@ -1252,19 +1366,97 @@ static btsso_error_t *enc_method_of(vctx_t *v, xmlNodePtr n, const char **alg)
     return NULL;
 }
 
+/* The EncryptedKey elements: in EncryptedData/KeyInfo or beside
+ * EncryptedData in the EncryptedAssertion (a RetrievalMethod pointing at
+ * one is not followed: we look in both places ourselves).  Stores the
+ * first DEC_MAX_KEYS, returns how many there are. */
+static int collect_encrypted_keys(xmlNodePtr ea, xmlNodePtr ed,
+                                  xmlNodePtr eks[DEC_MAX_KEYS])
+{
+    xmlNodePtr ki = child_elem(ed, NS_DS, "KeyInfo", NULL), c;
+    int n = 0, pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        c = pass == 0 ? (ki != NULL ? ki->children : NULL) : ea->children;
+        for (; c != NULL; c = c->next) {
+            if (is_elem(c, NS_XENC, "EncryptedKey")) {
+                if (n < DEC_MAX_KEYS) {
+                    eks[n] = c;
+                }
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+/* Which EncryptedKey each SP key tries (NULL: none): the one naming it,
+ * else the first one that names no other SP key. */
+static void pair_keys(vctx_t *v, xmlNodePtr eks[DEC_MAX_KEYS], int n_ek,
+                      int n_keys, xmlNodePtr pick[DEC_MAX_KEYS])
+{
+    int named[DEC_MAX_KEYS][DEC_MAX_KEYS];
+    int i, j, k;
+
+    for (i = 0; i < n_ek; i++) {
+        for (j = 0; j < n_keys; j++) {
+            named[i][j] = ek_names_key(v, eks[i],
+                                       APR_ARRAY_IDX(v->ex->sp_keys, j,
+                                                     const btsso_sp_key_t *));
+        }
+    }
+    for (j = 0; j < n_keys; j++) {
+        pick[j] = NULL;
+        for (i = 0; i < n_ek && pick[j] == NULL; i++) {
+            if (named[i][j]) {
+                pick[j] = eks[i];
+            }
+        }
+        for (i = 0; i < n_ek && pick[j] == NULL; i++) {
+            int other = 0;
+
+            for (k = 0; k < n_keys; k++) {
+                other |= k != j && named[i][k];
+            }
+            if (!other) {
+                pick[j] = eks[i];
+            }
+        }
+    }
+}
+
+/* A decrypted Assertion that only a Response signature covers names the
+ * account's IdP as its Issuer.  A Response signature does not vouch for
+ * the ciphertext inside (see above: another tenant's IdP can sign a
+ * Response around this tenant's ciphertext, mauled), so until the
+ * plaintext is known to come from the account's IdP, a refusal of its
+ * content would still be an oracle. */
+static int plain_issuer_is_idp(vctx_t *v, xmlNodePtr assertion)
+{
+    int n;
+    xmlNodePtr iss = child_elem(assertion, NS_SAML, "Issuer", &n);
+
+    return iss != NULL && n == 1 && !has_element_child(iss)
+           && strcmp(text_of(v->p, iss), v->ex->idp_entity_id) == 0;
+}
+
 /* EncryptedAssertion -> the decrypted saml:Assertion, parsed with the same
- * hardened parser into a document of its own (v->plain_doc). */
+ * hardened parser into a document of its own (v->plain_doc).  Refusals
+ * about the document's layout (no key configured, algorithms, CipherData,
+ * the number of EncryptedKeys) come before any RSA operation and name
+ * their cause; everything from the key transport on is dec_refusal(). */
 static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
                                         xmlNodePtr *out)
 {
     const apr_array_header_t *keys = v->ex->sp_keys;
-    apr_array_header_t *eks = apr_array_make(v->p, 2, sizeof(xmlNodePtr));
-    xmlNodePtr ed, ki, c;
+    xmlNodePtr eks[DEC_MAX_KEYS], pick[DEC_MAX_KEYS], ed;
+    xmlSecTransformId data_alg;
     const char *alg, *type;
     btsso_error_t *err;
-    int n_ed, i, j;
+    unsigned char session[32];
+    apr_size_t key_len = 0, plain_len = 0;
     char *plain = NULL;
-    apr_size_t plain_len = 0;
+    int n_ed, n_ek, n_keys, i, j, have_key = 0, rc;
 
     if (keys == NULL || keys->nelts == 0) {
         return btsso_error_make(v->p, 500, "decrypt_no_key",
@@ -1274,6 +1466,7 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
                                 "EncryptedAssertion received; set "
                                 "BTSSOSPPrivateKey");
     }
+    n_keys = keys->nelts < DEC_MAX_KEYS ? keys->nelts : DEC_MAX_KEYS;
     ed = child_elem(ea, NS_XENC, "EncryptedData", &n_ed);
     if (n_ed != 1) {
         return refuse(v, "decrypt_failed",
@@ -1290,35 +1483,28 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
         || (err = check_cipher_data(v, ed)) != NULL) {
         return err;
     }
-    if (!in_list(data_enc_algs, alg)) {
+    data_alg = data_transform(alg, &key_len);
+    if (data_alg == xmlSecTransformIdUnknown) {
         return refuse(v, "enc_algorithm",
                       apr_psprintf(v->p, "EncryptedData algorithm %s is not "
                                    "allowed (AES-GCM or AES-CBC)",
                                    clip(v->p, alg)));
     }
-    /* The session key: an EncryptedKey in EncryptedData/KeyInfo or beside
-     * EncryptedData in the EncryptedAssertion (any RetrievalMethod that
-     * points at it is not followed: we look in both places ourselves). */
-    ki = child_elem(ed, NS_DS, "KeyInfo", NULL);
-    for (c = ki != NULL ? ki->children : NULL; c != NULL; c = c->next) {
-        if (is_elem(c, NS_XENC, "EncryptedKey")) {
-            APR_ARRAY_PUSH(eks, xmlNodePtr) = c;
-        }
-    }
-    for (c = ea->children; c != NULL; c = c->next) {
-        if (is_elem(c, NS_XENC, "EncryptedKey")) {
-            APR_ARRAY_PUSH(eks, xmlNodePtr) = c;
-        }
-    }
-    if (eks->nelts == 0) {
+    n_ek = collect_encrypted_keys(ea, ed, eks);
+    if (n_ek == 0) {
         return refuse(v, "decrypt_failed",
                       "EncryptedAssertion carries no EncryptedKey");
     }
-    for (i = 0; i < eks->nelts && plain == NULL; i++) {
-        xmlNodePtr ek = APR_ARRAY_IDX(eks, i, xmlNodePtr);
-
-        if ((err = enc_method_of(v, ek, &alg)) != NULL
-            || (err = check_cipher_data(v, ek)) != NULL) {
+    if (n_ek > n_keys) {
+        return refuse(v, "too_many_encrypted_keys",
+                      apr_psprintf(v->p, "EncryptedAssertion carries %d "
+                                   "EncryptedKey elements for %d SP "
+                                   "decryption key(s): refused before any "
+                                   "decryption", n_ek, n_keys));
+    }
+    for (i = 0; i < n_ek; i++) {
+        if ((err = enc_method_of(v, eks[i], &alg)) != NULL
+            || (err = check_cipher_data(v, eks[i])) != NULL) {
             return err;
         }
         if (strcmp(alg, ALG_RSA_OAEP_MGF1P) != 0) {
@@ -1327,38 +1513,47 @@ static btsso_error_t *decrypt_assertion(vctx_t *v, xmlNodePtr ea,
                                        "not allowed (RSA-OAEP only)",
                                        clip(v->p, alg)));
         }
-        for (j = 0; j < keys->nelts && plain == NULL; j++) {
-            unsigned char *sk;
-            apr_size_t sk_len;
-
-            if (decrypt_session_key(v, ek,
-                                    APR_ARRAY_IDX(keys, j,
-                                                  const btsso_sp_key_t *),
-                                    &sk, &sk_len) == 0) {
-                if (decrypt_data(v, ed, sk, sk_len, &plain, &plain_len) != 0) {
-                    plain = NULL;
-                }
-                memset(sk, 0, sk_len);
-            }
-        }
     }
-    if (plain == NULL) {
-        /* One message for every failure: no padding/key oracle. */
-        return refuse(v, "decrypt_failed",
-                      "EncryptedAssertion could not be decrypted with the "
-                      "SP key(s) (encrypted for another key, or corrupt)");
+
+    /* From here on: no answer but dec_refusal(), and no shortcut. */
+    pair_keys(v, eks, n_ek, n_keys, pick);
+    memset(session, 0, sizeof(session));
+    for (j = 0; j < n_keys; j++) {
+        unsigned char *sk;
+        apr_size_t sk_len;
+
+        if (pick[j] == NULL
+            || decrypt_session_key(v, pick[j],
+                                   APR_ARRAY_IDX(keys, j,
+                                                 const btsso_sp_key_t *),
+                                   &sk, &sk_len) != 0) {
+            continue;
+        }
+        if (!have_key && sk_len == key_len) {
+            memcpy(session, sk, key_len);
+            have_key = 1;
+        }
+        OPENSSL_cleanse(sk, sk_len);
+    }
+    if (!have_key && RAND_bytes(session, (int)key_len) != 1) {
+        memset(session, 0x5a, key_len);     /* only timing depends on it */
+    }
+    rc = decrypt_data(v, ed, data_alg, session, key_len, &plain, &plain_len);
+    OPENSSL_cleanse(session, sizeof(session));
+    if (rc != 0 || !have_key) {
+        if (rc == 0) {
+            OPENSSL_cleanse(plain, plain_len);
+        }
+        return dec_refusal(v);
     }
     err = parse_hardened(v->p, plain, plain_len, &v->plain_doc);
-    memset(plain, 0, plain_len);
+    OPENSSL_cleanse(plain, plain_len);
     if (err != NULL) {
-        err->detail = apr_pstrcat(v->p, "decrypted assertion: ", err->detail,
-                                  NULL);
-        return err;
+        return dec_refusal(v);
     }
     *out = xmlDocGetRootElement(v->plain_doc);
     if (!is_elem(*out, NS_SAML, "Assertion")) {
-        return refuse(v, "decrypt_failed",
-                      "decrypted content is not a saml:Assertion");
+        return dec_refusal(v);
     }
     return NULL;
 }
@@ -1889,48 +2084,48 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
         survey_t *ps;
         const char *aid;
 
+        /* Until the decrypted Assertion is authenticated (below), every
+         * refusal depends on the plaintext: dec_refusal() only, or the
+         * refusals would be a decryption oracle (see "decryption"). */
         a->was_encrypted = 1;
         if ((err = decrypt_assertion(v, assertion, &assertion)) != NULL) {
             return err;
         }
         if (v->plain_doc->ids != NULL) {
-            return refuse(v, "xml_id_forbidden",
-                          "an xml:id attribute is present in the decrypted "
-                          "assertion");
+            return dec_refusal(v);   /* an xml:id attribute */
         }
         ps = survey(v->p, assertion);
         if (ps->assertions->nelts != 1) {
-            return refuse(v, "multiple_assertions",
-                          apr_psprintf(v->p, "the decrypted Assertion "
-                                       "contains %d further assertions",
-                                       ps->assertions->nelts - 1));
+            return dec_refusal(v);   /* further assertions inside */
         }
         aid = attr(v->p, assertion, "ID");
-        if (aid == NULL || *aid == '\0') {
-            return malformed(v, "decrypted Assertion has no ID");
-        }
-        if ((err = register_id(v, v->plain_doc, ps, assertion, aid)) != NULL
-            || (err = check_signature_places(v, ps, assertion, NULL))
-               != NULL) {
-            return err;
+        if (aid == NULL || *aid == '\0'
+            || register_id(v, v->plain_doc, ps, assertion, aid) != NULL
+            || check_signature_places(v, ps, assertion, NULL) != NULL) {
+            return dec_refusal(v);
         }
     }
 
     if ((err = check_header(v, assertion, &a->assertion_id,
                             &a->issue_instant)) != NULL) {
-        return err;
+        return a->was_encrypted ? dec_refusal(v) : err;
     }
     asig = child_elem(assertion, NS_DS, "Signature", NULL);
     if (asig != NULL) {
         if ((err = verify_signature(v, asig, assertion, a->assertion_id,
                                     "Assertion")) != NULL) {
-            return err;
+            return a->was_encrypted ? dec_refusal(v) : err;
         }
         a->assertion_signed = 1;
     }
     if (!a->response_signed && !a->assertion_signed) {
-        return refuse(v, "not_signed",
-                      "neither the Response nor the Assertion is signed");
+        return a->was_encrypted ? dec_refusal(v)
+               : refuse(v, "not_signed",
+                        "neither the Response nor the Assertion is signed");
+    }
+    if (a->was_encrypted && !a->assertion_signed
+        && !plain_issuer_is_idp(v, assertion)) {
+        return dec_refusal(v);
     }
 
     /* From here on, everything is read from `assertion`, the node the

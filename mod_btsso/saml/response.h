@@ -103,9 +103,11 @@ typedef struct btsso_response_expect_t {
      * der_len are used).  The caller passes only the primary/secondary
      * certificates valid at `now`.  Empty or NULL: "no_usable_certificate". */
     const apr_array_header_t *trusted_certs;
-    /* SP decryption keys (btsso_sp_key_t *, current then next), tried in
-     * order for an EncryptedAssertion.  NULL/empty: encrypted assertions
-     * are refused with "decrypt_no_key". */
+    /* SP decryption keys (btsso_sp_key_t *, current then next; only the
+     * first two are used) for an EncryptedAssertion: each tries at most
+     * one EncryptedKey, the one whose KeyInfo carries its certificate,
+     * else the first one naming no other SP key.  NULL/empty: encrypted
+     * assertions are refused with "decrypt_no_key". */
     const apr_array_header_t *sp_keys;
     /* The clock, as APR time (microseconds since the epoch). */
     apr_time_t now;
@@ -201,7 +203,16 @@ typedef struct btsso_assertion_t {
  *   sig_invalid            no trusted certificate verifies the signature
  *   decrypt_no_key (500)   EncryptedAssertion but no sp_keys
  *   enc_algorithm          not RSA-OAEP(-MGF1P) / AES-CBC / AES-GCM
- *   decrypt_failed         no SP key decrypts it, or bad plaintext
+ *   too_many_encrypted_keys  more EncryptedKey elements than sp_keys
+ *                          (refused before any RSA operation)
+ *   decrypt_failed         one answer (same message and detail) for
+ *                          every failure from the key transport up to the
+ *                          decrypted Assertion's signature: no SP key
+ *                          decrypts it, bad padding or tag, not XML, a
+ *                          DOCTYPE, not an Assertion, any refusal of its
+ *                          header, IDs or signature, and (only the
+ *                          Response signed) an Issuer other than the
+ *                          IdP's (no decryption oracle)
  *   not_signed             neither Response nor Assertion signed
  *   issued_in_future       IssueInstant > now + skew
  *   no_name_id, bad_name_id (element children or empty)

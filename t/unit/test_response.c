@@ -236,7 +236,7 @@ static const case_t cases[] = {
     { "bad_two_assertions", 0, "multiple_assertions" },
     { "bad_assertion_in_advice", 0, "multiple_assertions" },
     { "bad_no_assertion", 0, "no_assertion" },
-    { "bad_enc_two_assertions", 0, "multiple_assertions" },
+    { "bad_enc_two_assertions", 0, "decrypt_failed" },
     /* signature wrapping */
     { "xsw1", 0, "multiple_assertions" },
     { "xsw2", 0, "multiple_assertions" },
@@ -250,7 +250,7 @@ static const case_t cases[] = {
     { "xsw_ref_to_response", 0, "sig_reference" },
     /* signatures */
     { "sig_unsigned", 0, "not_signed" },
-    { "sig_enc_unsigned", 0, "not_signed" },
+    { "sig_enc_unsigned", 0, "decrypt_failed" },
     { "sig_tampered_nameid", 0, "sig_invalid" },
     { "sig_tampered_response", 0, "sig_invalid" },
     { "sig_cert_faking", 0, "sig_invalid" },
@@ -299,7 +299,7 @@ static const case_t cases[] = {
     { "authn_session_expired", 0, "session_expired" },
     { "ok_enc_sibling_key", 0, NULL },
     { "enc_tampered_ciphertext", 0, "decrypt_failed" },
-    { "enc_doctype_inside", 0, "dtd_forbidden" },
+    { "enc_doctype_inside", 0, "decrypt_failed" },
     { NULL, 0, NULL }
 };
 
@@ -513,6 +513,111 @@ static void test_decryption_keys(void **state)
     ex.sp_keys = keys(2, sp_key_next, sp_key_current);
     expect_code("ok_enc_aes128_gcm", &ex, NULL);
     expect_code("enc_wrong_key", &ex, NULL);
+}
+
+/* Every failure from the key transport to the authentication of the
+ * decrypted Assertion is one answer (no decryption oracle): status, code,
+ * message and detail all equal, whatever went wrong. */
+static void test_decrypt_uniform_answer(void **state)
+{
+    static const char *const names[] = {
+        "enc_tampered_ciphertext",   /* wrong padding / garbage */
+        "enc_doctype_inside",        /* decrypts to a DOCTYPE */
+        "bad_enc_two_assertions",    /* decrypts to a nested assertion */
+        "sig_enc_unsigned",          /* decrypts to an unsigned one */
+        NULL
+    };
+    btsso_response_expect_t ex = expect();
+    btsso_assertion_t *a = NULL;
+    btsso_error_t *first, *e;
+    int i;
+
+    (void)state;
+    first = run(names[0], &ex, &a);
+    assert_non_null(first);
+    assert_string_equal(first->code, "decrypt_failed");
+    assert_int_equal(first->status, 403);
+    for (i = 1; names[i] != NULL; i++) {
+        e = run(names[i], &ex, &a);
+        assert_non_null(e);
+        assert_null(a);
+        assert_string_equal(e->code, first->code);
+        assert_int_equal(e->status, first->status);
+        assert_string_equal(e->message, first->message);
+        assert_string_equal(e->detail, first->detail);
+    }
+    /* encrypted for another SP key (OAEP fails): the same answer */
+    for (i = 0; i < 2; i++) {
+        ex.sp_keys = keys(1, sp_key_next);
+        e = run(i == 0 ? "ok_enc_aes128_cbc" : "ok_enc_aes128_gcm", &ex, &a);
+        assert_non_null(e);
+        assert_string_equal(e->code, first->code);
+        assert_int_equal(e->status, first->status);
+        assert_string_equal(e->message, first->message);
+        assert_string_equal(e->detail, first->detail);
+    }
+}
+
+/* The fixture's XML with its EncryptedKey element repeated `copies`
+ * more times right after itself. */
+static const char *with_key_copies(const char *name, int copies,
+                                   apr_size_t *len)
+{
+    const char *xml = slurp(pool, apr_pstrcat(pool, "t/fixtures/responses/",
+                                              name, ".xml", NULL), NULL);
+    const char *s = strstr(xml, "<xenc:EncryptedKey");
+    const char *e = strstr(xml, "</xenc:EncryptedKey>");
+    apr_size_t ek_len;
+    char *out, *o;
+    int i;
+
+    assert_non_null(s);
+    assert_non_null(e);
+    e += strlen("</xenc:EncryptedKey>");
+    ek_len = (apr_size_t)(e - s);
+    *len = strlen(xml) + ek_len * (apr_size_t)copies;
+    out = o = apr_palloc(pool, *len + 1);
+    memcpy(o, xml, (apr_size_t)(e - xml));
+    o += e - xml;
+    for (i = 0; i < copies; i++) {
+        memcpy(o, s, ek_len);
+        o += ek_len;
+    }
+    strcpy(o, e);
+    return out;
+}
+
+static btsso_error_t *run_copies(int copies,
+                                 const btsso_response_expect_t *ex)
+{
+    btsso_assertion_t *a = NULL;
+    apr_size_t len;
+    const char *xml = with_key_copies("ok_enc_aes128_gcm", copies, &len);
+
+    return btsso_response_validate(pool, xml, len, ex, &a);
+}
+
+/* More EncryptedKey elements than SP keys: refused (before any RSA
+ * operation), whatever the keys hold. */
+static void test_encrypted_key_count(void **state)
+{
+    btsso_response_expect_t ex = expect();
+    btsso_error_t *e;
+
+    (void)state;
+    assert_null(run_copies(0, &ex));               /* the fixture as is */
+    e = run_copies(1, &ex);                        /* 2 keys, 1 SP key */
+    assert_non_null(e);
+    assert_string_equal(e->code, "too_many_encrypted_keys");
+    assert_int_equal(e->status, 403);
+    e = run_copies(419, &ex);                      /* 420 keys */
+    assert_non_null(e);
+    assert_string_equal(e->code, "too_many_encrypted_keys");
+    ex.sp_keys = keys(2, sp_key_next, sp_key_current);
+    assert_null(run_copies(1, &ex));               /* 2 keys, 2 SP keys */
+    e = run_copies(2, &ex);                        /* 3 keys, 2 SP keys */
+    assert_non_null(e);
+    assert_string_equal(e->code, "too_many_encrypted_keys");
 }
 
 static void test_in_response_to(void **state)
@@ -944,6 +1049,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_certificate_choice, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_decryption_keys, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_decrypt_uniform_answer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_encrypted_key_count, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_in_response_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expectation_mismatches, setup,
