@@ -23,6 +23,9 @@ import btsso_httpd
 TOP = btsso_httpd.TOP
 KEYCLOAK_MD = os.path.join(TOP, "t", "fixtures", "metadata", "keycloak.xml")
 MIB = 1024 * 1024
+# AddressSanitizer keeps freed memory in quarantine: RSS says nothing then
+# (the eviction and reference logic is still exercised under it)
+CHECK_RSS = not btsso_httpd.ASAN
 
 LOADED = re.compile(r"BTSSO0110: account (\S+): loaded")
 NEGATIVE = re.compile(r"BTSSO0111: account (\S+): unknown")
@@ -176,11 +179,11 @@ def test_refresh_does_not_leak(make_httpd, monkeypatch):
         assert r.status_code == 302, r.text
     after = memory(child)
     assert the_child(h) == child, "the child was replaced"
-    growth = after[0] - before[0]
+    growth = after[0] - before[0] if CHECK_RSS else 0
     # the unfixed cache kept every replaced copy: ~1.8 MB per refresh
     assert growth < 16 * MIB, "RSS grew %.1f MB over %d refreshes" % (
         growth / MIB, periods)
-    assert after[1] - before[1] < 16 * MIB
+    assert not CHECK_RSS or after[1] - before[1] < 16 * MIB
     loads = LOADED.findall(new_log(h, mark))
     assert len(loads) >= periods * 3 // 4, "only %d refreshes" % len(loads)
 
@@ -218,7 +221,7 @@ def test_cache_size_bound_and_lru_order(make_httpd):
     held = int(ev[-1][3])
     assert held >= 10, "the cache should hold a fair number of accounts"
     assert len(evicted) == 301 - held
-    assert after - before < 24 * MIB, "RSS grew %.1f MB" % (
+    assert not CHECK_RSS or after - before < 24 * MIB, "RSS grew %.1f MB" % (
         (after - before) / MIB)
 
     # A hit makes an entry the most recently used: touching the oldest one
@@ -310,6 +313,8 @@ def test_cold_start_while_store_is_written(make_httpd):
     # made again), which is what the test provokes
     h.expect_log("AH00632")
     h.expect_log("AH02655")
+    # four busy children may come near MaxRequestWorkers (the MPM says so)
+    h.expect_log("AH10159")
     h.start()
     stop = threading.Event()
 
@@ -390,7 +395,46 @@ def test_unknown_accounts_bounded(make_httpd):
     assert evicted[:3] == ["rnd000000", "rnd000001", "rnd000002"]
     for name, used, lim, count in EVICTED.findall(log):
         assert int(used) <= int(lim)
-    assert after - before < 8 * MIB
+    assert not CHECK_RSS or after - before < 8 * MIB
     mark = len(h.log_text())
     assert login(h, "acme", s).status_code == 302
     assert LOADED.findall(new_log(h, mark)) == [], "acme was pushed out"
+
+
+# ---- 5. everything at once ------------------------------------------------------------
+
+def test_concurrent_churn(make_httpd):
+    """Refreshes (TTL 0: every request), evictions (a cache too small for
+    the accounts), unknown names and waiters, all at once from 32 threads
+    for a few seconds: every answer right, and under BTSSO_ASAN=1 no entry
+    used after it was freed."""
+    h = cache_httpd(make_httpd, "BTSSOConfigTTL 0\n"
+                    "BTSSOAccountCacheSize 64K\n")
+    add_account(h, "seed", KEYCLOAK_MD)
+    names = ["ch%02d" % i for i in range(40)]
+    clone_accounts(h, "seed", names)
+    h.start()
+    deadline = time.time() + 4
+    bad = []
+
+    def worker(i):
+        # a new connection each time: a busy event MPM closes idle
+        # keep-alive ones, which a client may meet while sending
+        n = 0
+        while time.time() < deadline:
+            n += 1
+            if n % 5 == 0:
+                name, want = "nobody%d" % (n % 7), 404
+            else:
+                name, want = names[(i * 7 + n) % len(names)], 302
+            r = login(h, name)
+            if r.status_code != want:
+                bad.append((name, r.status_code))
+        return n
+
+    with ThreadPoolExecutor(32) as ex:
+        counts = list(ex.map(worker, range(32)))
+    assert not bad, bad[:5]
+    assert sum(counts) > 200
+    log = h.log_text()
+    assert EVICTED.search(log), "the cache never had to evict"
