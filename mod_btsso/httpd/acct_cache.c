@@ -1,31 +1,86 @@
 /*
- * acct_cache.c - each account's settings, parsed once and kept for
- * BTSSOConfigTTL, so that a login reads no file and parses no metadata.
+ * acct_cache.c - each account's settings, kept for BTSSOConfigTTL so that a
+ * login reads no database row and parses no metadata.
  *
- * An entry owns an unmanaged pool holding the account row, the IdP row, the
- * parsed metadata and the certificates.  Requests hold a reference until
- * their pool is cleaned up; a stale entry is replaced in the table and freed
- * when its last reader is done.  Loading happens outside the lock, so a slow
- * database never blocks logins of other accounts that are cached.
+ * An entry is one malloc'd block holding what a login needs (btsso_acct.h),
+ * copied out of the store rows and the parsed metadata, which are then
+ * freed: a 1 MiB metadata document costs a few KiB here.  Entries are
+ * reference counted: the table holds one reference, each request using it
+ * another until its pool is cleaned up, so a replaced or evicted entry
+ * lives until its last reader is done.
+ *
+ * The table is bounded by BTSSOAccountCacheSize: the least recently used
+ * account goes first.  Unknown accounts are remembered too (a flood of
+ * /sso/login/<name> reads the store once per name and TTL), in their own
+ * LRU list capped at a sixteenth of the size, so they never push a real
+ * account out.
+ *
+ * Loads are single-flight: the first request that finds an account missing
+ * or stale loads it outside the lock; concurrent requests wait for that
+ * load (missing) or keep using the stale copy (refresh).  The loader takes
+ * its database connection before it announces the load, so waiters that
+ * hold connections of their own can never starve it (mod_dbd hands out at
+ * most DBDMax per process and blocks for more).
  */
 #include <string.h>
+#include <stdlib.h>
 
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_cond.h>
 
 #include "btsso_glue.h"
 #include "btsso_acct.h"
 
 APLOG_USE_MODULE(btsso);
 
+/* Unknown accounts may take this share of BTSSOAccountCacheSize. */
+#define NEGATIVE_SHARE 16
+
+typedef struct slot slot;
+typedef struct flight flight;
+
+/* One account in the table (malloc'd, the key at its end). */
+struct slot {
+    slot *prev, *next;          /* its LRU list, most recent first */
+    btsso_acct_entry *entry;    /* NULL: unknown account, or first load */
+    flight *flight;             /* a load in progress */
+    apr_time_t loaded;          /* when entry/negative was read */
+    apr_time_t used;            /* last request */
+    apr_size_t charged;         /* bytes counted against the cache */
+    int negative;               /* the store has no such account */
+    int listed;                 /* on an LRU list */
+    int dropped;                /* out of the table; the loader frees it */
+    char key[1];
+};
+
+/* A load in progress, which other requests wait for. */
+struct flight {
+    int waiters;
+    int done;
+    btsso_acct_entry *entry;    /* result: one reference per waiter */
+    int not_found;
+    int status;                 /* store error, when neither */
+    char *code, *message, *detail;      /* malloc'd */
+};
+
+typedef struct lru {
+    slot *head, *tail;
+    apr_size_t bytes, budget;
+    int count;
+} lru;
+
 struct btsso_acct_cache {
     apr_thread_mutex_t *lock;
-    apr_hash_t *entries;            /* account -> btsso_acct_entry * */
+    apr_thread_cond_t *loaded;      /* a flight is done */
+    apr_hash_t *entries;            /* account -> slot * */
+    lru known, unknown;
+    apr_size_t max_bytes;
     apr_hash_t *issuers;            /* entity id -> issuer_entry * */
-    apr_pool_t *pool;               /* issuer keys and entries only */
+    apr_pool_t *pool;               /* issuer keys only */
     apr_interval_time_t ttl;
 };
 
@@ -41,22 +96,412 @@ static btsso_error_t *store_unavailable(request_rec *r)
         "moment.", "no database connection (see mod_dbd errors)");
 }
 
+static btsso_error_t *not_found(request_rec *r, const char *account)
+{
+    return btsso_error_make(r->pool, 404, "not_found",
+                            "There is no account of that name.",
+                            "no account %s", account);
+}
+
 static int abort_on_oom(int rv)
 {
     return rv;
 }
 
 btsso_acct_cache *btsso_acct_cache_create(apr_pool_t *p,
-                                          apr_interval_time_t ttl)
+                                          apr_interval_time_t ttl,
+                                          apr_size_t max_bytes)
 {
     btsso_acct_cache *c = apr_pcalloc(p, sizeof(*c));
 
     apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p);
+    apr_thread_cond_create(&c->loaded, p);
     apr_pool_create(&c->pool, p);
     c->entries = apr_hash_make(p);
     c->issuers = apr_hash_make(c->pool);
     c->ttl = ttl;
+    c->max_bytes = max_bytes;
+    c->unknown.budget = max_bytes / NEGATIVE_SHARE;
+    c->known.budget = max_bytes - c->unknown.budget;
     return c;
+}
+
+/* ---- the compact copy ------------------------------------------------------ */
+
+/*
+ * Two passes over the same copying code: the first allocates from a
+ * scratch pool and counts, the second carves the counted bytes out of one
+ * malloc'd block.  The code is deterministic, so the second pass fits.
+ */
+typedef struct flat {
+    apr_pool_t *scratch;        /* first pass */
+    char *base;                 /* second pass */
+    apr_size_t used, cap;
+} flat;
+
+static void *flat_alloc(flat *f, apr_size_t n)
+{
+    void *p;
+
+    n = APR_ALIGN_DEFAULT(n);
+    if (f->base == NULL) {
+        p = apr_pcalloc(f->scratch, n);
+    }
+    else {
+        ap_assert(f->used + n <= f->cap);
+        p = f->base + f->used;
+        memset(p, 0, n);
+    }
+    f->used += n;
+    return p;
+}
+
+static const char *flat_str(flat *f, const char *s)
+{
+    char *d;
+    apr_size_t n;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    n = strlen(s) + 1;
+    d = flat_alloc(f, n);
+    memcpy(d, s, n);
+    return d;
+}
+
+static apr_array_header_t *flat_array(flat *f, int elt_size, int n)
+{
+    apr_array_header_t *a = flat_alloc(f, sizeof(*a));
+
+    /* No pool: the entry is read-only, nothing may push onto it. */
+    a->elt_size = elt_size;
+    a->nelts = n;
+    a->nalloc = n;
+    a->elts = n > 0 ? flat_alloc(f, (apr_size_t)elt_size * (apr_size_t)n)
+                    : NULL;
+    return a;
+}
+
+/* The first endpoint of each binding, in document order: what
+ * btsso_metadata_endpoint() can ever return. */
+static apr_array_header_t *flat_endpoints(flat *f,
+                                          const apr_array_header_t *eps)
+{
+    apr_array_header_t *a;
+    int i, j, n = 0;
+    char *keep;
+
+    if (eps == NULL) {
+        return flat_array(f, sizeof(btsso_endpoint_t), 0);
+    }
+    keep = calloc(eps->nelts > 0 ? (apr_size_t)eps->nelts : 1, 1);
+    ap_assert(keep != NULL);
+    for (i = 0; i < eps->nelts; i++) {
+        const btsso_endpoint_t *e = &APR_ARRAY_IDX(eps, i, btsso_endpoint_t);
+
+        keep[i] = 1;
+        for (j = 0; j < i; j++) {
+            const btsso_endpoint_t *o = &APR_ARRAY_IDX(eps, j,
+                                                       btsso_endpoint_t);
+            if (keep[j] && e->binding != NULL && o->binding != NULL
+                && strcmp(e->binding, o->binding) == 0) {
+                keep[i] = 0;
+                break;
+            }
+        }
+        n += keep[i];
+    }
+    a = flat_array(f, sizeof(btsso_endpoint_t), n);
+    for (i = 0, j = 0; i < eps->nelts; i++) {
+        const btsso_endpoint_t *e = &APR_ARRAY_IDX(eps, i, btsso_endpoint_t);
+        btsso_endpoint_t *d;
+
+        if (!keep[i]) {
+            continue;
+        }
+        d = &APR_ARRAY_IDX(a, j, btsso_endpoint_t);
+        d->binding = flat_str(f, e->binding);
+        d->location = flat_str(f, e->location);
+        d->response_location = flat_str(f, e->response_location);
+        j++;
+    }
+    free(keep);
+    return a;
+}
+
+static btsso_cert_t *flat_cert(flat *f, const btsso_cert_t *c)
+{
+    btsso_cert_t *d = flat_alloc(f, sizeof(*d));
+    unsigned char *der = flat_alloc(f, c->der_len);
+
+    memcpy(der, c->der, c->der_len);
+    *d = *c;
+    d->der = der;
+    d->sha256 = flat_str(f, c->sha256);
+    d->subject = flat_str(f, c->subject);
+    d->issuer = flat_str(f, c->issuer);
+    d->key_type = flat_str(f, c->key_type);
+    return d;
+}
+
+static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
+                                    const btsso_idp_t *idp,
+                                    const btsso_idp_metadata_t *md,
+                                    const apr_array_header_t *certs)
+{
+    btsso_acct_entry *e = flat_alloc(f, sizeof(*e));
+    btsso_account_t *a = flat_alloc(f, sizeof(*a));
+    apr_array_header_t *ca;
+    int i, n = certs != NULL ? certs->nelts : 0;
+
+    *a = *acct;
+    a->account = flat_str(f, acct->account);
+    a->name = flat_str(f, acct->name);
+    e->account = a;
+    if (idp != NULL) {
+        btsso_idp_t *d = flat_alloc(f, sizeof(*d));
+
+        *d = *idp;
+        d->account = flat_str(f, idp->account);
+        d->entity_id = flat_str(f, idp->entity_id);
+        d->metadata_xml = NULL;
+        d->source_url = flat_str(f, idp->source_url);
+        d->email_attribute = flat_str(f, idp->email_attribute);
+        e->idp = d;
+    }
+    if (idp != NULL && md != NULL) {
+        btsso_idp_metadata_t *m = flat_alloc(f, sizeof(*m));
+
+        m->entity_id = flat_str(f, md->entity_id);
+        m->sso = flat_endpoints(f, md->sso);
+        m->slo = flat_endpoints(f, md->slo);
+        m->signing_certs = flat_array(f, sizeof(btsso_cert_t *), 0);
+        m->nameid_formats = flat_array(f, sizeof(const char *), 0);
+        m->attributes = flat_array(f, sizeof(btsso_md_attribute_t), 0);
+        m->want_authn_requests_signed = md->want_authn_requests_signed;
+        m->is_signed = md->is_signed;
+        m->organization = NULL;
+        e->md = m;
+    }
+    ca = flat_array(f, sizeof(btsso_stored_cert_t *), n);
+    for (i = 0; i < n; i++) {
+        const btsso_stored_cert_t *sc = APR_ARRAY_IDX(certs, i,
+                                                      btsso_stored_cert_t *);
+        btsso_stored_cert_t *d = flat_alloc(f, sizeof(*d));
+
+        *d = *sc;
+        d->cert = flat_cert(f, sc->cert);
+        d->source = flat_str(f, sc->source);
+        APR_ARRAY_IDX(ca, i, btsso_stored_cert_t *) = d;
+    }
+    e->certs = ca;
+    return e;
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+/* Copy an error out of a pool that is about to go. */
+static btsso_error_t *error_copy(apr_pool_t *p, const btsso_error_t *err)
+{
+    return btsso_error_make(p, err->status, apr_pstrdup(p, err->code),
+                            apr_pstrdup(p, err->message),
+                            err->detail ? "%s" : NULL, err->detail);
+}
+
+/*
+ * Read the account from the store and build its entry (refs 0, caller's to
+ * set).  *missing is set, with no error, for an unknown account.
+ */
+static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
+                                 const char *account, int *missing,
+                                 btsso_acct_entry **out,
+                                 apr_size_t *xml_len)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    apr_pool_t *p;
+    btsso_acct_entry *e;
+    btsso_error_t *err;
+    btsso_account_t *acct = NULL;
+    btsso_idp_t *idp = NULL;
+    apr_array_header_t *certs = NULL;
+    btsso_idp_metadata_t *md = NULL;
+    flat f;
+
+    *missing = 0;
+    *xml_len = 0;
+    /* Scratch for rows and the parse, in its own allocator so that the
+     * memory of a large metadata document goes back at once. */
+    if (apr_pool_create_unmanaged_ex(&p, abort_on_oom, NULL) != APR_SUCCESS) {
+        return btsso_error_make(r->pool, 500, "internal",
+                                "Out of memory.", NULL);
+    }
+    err = btsso_store_account_get(st, p, account, &acct);
+    if (err != NULL && err->status == 404) {
+        apr_pool_destroy(p);
+        *missing = 1;
+        return NULL;
+    }
+    if (err == NULL) {
+        err = btsso_store_idp_get(st, p, account, &idp);
+    }
+    if (err == NULL) {
+        err = btsso_store_cert_list(st, p, account, &certs);
+    }
+    if (err == NULL && idp != NULL) {
+        *xml_len = strlen(idp->metadata_xml);
+        err = btsso_metadata_parse(p, idp->metadata_xml, *xml_len,
+                                   (apr_size_t)sc->metadata_max_size,
+                                   idp->entity_id, &md);
+        if (err != NULL) {
+            /* The stored copy parsed when it was saved; failing now means
+             * a parser change or a damaged row: the operator must look. */
+            err = btsso_error_make(r->pool, 500, "stored_metadata_broken",
+                "Your organisation's SSO configuration cannot be read; "
+                "contact your administrator.",
+                "stored metadata of account %s no longer parses: %s",
+                account, btsso_error_line(r->pool, err));
+        }
+    }
+    if (err != NULL) {
+        err = error_copy(r->pool, err);
+        apr_pool_destroy(p);
+        return err;
+    }
+    memset(&f, 0, sizeof(f));
+    f.scratch = p;
+    (void)flat_entry(&f, acct, idp, md, certs);
+    f.cap = f.used;
+    f.used = 0;
+    f.base = malloc(f.cap);
+    if (f.base == NULL) {
+        apr_pool_destroy(p);
+        return btsso_error_make(r->pool, 500, "internal",
+                                "Out of memory.", NULL);
+    }
+    e = flat_entry(&f, acct, idp, md, certs);
+    e->size = f.cap;
+    apr_pool_destroy(p);
+    *out = e;
+    return NULL;
+}
+
+/* ---- the table (all under c->lock) ------------------------------------------ */
+
+static void entry_release_locked(btsso_acct_entry *e)
+{
+    if (--e->refs == 0) {
+        free(e);
+    }
+}
+
+static void lru_unlink(lru *l, slot *s)
+{
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    }
+    else {
+        l->head = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
+    else {
+        l->tail = s->prev;
+    }
+    s->prev = s->next = NULL;
+    l->bytes -= s->charged;
+    l->count--;
+    s->charged = 0;
+    s->listed = 0;
+}
+
+static void lru_push(lru *l, slot *s, apr_size_t charge)
+{
+    s->prev = NULL;
+    s->next = l->head;
+    if (l->head != NULL) {
+        l->head->prev = s;
+    }
+    l->head = s;
+    if (l->tail == NULL) {
+        l->tail = s;
+    }
+    s->charged = charge;
+    l->bytes += charge;
+    l->count++;
+    s->listed = 1;
+}
+
+static lru *slot_list(btsso_acct_cache *c, slot *s)
+{
+    return s->negative ? &c->unknown : &c->known;
+}
+
+static void slot_touch(btsso_acct_cache *c, slot *s, apr_time_t now)
+{
+    lru *l = slot_list(c, s);
+    apr_size_t charge = s->charged;
+
+    s->used = now;
+    if (s->listed && l->head != s) {
+        lru_unlink(l, s);
+        lru_push(l, s, charge);
+    }
+}
+
+static apr_size_t slot_size(const char *account)
+{
+    return APR_ALIGN_DEFAULT(sizeof(slot) + strlen(account));
+}
+
+/* Out of the table; freed now unless a load still refers to it. */
+static void slot_drop(btsso_acct_cache *c, slot *s)
+{
+    if (s->listed) {
+        lru_unlink(slot_list(c, s), s);
+    }
+    if (s->entry != NULL) {
+        entry_release_locked(s->entry);
+        s->entry = NULL;
+    }
+    /* The hash keeps the key pointer of the first set: remove the pair
+     * before the memory holding the key goes. */
+    if (!s->dropped) {
+        apr_hash_set(c->entries, s->key, APR_HASH_KEY_STRING, NULL);
+        s->dropped = 1;
+    }
+    if (s->flight == NULL) {
+        free(s);
+    }
+}
+
+static int cache_count(btsso_acct_cache *c)
+{
+    return c->known.count + c->unknown.count;
+}
+
+/* Evict least recently used slots of l until it fits its budget. */
+static void lru_fit(request_rec *r, btsso_acct_cache *c, lru *l,
+                    apr_time_t now)
+{
+    while (l->bytes > l->budget && l->tail != NULL) {
+        slot *s = l->tail;
+        apr_size_t was = s->charged;
+        apr_time_t idle = now - s->used;
+        char name[65];
+
+        apr_cpystrn(name, s->key, sizeof(name));
+        slot_drop(c, s);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "BTSSO0112: account %s: evicted (%s, %" APR_SIZE_T_FMT
+                      " bytes, unused for %" APR_TIME_T_FMT " ms); %"
+                      APR_SIZE_T_FMT " of %" APR_SIZE_T_FMT " bytes in %d "
+                      "accounts", name, l == &c->known ? "known" : "unknown",
+                      was, apr_time_as_msec(idle),
+                      c->known.bytes + c->unknown.bytes, c->max_bytes,
+                      cache_count(c));
+    }
 }
 
 /* Forget every issuer mapping and the memory that held them (locked). */
@@ -66,12 +511,7 @@ static void issuers_reset(btsso_acct_cache *c)
     c->issuers = apr_hash_make(c->pool);
 }
 
-static void entry_release_locked(btsso_acct_entry *e)
-{
-    if (--e->refs == 0 && e->stale) {
-        apr_pool_destroy(e->pool);
-    }
-}
+/* ---- requests ---------------------------------------------------------------- */
 
 typedef struct release_ctx {
     btsso_acct_cache *cache;
@@ -88,109 +528,12 @@ static apr_status_t release_entry(void *data)
     return APR_SUCCESS;
 }
 
-static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
-                                 const char *account, btsso_acct_entry **out)
+/* Hand the request a reference it already owns, given back with r. */
+static btsso_error_t *hold(request_rec *r, btsso_acct_cache *c,
+                           btsso_acct_entry *e, const btsso_acct_entry **out)
 {
-    btsso_srv_cfg *sc = btsso_srv(r->server);
-    apr_pool_t *p;
-    btsso_acct_entry *e;
-    btsso_error_t *err;
-    btsso_account_t *acct = NULL;
-    btsso_idp_t *idp = NULL;
-    apr_array_header_t *certs = NULL;
-    btsso_idp_metadata_t *md = NULL;
+    release_ctx *rc = apr_palloc(r->pool, sizeof(*rc));
 
-    if (apr_pool_create_unmanaged_ex(&p, abort_on_oom, NULL) != APR_SUCCESS) {
-        return btsso_error_make(r->pool, 500, "internal",
-                                "Out of memory.", NULL);
-    }
-    err = btsso_store_account_get(st, p, account, &acct);
-    if (err == NULL) {
-        err = btsso_store_idp_get(st, p, account, &idp);
-    }
-    if (err == NULL) {
-        err = btsso_store_cert_list(st, p, account, &certs);
-    }
-    if (err == NULL && idp != NULL) {
-        err = btsso_metadata_parse(p, idp->metadata_xml,
-                                   strlen(idp->metadata_xml),
-                                   (apr_size_t)sc->metadata_max_size,
-                                   idp->entity_id, &md);
-        if (err != NULL) {
-            /* The stored copy parsed when it was saved; failing now means
-             * a parser change or a damaged row: the operator must look. */
-            err = btsso_error_make(r->pool, 500, "stored_metadata_broken",
-                "Your organisation's SSO configuration cannot be read; "
-                "contact your administrator.",
-                "stored metadata of account %s no longer parses: %s",
-                account, btsso_error_line(r->pool, err));
-        }
-    }
-    if (err != NULL) {
-        /* Errors were allocated from p: copy before it goes away. */
-        btsso_error_t *copy = btsso_error_make(r->pool, err->status,
-            apr_pstrdup(r->pool, err->code),
-            apr_pstrdup(r->pool, err->message),
-            err->detail ? "%s" : NULL, err->detail);
-        apr_pool_destroy(p);
-        return copy;
-    }
-    e = apr_pcalloc(p, sizeof(*e));
-    e->pool = p;
-    e->account = acct;
-    e->idp = idp;
-    e->md = md;
-    e->certs = certs;
-    e->loaded = apr_time_now();
-    *out = e;
-    return NULL;
-}
-
-btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
-                              const btsso_acct_entry **out)
-{
-    btsso_srv_cfg *sc = btsso_srv(r->server);
-    btsso_acct_cache *c = sc->rt->accounts;
-    btsso_acct_entry *e, *fresh = NULL, *old;
-    btsso_store_t *st;
-    btsso_error_t *err;
-    release_ctx *rc;
-    apr_time_t now = apr_time_now();
-
-    apr_thread_mutex_lock(c->lock);
-    e = apr_hash_get(c->entries, account, APR_HASH_KEY_STRING);
-    if (e != NULL && now - e->loaded < c->ttl) {
-        e->refs++;
-        apr_thread_mutex_unlock(c->lock);
-        goto hold;
-    }
-    apr_thread_mutex_unlock(c->lock);
-
-    st = btsso_request_store(r);
-    if (st == NULL) {
-        return store_unavailable(r);
-    }
-    err = load_entry(r, st, account, &fresh);
-    if (err != NULL) {
-        return err;
-    }
-
-    apr_thread_mutex_lock(c->lock);
-    old = apr_hash_get(c->entries, account, APR_HASH_KEY_STRING);
-    if (old != NULL) {
-        old->stale = 1;
-        if (old->refs == 0) {
-            apr_pool_destroy(old->pool);
-        }
-    }
-    apr_hash_set(c->entries, apr_pstrdup(fresh->pool, account),
-                 APR_HASH_KEY_STRING, fresh);
-    fresh->refs = 2;    /* the table's and this request's */
-    e = fresh;
-    apr_thread_mutex_unlock(c->lock);
-
-hold:
-    rc = apr_palloc(r->pool, sizeof(*rc));
     rc->cache = c;
     rc->entry = e;
     apr_pool_cleanup_register(r->pool, rc, release_entry,
@@ -199,24 +542,222 @@ hold:
     return NULL;
 }
 
-/*
- * entry_release_locked() frees a stale entry when refs drops to 0; the
- * table's own reference is dropped when an entry is replaced, so "stale"
- * plus refs==0 means nobody can reach it any more.
- */
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static void flight_free(flight *f)
+{
+    free(f->code);
+    free(f->message);
+    free(f->detail);
+    free(f);
+}
+
+/* A waiter's copy of the error its loader met. */
+static btsso_error_t *flight_error(request_rec *r, const flight *f)
+{
+    return btsso_error_make(r->pool, f->status ? f->status : 500,
+        apr_pstrdup(r->pool, f->code ? f->code : "db_error"),
+        apr_pstrdup(r->pool, f->message ? f->message
+                                        : "The account database failed."),
+        "%s (met by a concurrent load)", f->detail ? f->detail : "-");
+}
+
+static btsso_error_t *out_of_memory(request_rec *r)
+{
+    return btsso_error_make(r->pool, 500, "internal", "Out of memory.",
+                            NULL);
+}
+
+/* The loader's result into the table (locked). */
+static void publish(request_rec *r, btsso_acct_cache *c, slot *s,
+                    const char *account, btsso_acct_entry *e, int missing,
+                    apr_time_t now)
+{
+    if (s->dropped) {
+        /* invalidated or evicted meanwhile: the result is this flight's */
+        free(s);
+        return;
+    }
+    if (s->listed) {
+        lru_unlink(slot_list(c, s), s);
+    }
+    if (s->entry != NULL) {
+        entry_release_locked(s->entry);
+        s->entry = NULL;
+    }
+    s->loaded = now;
+    s->used = now;
+    s->negative = missing;
+    if (missing) {
+        lru_push(&c->unknown, s, slot_size(account));
+        lru_fit(r, c, &c->unknown, now);
+        return;
+    }
+    if (e->size + slot_size(account) > c->known.budget) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0113: account %s: %" APR_SIZE_T_FMT " bytes of "
+                      "settings, more than BTSSOAccountCacheSize keeps: "
+                      "read from the store on every request", account,
+                      e->size);
+        slot_drop(c, s);
+        return;
+    }
+    s->entry = e;
+    e->refs++;
+    lru_push(&c->known, s, e->size + slot_size(account));
+    lru_fit(r, c, &c->known, now);
+}
+
+btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
+                              const btsso_acct_entry **out)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    btsso_acct_cache *c = sc->rt->accounts;
+    btsso_acct_entry *e = NULL;
+    btsso_store_t *st = NULL;
+    btsso_error_t *err = NULL;
+    slot *s;
+    flight *f;
+    apr_time_t now = apr_time_now();
+    apr_size_t xml_len = 0;
+    int missing = 0;
+
+    apr_thread_mutex_lock(c->lock);
+    for (;;) {
+        s = apr_hash_get(c->entries, account, APR_HASH_KEY_STRING);
+        if (s != NULL && s->flight == NULL && now - s->loaded < c->ttl) {
+            slot_touch(c, s, now);
+            if (s->negative) {
+                apr_thread_mutex_unlock(c->lock);
+                return not_found(r, account);
+            }
+            e = s->entry;
+            e->refs++;
+            apr_thread_mutex_unlock(c->lock);
+            return hold(r, c, e, out);
+        }
+        if (s != NULL && s->flight != NULL && s->entry != NULL) {
+            /* being refreshed: the copy it replaces will do meanwhile */
+            slot_touch(c, s, now);
+            e = s->entry;
+            e->refs++;
+            apr_thread_mutex_unlock(c->lock);
+            return hold(r, c, e, out);
+        }
+        if (s != NULL && s->flight != NULL) {
+            f = s->flight;
+            f->waiters++;
+            while (!f->done) {
+                apr_thread_cond_wait(c->loaded, c->lock);
+            }
+            e = f->entry;       /* its reference was taken for us */
+            if (e == NULL) {
+                err = f->not_found ? not_found(r, account)
+                                   : flight_error(r, f);
+            }
+            if (--f->waiters == 0) {
+                flight_free(f);
+            }
+            apr_thread_mutex_unlock(c->lock);
+            return e != NULL ? hold(r, c, e, out) : err;
+        }
+        if (st != NULL) {
+            break;
+        }
+        /* A load is needed.  Take the connection before announcing the
+         * load: requests that wait for it may hold every other one. */
+        apr_thread_mutex_unlock(c->lock);
+        st = btsso_request_store(r);
+        if (st == NULL) {
+            return store_unavailable(r);
+        }
+        apr_thread_mutex_lock(c->lock);
+        now = apr_time_now();
+    }
+
+    if (s == NULL) {
+        s = calloc(1, sizeof(*s) + strlen(account));
+        if (s == NULL) {
+            apr_thread_mutex_unlock(c->lock);
+            return out_of_memory(r);
+        }
+        strcpy(s->key, account);
+        apr_hash_set(c->entries, s->key, APR_HASH_KEY_STRING, s);
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        if (s->entry == NULL && !s->listed) {
+            slot_drop(c, s);
+        }
+        apr_thread_mutex_unlock(c->lock);
+        return out_of_memory(r);
+    }
+    s->flight = f;
+    apr_thread_mutex_unlock(c->lock);
+
+    err = load_entry(r, st, account, &missing, &e, &xml_len);
+    now = apr_time_now();
+    if (err == NULL && missing) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "BTSSO0111: account %s: unknown, remembered for %"
+                      APR_TIME_T_FMT " ms", account,
+                      apr_time_as_msec(c->ttl));
+    }
+    else if (err == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "BTSSO0110: account %s: loaded from the store (%"
+                      APR_SIZE_T_FMT " bytes kept of %" APR_SIZE_T_FMT
+                      " bytes of metadata)", account, e->size, xml_len);
+    }
+
+    apr_thread_mutex_lock(c->lock);
+    s->flight = NULL;
+    f->done = 1;
+    if (err != NULL) {
+        f->status = err->status;
+        f->code = dup_or_null(err->code);
+        f->message = dup_or_null(err->message);
+        f->detail = dup_or_null(err->detail);
+        /* Nothing kept, not even a stale copy: the next request tries
+         * the store again. */
+        slot_drop(c, s);
+    }
+    else {
+        f->not_found = missing;
+        if (!missing) {
+            e->refs = 1 + f->waiters;   /* this request's and the waiters' */
+            f->entry = e;
+        }
+        publish(r, c, s, account, e, missing, now);
+    }
+    apr_thread_cond_broadcast(c->loaded);
+    if (f->waiters == 0) {
+        flight_free(f);
+    }
+    apr_thread_mutex_unlock(c->lock);
+
+    if (err != NULL) {
+        return err;
+    }
+    if (missing) {
+        return not_found(r, account);
+    }
+    return hold(r, c, e, out);
+}
 
 void btsso_acct_invalidate(server_rec *s, const char *account)
 {
     btsso_srv_cfg *sc = btsso_srv(s);
     btsso_acct_cache *c = sc->rt->accounts;
-    btsso_acct_entry *e;
+    slot *sl;
 
     apr_thread_mutex_lock(c->lock);
-    e = apr_hash_get(c->entries, account, APR_HASH_KEY_STRING);
-    if (e != NULL) {
-        apr_hash_set(c->entries, account, APR_HASH_KEY_STRING, NULL);
-        e->stale = 1;
-        entry_release_locked(e);
+    sl = apr_hash_get(c->entries, account, APR_HASH_KEY_STRING);
+    if (sl != NULL) {
+        slot_drop(c, sl);
     }
     issuers_reset(c);
     apr_thread_mutex_unlock(c->lock);

@@ -10,23 +10,33 @@
 
 typedef struct btsso_acct_cache btsso_acct_cache;
 
+/*
+ * What a login needs of an account, copied out of the store rows into one
+ * compact block.  Not kept: idp->metadata_xml (NULL; the admin API reads
+ * the store), and of the parsed metadata only entity_id, sso and slo (the
+ * first endpoint of each binding, so btsso_metadata_endpoint() answers as
+ * on the full list) and the two flags; its other arrays are empty and
+ * organization is NULL.  certs holds every stored certificate.
+ */
 typedef struct btsso_acct_entry {
     const btsso_account_t *account;
     const btsso_idp_t *idp;             /* NULL: no IdP configured */
-    const btsso_idp_metadata_t *md;     /* parsed idp->metadata_xml */
+    const btsso_idp_metadata_t *md;     /* NULL when idp is */
     const apr_array_header_t *certs;    /* btsso_stored_cert_t * */
-    /* private */
-    apr_pool_t *pool;
-    apr_time_t loaded;
-    int refs;
-    int stale;
+    /* private (acct_cache.c) */
+    apr_size_t size;                    /* bytes of the block */
+    int refs;                           /* table + requests holding it */
 } btsso_acct_entry;
 
+/* max_bytes: BTSSOAccountCacheSize. */
 btsso_acct_cache *btsso_acct_cache_create(apr_pool_t *p,
-                                          apr_interval_time_t ttl);
+                                          apr_interval_time_t ttl,
+                                          apr_size_t max_bytes);
 
 /* The account's settings, valid for the life of r.  Errors: not_found
- * (404) for an unknown account, store errors. */
+ * (404) for an unknown account, store errors.  Concurrent requests for an
+ * account that must be (re)loaded read the store once: one loads, the
+ * others wait for it or, during a refresh, use the copy it replaces. */
 btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
                               const btsso_acct_entry **out);
 

@@ -41,6 +41,7 @@ typedef struct btsso_srv_cfg {
     /* validation */
     apr_interval_time_t clock_skew; /* 180 s */
     apr_interval_time_t config_ttl; /* 10 s */
+    apr_off_t account_cache_size;   /* BTSSOAccountCacheSize, 32 MiB */
     int signature_algorithms;       /* BTSSO_SIG_* (saml/response.h) */
     int digest_algorithms;          /* BTSSO_DIGEST_*, merged with the above */
     int allow_idp_initiated;        /* On */

@@ -33,6 +33,7 @@
 #define DEF_COOKIE_SAMESITE    "Lax"
 #define DEF_CLOCK_SKEW         apr_time_from_sec(180)
 #define DEF_CONFIG_TTL         apr_time_from_sec(10)
+#define DEF_ACCOUNT_CACHE_SIZE ((apr_off_t)32 * 1024 * 1024)
 #define DEF_SIGALGS            BTSSO_SIG_DEFAULT
 #define DEF_DIGESTS            BTSSO_DIGEST_DEFAULT
 #define DEF_ALLOW_IDP_INIT     1
@@ -56,6 +57,7 @@ void *btsso_create_srv_cfg(apr_pool_t *p, server_rec *s)
     c->cookie_secure = BTSSO_UNSET;
     c->clock_skew = BTSSO_UNSET;
     c->config_ttl = BTSSO_UNSET;
+    c->account_cache_size = BTSSO_UNSET;
     c->signature_algorithms = BTSSO_UNSET;
     c->digest_algorithms = BTSSO_UNSET;
     c->allow_idp_initiated = BTSSO_UNSET;
@@ -85,6 +87,7 @@ void *btsso_merge_srv_cfg(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(cookie_samesite);
     MERGE_INT(clock_skew);
     MERGE_INT(config_ttl);
+    MERGE_INT(account_cache_size);
     if (add->signature_algorithms != BTSSO_UNSET) {
         c->signature_algorithms = add->signature_algorithms;
         c->digest_algorithms = add->digest_algorithms;
@@ -193,6 +196,9 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
     }
     if (sc->config_ttl == BTSSO_UNSET) {
         sc->config_ttl = DEF_CONFIG_TTL;
+    }
+    if (sc->account_cache_size == BTSSO_UNSET) {
+        sc->account_cache_size = DEF_ACCOUNT_CACHE_SIZE;
     }
     if (sc->signature_algorithms == BTSSO_UNSET) {
         sc->signature_algorithms = DEF_SIGALGS;
@@ -553,6 +559,28 @@ static const char *set_size(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
+static const char *set_account_cache_size(cmd_parms *cmd, void *dummy,
+                                          const char *arg)
+{
+    btsso_srv_cfg *sc = SRV(cmd);
+    const char *err = check_server_scope(cmd);
+    apr_off_t n;
+
+    if (err != NULL) {
+        return err;
+    }
+    err = btsso_confval_size(arg, &n);
+    if (err != NULL) {
+        return bad(cmd, arg, err);
+    }
+    /* Below 64K not even a handful of accounts fit; above 4G is a typo. */
+    if (n < 64 * 1024 || n > (apr_off_t)4 * 1024 * 1024 * 1024) {
+        return bad(cmd, arg, "must lie between 64K and 4G");
+    }
+    sc->account_cache_size = n;
+    return NULL;
+}
+
 static const char *add_fetch_allow(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
@@ -702,6 +730,9 @@ const command_rec btsso_cmds[] = {
     AP_INIT_TAKE1("BTSSOConfigTTL", set_duration,
         SRV_OFF(config_ttl), RSRC_CONF,
         "How long an account's settings are cached (default 10s)"),
+    AP_INIT_TAKE1("BTSSOAccountCacheSize", set_account_cache_size, NULL,
+        RSRC_CONF, "How much parsed account configuration one process "
+        "keeps, least recently used out first (default 32M)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
         "SQL: (account, email) -> extension, email of the user "
         "(default: the shipped users table)"),

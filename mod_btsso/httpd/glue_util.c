@@ -16,14 +16,44 @@
 
 APLOG_USE_MODULE(btsso);
 
+/*
+ * mod_dbd opens a connection and prepares every statement in one go, with
+ * no busy handler: SQLite answers SQLITE_BUSY at once while another
+ * connection holds a lock (a btssoctl or admin write in rollback-journal
+ * mode, a WAL recovery or the checkpoint of a closing last connection),
+ * the constructor fails (AH00632 "database is locked") and the request
+ * would get a 503.  Connections are made on demand, so this bites when
+ * many are made at once: a cold start under load.  The lock is brief: try
+ * again for a while (10 ms doubling up to 200 ms, about 3 s in all).
+ * Once made, a connection waits for locks itself (btsso_store_wrap sets
+ * SQLite's busy timeout).
+ */
+#define STORE_ATTEMPTS 20
+#define STORE_RETRY_FIRST apr_time_from_msec(10)
+#define STORE_RETRY_MAX apr_time_from_msec(200)
+
 btsso_store_t *btsso_request_store(request_rec *r)
 {
     ap_dbd_t *dbd;
+    apr_interval_time_t wait = STORE_RETRY_FIRST;
+    int attempt;
 
     if (btsso_dbd_acquire == NULL) {
         return NULL;
     }
-    dbd = btsso_dbd_acquire(r);
+    for (attempt = 1; ; attempt++) {
+        dbd = btsso_dbd_acquire(r);
+        if (dbd != NULL || attempt == STORE_ATTEMPTS) {
+            break;
+        }
+        apr_sleep(wait);
+        wait = wait * 2 > STORE_RETRY_MAX ? STORE_RETRY_MAX : wait * 2;
+    }
+    if (dbd != NULL && attempt > 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0102: database connection made at attempt %d "
+                      "(the store was locked)", attempt);
+    }
     if (dbd == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "BTSSO0101: no database connection from mod_dbd "

@@ -231,7 +231,8 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (sc->socache_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
             need_mutex = 1;
         }
-        sc->rt->accounts = btsso_acct_cache_create(pconf, sc->config_ttl);
+        sc->rt->accounts = btsso_acct_cache_create(
+            pconf, sc->config_ttl, (apr_size_t)sc->account_cache_size);
     }
 
     if (need_mutex) {

@@ -524,6 +524,15 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
     s->dialect = apr_dbd_name(driver);
     s->prepare_on_demand = 0;
     s->closed = 1;              /* mod_dbd owns the connection */
+    if (strcmp(s->dialect, "sqlite3") == 0) {
+        /* apr_dbd_sqlite3 sets no busy handler: wait for a writer (btssoctl,
+         * another process) as btssoctl does instead of failing a login
+         * with "database is locked".  Cheap (no schema read); an error
+         * only leaves the driver's own few retries. */
+        apr_array_header_t *rows;
+        (void)raw_select(s, p, "PRAGMA busy_timeout = "
+                         APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS), &rows);
+    }
     return s;
 }
 
