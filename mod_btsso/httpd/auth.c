@@ -128,7 +128,7 @@ static const char *return_target(request_rec *r)
     }
     if (!btsso_url_is_safe_return(r->pool, target, sc->base_url, &norm)) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "BTSSO0313: the requested URL (%" APR_SIZE_T_FMT
+                      "BTSSO0319: the requested URL (%" APR_SIZE_T_FMT
                       " octets) is not kept as the return target (too long,"
                       " or not a plain local path): the sign-in lands on /",
                       strlen(target));
