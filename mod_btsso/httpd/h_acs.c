@@ -293,7 +293,8 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                                  "in again."
                                : "The sign-in service is temporarily "
                                  "unavailable; try again in a moment.",
-                    "AuthnRequest %s answered twice", pd->request_id), test);
+                    "AuthnRequest %s%s", pd->request_id,
+                    replay > 0 ? " answered twice" : ""), test);
         }
     }
 
