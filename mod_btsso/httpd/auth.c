@@ -18,6 +18,7 @@
 #include "btsso_session.h"
 #include "btsso_handlers.h"
 #include "core/addressing.h"
+#include "core/url.h"
 
 APLOG_USE_MODULE(btsso);
 
@@ -104,6 +105,38 @@ static const char *directed_account(request_rec *r)
     return v;
 }
 
+/*
+ * Where to return after sign-in: rebuilt from the path and query of this
+ * request, never from its request line (an absolute-form request line
+ * "GET http://evil.example/app/x" names another origin), and checked like
+ * any other return target; NULL when it does not pass (too long, say):
+ * the person then lands on "/".
+ */
+static const char *return_target(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *path = r->main != NULL ? r->main->uri : r->uri;
+    const char *args = r->main != NULL ? r->main->args : r->args;
+    const char *target, *norm = NULL;
+
+    if (path == NULL || path[0] != '/') {
+        return NULL;
+    }
+    target = ap_escape_uri(r->pool, path);
+    if (args != NULL && *args != '\0') {
+        target = apr_pstrcat(r->pool, target, "?", args, NULL);
+    }
+    if (!btsso_url_is_safe_return(r->pool, target, sc->base_url, &norm)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0319: the requested URL (%" APR_SIZE_T_FMT
+                      " octets) is not kept as the return target (too long,"
+                      " or not a plain local path): the sign-in lands on /",
+                      strlen(target));
+        return NULL;
+    }
+    return norm;
+}
+
 static int btsso_check_user(request_rec *r)
 {
     btsso_dir_cfg *dc;
@@ -111,6 +144,7 @@ static int btsso_check_user(request_rec *r)
     const char *type = ap_auth_type(r);
     const char *account;
     const btsso_acct_entry *e = NULL;
+    const char *target;
     btsso_error_t *err;
 
     if (type == NULL || strcasecmp(type, AUTH_TYPE) != 0) {
@@ -137,10 +171,11 @@ static int btsso_check_user(request_rec *r)
     if (r->method_number != M_GET) {
         return HTTP_UNAUTHORIZED;
     }
+    target = return_target(r);
     if (account != NULL) {
         err = btsso_acct_get(r, account, &e);
         if (err == NULL && e->account->sso_enabled && e->idp != NULL) {
-            int rc = btsso_start_login(r, e, r->unparsed_uri, 0);
+            int rc = btsso_start_login(r, e, target, 0);
 
             /* start_login answers with a redirect or an error page */
             return rc == OK ? DONE : rc;
@@ -150,7 +185,7 @@ static int btsso_check_user(request_rec *r)
         }
     }
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY,
-                          btsso_discovery_url(r, r->unparsed_uri));
+                          btsso_discovery_url(r, target));
 }
 
 /*

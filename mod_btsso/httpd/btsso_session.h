@@ -1,6 +1,7 @@
 /*
- * btsso_session.h - sessions, pending requests and the replay cache
- * (session.c), all kept in the BTSSOSessionCache socache provider.
+ * btsso_session.h - sessions, pending LogoutRequests and the replay cache
+ * (session.c), kept in the BTSSOSessionCache socache provider, and pending
+ * AuthnRequests (pending.c), kept by the browser in a signed cookie.
  */
 #ifndef BTSSO_SESSION_H
 #define BTSSO_SESSION_H
@@ -11,6 +12,7 @@
 
 typedef struct btsso_session_t {
     const char *token;          /* cookie value; never logged */
+    const char *sp_id;          /* the SP that made it (btsso_sp_id) */
     const char *account;
     const char *email;          /* as the user table holds it */
     const char *extension;      /* the user's extension, when known */
@@ -28,6 +30,7 @@ typedef struct btsso_pending_t {
     const char *account;
     const char *return_to;      /* validated local target, or NULL */
     int test;                   /* a /test/<account> round trip */
+    apr_time_t expires;         /* when it stops being usable */
 } btsso_pending_t;
 
 /* Create the BTSSOSessionCache instance (once per process). */
@@ -45,14 +48,28 @@ btsso_session_t *btsso_session_get(request_rec *r);
 /* End the caller's session and clear the cookie. */
 void btsso_session_destroy(request_rec *r);
 
-/* Remember a pending AuthnRequest; returns the RelayState token for it
+/* pending.c: derive the pending-cookie key and the SP identity of every
+ * server (post_config). */
+int btsso_pending_init(apr_pool_t *pconf, server_rec *base);
+/* The SP identity of s (hex): a hash of BTSSOBaseURL, BTSSOSPPath, the SP
+ * entityID and BTSSOSessionCache.  Sessions and pending requests are valid
+ * only at the SP that made them. */
+const char *btsso_sp_id(const server_rec *s);
+
+/* Remember a pending AuthnRequest in a cookie of this browser (bounded
+ * number of them: the oldest go); returns the RelayState token naming it
  * (an opaque key, never a URL), or NULL. */
 const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd);
-/* Fetch and forget (usable once); NULL when unknown or expired. */
-btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay);
+/* The pending request the browser holds for relay, and the cookie is
+ * cleared.  NULL with *invalid NULL: the browser holds none (another
+ * browser started it, or it expired); NULL with *invalid set: it holds one
+ * that does not verify (altered, expired, another SP's). */
+btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay,
+                                    btsso_error_t **invalid);
 
-/* The same for a LogoutRequest we sent (request_id, account, return_to);
- * kept apart from AuthnRequests. */
+/* A LogoutRequest we sent (request_id, account, return_to), kept in the
+ * session cache: only a signed-in user can make one (/logout ends the
+ * session first), so no unauthenticated flood reaches the cache. */
 const char *btsso_logout_pending_put(request_rec *r,
                                      const btsso_pending_t *pd);
 btsso_pending_t *btsso_logout_pending_take(request_rec *r,

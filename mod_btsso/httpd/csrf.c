@@ -8,13 +8,11 @@
  * administrator of one account, signed in to one account or by other
  * means: a token read by one admin, under one session account (or for one
  * account) is worthless for another.  The key is derived once at
- * post_config (never per request) and never logged:
- *  - with BTSSOSPPrivateKey: HKDF-SHA256 over the key's DER, so all nodes
- *    of a cluster sharing the SP key accept each other's tokens;
- *  - without: 32 random bytes made once in the httpd parent and kept in
- *    the process pool, so graceful restarts keep open pages working.  A
- *    cluster without an SP key would need sticky admin sessions: configure
- *    the SP key there.
+ * post_config (never per request) and never logged, by keys.c
+ * (btsso_key_derive, label BTSSO_KEY_LABEL_CSRF): from BTSSOSPPrivateKey,
+ * so all nodes of a cluster sharing the SP key accept each other's
+ * tokens, else from a random secret of the httpd parent that graceful
+ * restarts keep.
  */
 #include <string.h>
 
@@ -26,74 +24,18 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/kdf.h>
-#include <openssl/x509.h>
 
 #include "btsso_glue.h"
 #include "btsso_admin.h"
-#include "crypto/spkey.h"
+#include "btsso_keys.h"
 
 APLOG_USE_MODULE(btsso);
 
-#define CSRF_KEY_LEN 32
-#define CSRF_RANDOM_KEY "btsso-csrf-random-key"
+#define CSRF_KEY_LEN BTSSO_KEY_LEN
 
 /* server_rec * -> unsigned char[CSRF_KEY_LEN]; rebuilt at every
  * post_config in pconf, read-only once children run. */
 static apr_hash_t *csrf_keys;
-
-static int derive_from_spkey(const btsso_spkey_t *spkey, unsigned char *out)
-{
-    static const char salt[] = "mod_btsso";
-    static const char info[] = "mod_btsso admin CSRF token key v1";
-    EVP_PKEY *pkey = btsso_spkey_evp_pkey(spkey);
-    EVP_PKEY_CTX *kctx = NULL;
-    unsigned char *der = NULL;
-    size_t out_len = CSRF_KEY_LEN;
-    int der_len, ok = 0;
-
-    der_len = i2d_PrivateKey(pkey, &der);
-    if (der_len <= 0) {
-        goto done;
-    }
-    kctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    if (kctx == NULL
-        || EVP_PKEY_derive_init(kctx) <= 0
-        || EVP_PKEY_CTX_set_hkdf_md(kctx, EVP_sha256()) <= 0
-        || EVP_PKEY_CTX_set1_hkdf_salt(kctx, (const unsigned char *)salt,
-                                       (int)strlen(salt)) <= 0
-        || EVP_PKEY_CTX_set1_hkdf_key(kctx, der, der_len) <= 0
-        || EVP_PKEY_CTX_add1_hkdf_info(kctx, (const unsigned char *)info,
-                                       (int)strlen(info)) <= 0
-        || EVP_PKEY_derive(kctx, out, &out_len) <= 0
-        || out_len != CSRF_KEY_LEN) {
-        goto done;
-    }
-    ok = 1;
-done:
-    EVP_PKEY_CTX_free(kctx);
-    if (der != NULL) {
-        OPENSSL_clear_free(der, (size_t)der_len);
-    }
-    return ok;
-}
-
-static unsigned char *random_key(server_rec *base)
-{
-    apr_pool_t *pp = base->process->pool;
-    unsigned char *key = NULL;
-
-    apr_pool_userdata_get((void **)&key, CSRF_RANDOM_KEY, pp);
-    if (key == NULL) {
-        key = apr_palloc(pp, CSRF_KEY_LEN);
-        if (apr_generate_random_bytes(key, CSRF_KEY_LEN) != APR_SUCCESS) {
-            return NULL;
-        }
-        apr_pool_userdata_set(key, CSRF_RANDOM_KEY, apr_pool_cleanup_null,
-                              pp);
-    }
-    return key;
-}
 
 int btsso_csrf_init(apr_pool_t *pconf, server_rec *base)
 {
@@ -104,18 +46,12 @@ int btsso_csrf_init(apr_pool_t *pconf, server_rec *base)
         btsso_srv_cfg *sc = btsso_srv(s);
         unsigned char *key;
 
-        if (sc->rt != NULL && sc->rt->spkey != NULL) {
-            key = apr_palloc(pconf, CSRF_KEY_LEN);
-            if (!derive_from_spkey(sc->rt->spkey, key)) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                             "BTSSO0420: cannot derive the admin CSRF key "
-                             "from BTSSOSPPrivateKey");
-                return HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-        else if ((key = random_key(base)) == NULL) {
+        key = apr_palloc(pconf, CSRF_KEY_LEN);
+        if (!btsso_key_derive(s, BTSSO_KEY_LABEL_CSRF, key)) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                         "BTSSO0421: no random bytes for the admin CSRF key");
+                         "BTSSO0420: cannot derive the admin CSRF key%s",
+                         sc->rt != NULL && sc->rt->spkey != NULL
+                         ? " from BTSSOSPPrivateKey" : " (no random bytes)");
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         apr_hash_set(csrf_keys, apr_pmemdup(pconf, &s, sizeof(s)),

@@ -21,6 +21,7 @@
 #include "btsso_session.h"
 #include "btsso_handlers.h"
 #include "core/addressing.h"
+#include "core/pending.h"
 #include "core/url.h"
 #include "saml/response.h"
 
@@ -139,27 +140,35 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                     "POST without SAMLResponse"), 0);
     }
 
-    /* RelayState: our opaque key of a pending request, or (IdP-initiated)
-     * a target path, which must be local. */
+    /* RelayState: the opaque token naming this browser's pending-request
+     * cookie, or (IdP-initiated) a target path, which must be local. */
     if (form.relay_state != NULL && *form.relay_state != '\0') {
-        pd = btsso_pending_take(r, form.relay_state);
-        if (pd == NULL) {
+        if (btsso_pending_relay_ok(form.relay_state)) {
+            btsso_error_t *invalid = NULL;
+
+            pd = btsso_pending_take(r, form.relay_state, &invalid);
+            if (invalid != NULL) {
+                return fail(r, account, NULL, invalid, 0);
+            }
+            if (pd != NULL) {
+                target = pd->return_to;
+                test = pd->test;
+            }
+            /* else: started in another browser, expired, or an IdP's own
+             * token; only an unsolicited response can still pass */
+        }
+        else {
             const char *norm = NULL;
 
             if (btsso_url_is_safe_return(r->pool, form.relay_state,
                                          sc->base_url, &norm)) {
                 target = norm;
             }
-            else if (strspn(form.relay_state, "0123456789abcdef") != 32
-                     || strlen(form.relay_state) != 32) {
+            else {
                 ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                               "BTSSO0211: RelayState is neither a pending "
                               "request nor a local target: ignored");
             }
-        }
-        else {
-            target = pd->return_to;
-            test = pd->test;
         }
     }
 
@@ -240,6 +249,18 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
 
     err = btsso_response_validate(r->pool, form.saml_response,
                                   form.saml_response_len, &ex, &a);
+    if (err != NULL && pd == NULL
+        && !strcmp(err->code, "in_response_to_unexpected")) {
+        /* It answers an AuthnRequest, but this browser holds no pending
+         * request: started elsewhere (login CSRF), or too long ago. */
+        err = btsso_error_make(r->pool, 403, "other_browser",
+            "This sign-in was not started in this browser, or it took too "
+            "long. Start the sign-in again from this browser.",
+            "%s (no pending-request cookie for RelayState %s)",
+            err->detail ? err->detail : err->code,
+            form.relay_state && btsso_pending_relay_ok(form.relay_state)
+            ? form.relay_state : "-");
+    }
     if (err != NULL) {
         return fail(r, account, e->idp->entity_id, err, test);
     }
@@ -256,6 +277,25 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                        : "The sign-in service is temporarily unavailable; "
                          "try again in a moment.",
             "assertion %s", a->assertion_id), test);
+    }
+
+    /* One response per AuthnRequest: the browser forgot the cookie, and
+     * the request ID is burnt here too (after the signature verified). */
+    if (pd != NULL) {
+        replay = btsso_replay_check_and_mark(
+            r, apr_pstrcat(r->pool, "AuthnRequest of ", btsso_sp_id(r->server),
+                           NULL), pd->request_id, pd->expires);
+        if (replay != 0) {
+            return fail(r, account, e->idp->entity_id,
+                btsso_error_make(r->pool, replay > 0 ? 403 : 503,
+                    replay > 0 ? "replay" : "replay_cache",
+                    replay > 0 ? "This sign-in was already completed; sign "
+                                 "in again."
+                               : "The sign-in service is temporarily "
+                                 "unavailable; try again in a moment.",
+                    "AuthnRequest %s%s", pd->request_id,
+                    replay > 0 ? " answered twice" : ""), test);
+        }
     }
 
     email = assertion_email(e, a);
@@ -311,6 +351,13 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                   "IdP %s, assertion %s%s", account, user->email,
                   user->extension ? user->extension : "-", e->idp->entity_id,
                   a->assertion_id, pd ? "" : " (IdP-initiated)");
+    /* Checked when stored, and again now that it is used. */
+    if (target != NULL) {
+        const char *norm = NULL;
+
+        target = btsso_url_is_safe_return(r->pool, target, sc->base_url,
+                                          &norm) ? norm : NULL;
+    }
     if (target == NULL) {
         target = "/";
     }

@@ -59,8 +59,34 @@ int btsso_redirect(request_rec *r, int status, const char *location)
 }
 
 /*
+ * The return target to remember for a sign-in: return_to when it is a
+ * local path or a URL on BTSSOBaseURL's origin of at most
+ * BTSSO_URL_MAX_RETURN octets (normalized), else NULL (the person lands
+ * on "/" after signing in).
+ */
+static const char *storable_return(request_rec *r, const char *return_to)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *norm = NULL;
+
+    if (return_to == NULL || *return_to == '\0') {
+        return NULL;
+    }
+    if (!btsso_url_is_safe_return(r->pool, return_to, sc->base_url, &norm)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0241: return target not kept (%" APR_SIZE_T_FMT
+                      " octets, not a local path nor on %s, or longer than "
+                      "%d): the sign-in lands on /", strlen(return_to),
+                      sc->base_url, BTSSO_URL_MAX_RETURN);
+        return NULL;
+    }
+    return norm;
+}
+
+/*
  * Send the browser to the account's IdP with a fresh AuthnRequest.  The
- * return target must already be validated (or NULL).
+ * return target is checked here again (NULL: none); the pending request
+ * goes into a cookie of this browser (pending.c), never into the cache.
  */
 int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
                       const char *return_to, int test)
@@ -108,13 +134,13 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
         memset(&pd, 0, sizeof(pd));
         pd.request_id = msg->id;
         pd.account = account;
-        pd.return_to = return_to;
+        pd.return_to = storable_return(r, return_to);
         pd.test = test;
         relay = btsso_pending_put(r, &pd);
         if (relay == NULL) {
-            err = btsso_error_make(r->pool, 503, "session_store",
-                "The sign-in service is temporarily unavailable; try "
-                "again in a moment.", "cannot store the pending request");
+            err = btsso_error_make(r->pool, 500, "pending",
+                "The sign-in could not be started; try again in a "
+                "moment.", "cannot make the pending sign-in cookie");
         }
         else {
             err = btsso_redirect_encode(r->pool, sso->location,
@@ -132,7 +158,8 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
 }
 
-/* The validated ?return= of this request, "" when absent, NULL when bad. */
+/* The validated ?return= of this request, "" when absent or too long
+ * (the person then lands on "/"), NULL when bad. */
 const char *btsso_return_arg(request_rec *r)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -140,6 +167,13 @@ const char *btsso_return_arg(request_rec *r)
     const char *norm = NULL;
 
     if (ret == NULL || *ret == '\0') {
+        return "";
+    }
+    if (strlen(ret) > BTSSO_URL_MAX_RETURN) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0241: return target of %" APR_SIZE_T_FMT
+                      " octets not kept (at most %d): the sign-in lands "
+                      "on /", strlen(ret), BTSSO_URL_MAX_RETURN);
         return "";
     }
     if (!btsso_url_is_safe_return(r->pool, ret, sc->base_url, &norm)) {

@@ -257,6 +257,10 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (s = base; s != NULL; s = s->next) {
         btsso_srv(s)->rt->cache_mutex = mutex;
     }
+    /* the pending sign-in cookie key and every server's SP identity */
+    if (btsso_pending_init(pconf, base) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     /* metadata by URL (admin API): curl's global set-up is not
      * thread-safe, so it happens here, before any child runs */
     {

@@ -1,9 +1,12 @@
 /*
- * session.c - sessions, pending AuthnRequests and the replay cache, all in
- * the socache provider named by BTSSOSessionCache.
+ * session.c - sessions, pending LogoutRequests and the replay cache, all in
+ * the socache provider named by BTSSOSessionCache.  Nothing an
+ * unauthenticated client sends is stored here (pending AuthnRequests live
+ * in the browser: pending.c), so no flood can evict a session or a replay
+ * mark; a replay mark that cannot be recorded refuses the assertion.
  *
  * Keys are never the secret itself: a session is stored under
- * "s" + SHA-256(cookie value), so a dump of the cache (or a memcached
+ * "s" + SHA-256(SP identity, cookie value), so a dump of the cache (or a memcached
  * listing) yields no usable cookie.  The socache instance lives in the
  * process pool, not in the configuration pool, so a graceful restart keeps
  * it: shmcb's shared memory stays mapped in the parent and is inherited by
@@ -182,6 +185,22 @@ static const unsigned char *raw_key(const char *key, unsigned char *buf)
     return buf;
 }
 
+/* This SP's identity (pending.c); "" before post_config finished. */
+static const char *sp_of(request_rec *r)
+{
+    const char *id = btsso_sp_id(r->server);
+
+    return id != NULL ? id : "";
+}
+
+/* A session is stored under a key of its SP and its cookie: another SP
+ * (virtual host) sharing the cache cannot even find it. */
+static const char *session_key(request_rec *r, const char *token)
+{
+    return hashed_key(r->pool, 's', apr_pstrcat(r->pool, sp_of(r), "\n",
+                                                token, NULL));
+}
+
 static void cache_lock(btsso_srv_cfg *sc)
 {
     if (sc->rt->cache_mutex != NULL) {
@@ -287,8 +306,9 @@ static const char *jstr(json_t *o, const char *k, apr_pool_t *p)
 
 static char *session_to_json(const btsso_session_t *ss)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:I, s:I, "
-                          "s:I}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:I, "
+                          "s:I, s:I}",
+                          "sp", ss->sp_id,
                           "account", ss->account,
                           "email", ss->email,
                           "name_id", ss->name_id,
@@ -319,6 +339,7 @@ static btsso_session_t *session_from_json(apr_pool_t *p, const char *text)
         return NULL;
     }
     ss = apr_pcalloc(p, sizeof(*ss));
+    ss->sp_id = jstr(o, "sp", p);
     ss->account = jstr(o, "account", p);
     ss->email = jstr(o, "email", p);
     ss->name_id = jstr(o, "name_id", p);
@@ -353,7 +374,7 @@ static apr_status_t session_store(request_rec *r, btsso_session_t *ss)
     if (expiry > ss->expires) {
         expiry = ss->expires;
     }
-    rv = cache_put(r, hashed_key(r->pool, 's', ss->token), text, expiry);
+    rv = cache_put(r, session_key(r, ss->token), text, expiry);
     free(text);
     return rv;
 }
@@ -400,11 +421,12 @@ static void set_cookie(request_rec *r, const char *value, long max_age)
  */
 #define NAME_INDEX_MAX 32
 
-static const char *name_index_key(apr_pool_t *p, const char *account,
+static const char *name_index_key(request_rec *r, const char *account,
                                   const char *idp, const char *name_id)
 {
-    return hashed_key(p, 'n', apr_pstrcat(p, account, "\n", idp, "\n",
-                                          name_id, NULL));
+    return hashed_key(r->pool, 'n', apr_pstrcat(r->pool, sp_of(r), "\n",
+                                                account, "\n", idp, "\n",
+                                                name_id, NULL));
 }
 
 /* The index, read under the caller's lock; an empty list when absent. */
@@ -433,7 +455,7 @@ static json_t *name_index_read(request_rec *r, const char *key)
 static void name_index_add(request_rec *r, const btsso_session_t *ss)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    const char *key = name_index_key(r->pool, ss->account, ss->idp,
+    const char *key = name_index_key(r, ss->account, ss->idp,
                                      ss->name_id);
     apr_time_t now = apr_time_now();
     json_int_t latest = (json_int_t)apr_time_sec(ss->expires);
@@ -461,8 +483,7 @@ static void name_index_add(request_rec *r, const btsso_session_t *ss)
         json_array_remove(kept, 0);     /* the oldest login goes */
     }
     json_array_append_new(kept, json_pack("{s:s, s:s?, s:I}", "k",
-                                          hashed_key(r->pool, 's',
-                                                     ss->token),
+                                          session_key(r, ss->token),
                                           "si", ss->session_index, "e",
                                           (json_int_t)apr_time_sec(
                                               ss->expires)));
@@ -493,9 +514,9 @@ int btsso_session_end_by_name_id(request_rec *r, const char *account,
                                  const apr_array_header_t *session_indexes)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    const char *key = name_index_key(r->pool, account, idp, name_id);
+    const char *key = name_index_key(r, account, idp, name_id);
     const char *mine = session_cookie(r);
-    const char *my_key = mine ? hashed_key(r->pool, 's', mine) : NULL;
+    const char *my_key = mine ? session_key(r, mine) : NULL;
     json_t *list, *kept, *item;
     json_int_t latest = 0;
     char *text;
@@ -564,7 +585,7 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
     /* A login always mints a new id (no fixation): any session the browser
      * brought along is ended first. */
     if (old != NULL) {
-        cache_del(r, hashed_key(r->pool, 's', old));
+        cache_del(r, session_key(r, old));
     }
     ss->token = btsso_random_token(r->pool, SESSION_TOKEN_BYTES);
     if (ss->token == NULL) {
@@ -572,6 +593,7 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
                                 "The login could not be completed.",
                                 "no randomness for a session id");
     }
+    ss->sp_id = sp_of(r);
     ss->created = now;
     ss->last_seen = now;
     if (ss->expires == 0 || ss->expires > now + sc->session_max_age) {
@@ -608,7 +630,7 @@ btsso_session_t *btsso_session_get(request_rec *r)
     if (token == NULL) {
         return NULL;
     }
-    text = cache_get(r, hashed_key(r->pool, 's', token));
+    text = cache_get(r, session_key(r, token));
     if (text == NULL) {
         return NULL;
     }
@@ -617,9 +639,14 @@ btsso_session_t *btsso_session_get(request_rec *r)
         return NULL;
     }
     ss->token = token;
+    /* The key names the SP already; the record says it again, so that a
+     * cache shared with another SP cannot hand us its session. */
+    if (ss->sp_id == NULL || strcmp(ss->sp_id, sp_of(r)) != 0) {
+        return NULL;
+    }
     now = apr_time_now();
     if (now >= ss->expires || now >= ss->last_seen + sc->session_idle_timeout) {
-        cache_del(r, hashed_key(r->pool, 's', token));
+        cache_del(r, session_key(r, token));
         return NULL;
     }
     /* Refresh the idle clock at most once a minute: one cache write per
@@ -637,18 +664,30 @@ void btsso_session_destroy(request_rec *r)
     const char *token = session_cookie(r);
 
     if (token != NULL) {
-        cache_del(r, hashed_key(r->pool, 's', token));
+        cache_del(r, session_key(r, token));
     }
     ap_set_module_config(r->request_config, &btsso_module, NULL);
     set_cookie(r, "", 0);
 }
 
-/* ---- pending AuthnRequests ---------------------------------------------------------- */
+/* ---- pending LogoutRequests ------------------------------------------------------- */
 
+/*
+ * Only LogoutRequests are pending here: /logout makes one for a signed-in
+ * user (and ends the session first), so their number is bounded by the
+ * sessions.  Pending AuthnRequests -- which anyone can start -- live in
+ * the browser (pending.c).
+ */
 #define PENDING_LIFETIME apr_time_from_sec(600)
 
-static const char *pending_put(request_rec *r, const char *prefix,
-                               const btsso_pending_t *pd)
+static const char *logout_key(request_rec *r, const char *relay)
+{
+    return hashed_key(r->pool, 'l', apr_pstrcat(r->pool, sp_of(r), "\n",
+                                                relay, NULL));
+}
+
+const char *btsso_logout_pending_put(request_rec *r,
+                                     const btsso_pending_t *pd)
 {
     const char *relay = btsso_random_token(r->pool, 16);
     json_t *o;
@@ -658,9 +697,8 @@ static const char *pending_put(request_rec *r, const char *prefix,
     if (relay == NULL) {
         return NULL;
     }
-    o = json_pack("{s:s, s:s, s:s?, s:b}", "id", pd->request_id,
-                  "account", pd->account, "return", pd->return_to,
-                  "test", pd->test);
+    o = json_pack("{s:s, s:s, s:s?}", "id", pd->request_id,
+                  "account", pd->account, "return", pd->return_to);
     if (o == NULL) {
         return NULL;
     }
@@ -669,51 +707,45 @@ static const char *pending_put(request_rec *r, const char *prefix,
     if (text == NULL) {
         return NULL;
     }
-    rv = cache_put(r, hashed_key(r->pool, prefix[0], relay), text,
+    rv = cache_put(r, logout_key(r, relay), text,
                    apr_time_now() + PENDING_LIFETIME);
     free(text);
     return rv == APR_SUCCESS ? relay : NULL;
 }
 
-static btsso_pending_t *pending_take(request_rec *r, const char *prefix,
-                                     const char *relay)
+btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    const char *key, *text;
+    unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
+    unsigned int len = MAX_VALUE;
+    const char *key, *norm = NULL;
     json_error_t jerr;
     json_t *o;
     btsso_pending_t *pd;
+    apr_status_t rv;
 
     if (relay == NULL || strlen(relay) != 32
         || strspn(relay, "0123456789abcdef") != 32) {
         return NULL;
     }
-    key = hashed_key(r->pool, prefix[0], relay);
+    key = logout_key(r, relay);
     /* Read and remove under one lock: a pending request is usable once. */
     cache_lock(sc);
-    {
-        unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
-        unsigned int len = MAX_VALUE;
-        apr_status_t rv = sc->socache_provider->retrieve(
-            sc->socache_instance, r->server, raw_key(key, (unsigned char[KEY_BYTES]){0}),
-            KEY_BYTES, buf, &len, r->pool);
-
-        if (rv == APR_SUCCESS) {
-            sc->socache_provider->remove(sc->socache_instance, r->server,
-                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                         KEY_BYTES, r->pool);
-            buf[len] = '\0';
-            text = (const char *)buf;
-        }
-        else {
-            text = NULL;
-        }
+    rv = sc->socache_provider->retrieve(
+        sc->socache_instance, r->server,
+        raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf, &len,
+        r->pool);
+    if (rv == APR_SUCCESS) {
+        sc->socache_provider->remove(
+            sc->socache_instance, r->server,
+            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, r->pool);
     }
     cache_unlock(sc);
-    if (text == NULL) {
+    if (rv != APR_SUCCESS) {
         return NULL;
     }
-    o = json_loads(text, 0, &jerr);
+    buf[len] = '\0';
+    o = json_loads((const char *)buf, 0, &jerr);
     if (o == NULL) {
         return NULL;
     }
@@ -721,35 +753,20 @@ static btsso_pending_t *pending_take(request_rec *r, const char *prefix,
     pd->request_id = jstr(o, "id", r->pool);
     pd->account = jstr(o, "account", r->pool);
     pd->return_to = jstr(o, "return", r->pool);
-    pd->test = json_is_true(json_object_get(o, "test"));
     json_decref(o);
     if (pd->request_id == NULL || pd->account == NULL) {
         return NULL;
     }
+    /* checked when stored, and again now that it is used */
+    if (pd->return_to != NULL
+        && !btsso_url_is_safe_return(r->pool, pd->return_to, sc->base_url,
+                                     &norm)) {
+        pd->return_to = NULL;
+    }
+    else if (pd->return_to != NULL) {
+        pd->return_to = norm;
+    }
     return pd;
-}
-
-/* AuthnRequests under "r", LogoutRequests under "l": a RelayState of
- * one kind is never accepted as the other. */
-const char *btsso_pending_put(request_rec *r, const btsso_pending_t *pd)
-{
-    return pending_put(r, "r", pd);
-}
-
-btsso_pending_t *btsso_pending_take(request_rec *r, const char *relay)
-{
-    return pending_take(r, "r", relay);
-}
-
-const char *btsso_logout_pending_put(request_rec *r,
-                                     const btsso_pending_t *pd)
-{
-    return pending_put(r, "l", pd);
-}
-
-btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
-{
-    return pending_take(r, "l", relay);
 }
 
 /* ---- replay cache -------------------------------------------------------------------- */
@@ -774,7 +791,9 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                         KEY_BYTES, buf, &len,
                                         r->pool);
     seen = (rv == APR_SUCCESS);
-    if (!seen) {
+    /* A cache that cannot say whether it saw the ID cannot vouch for it:
+     * only "not found" is a first sighting. */
+    if (!seen && APR_STATUS_IS_NOTFOUND(rv)) {
         rv = sc->socache_provider->store(sc->socache_instance, r->server,
                                          raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                          KEY_BYTES, until,

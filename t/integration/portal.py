@@ -61,6 +61,9 @@ class Portal:
         self.tmp = os.path.join(self.httpd.dir, "t")
         os.makedirs(self.tmp, exist_ok=True)
         self.idp_kwargs = idp_kwargs or {}
+        # the pending sign-in cookies this "browser" holds (name -> value):
+        # a sign-in finishes only in the browser that started it
+        self.pending = {}
         self.idp = None
         os.makedirs(os.path.join(self.httpd.docroot, "app", "headers"),
                     exist_ok=True)
@@ -123,15 +126,29 @@ class Portal:
         return idp
 
     # -- HTTP --------------------------------------------------------------
+    def remember_pending(self, r):
+        """Keep (or forget) the pending sign-in cookies r sets, as a browser
+        would (they are Secure, which requests' jar never sends over
+        http; Chromium does on loopback)."""
+        for h in r.raw.headers.getlist("Set-Cookie"):
+            name, _, rest = h.partition("=")
+            if "_pending_" not in name:
+                continue
+            if "Max-Age=0" in h:
+                self.pending.pop(name, None)
+            else:
+                self.pending[name] = rest.split(";", 1)[0]
+        return r
+
     def get(self, path, **kw):
         kw.setdefault("allow_redirects", False)
         kw.setdefault("timeout", 20)
-        return requests.get(self.url + path, **kw)
+        return self.remember_pending(requests.get(self.url + path, **kw))
 
     def post(self, path, **kw):
         kw.setdefault("allow_redirects", False)
         kw.setdefault("timeout", 20)
-        return requests.post(self.url + path, **kw)
+        return self.remember_pending(requests.post(self.url + path, **kw))
 
     def start_login(self, account=None, ret=None, path=None):
         """GET /sso/login/<account>; returns (response, pysaml2 request)."""
@@ -144,10 +161,14 @@ class Portal:
 
     def acs(self, saml_response, relay_state=None, path="/sso/acs",
             cookies=None):
+        """POST to the ACS from this browser: with the pending sign-in
+        cookies it holds (and `cookies`)."""
         data = {"SAMLResponse": saml_response}
         if relay_state is not None:
             data["RelayState"] = relay_state
-        return self.post(path, data=data, cookies=cookies)
+        jar = dict(self.pending)
+        jar.update(cookies or {})
+        return self.post(path, data=data, cookies=jar)
 
     def login(self, email="ann@example.com", ret=None, **resp_kw):
         """The full SP-initiated round trip; returns the ACS response."""

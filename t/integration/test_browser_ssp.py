@@ -248,6 +248,10 @@ def test_sp_initiated_login_and_second_visit(b, demo):
     wait_url(b, demo.base + "/app/")
     wait_text(b, "Portal app")
     shot(b, "login-landed")
+    # the pending sign-in cookie went with the IdP's cross-site POST and
+    # was cleared by the ACS
+    assert not [x for x in b.execute_cdp_cmd("Network.getAllCookies", {})[
+        "cookies"] if "_pending_" in x["name"]]
     # SameSite=Lax was enough: the cookie is set by the ACS response to
     # the cross-site POST, not needed on it
     c = sp_session_cookie(b)
@@ -277,6 +281,14 @@ def test_wrong_password_stays_at_idp(b, demo):
     body = b.find_element(By.TAG_NAME, "body").text.lower()
     assert "incorrect" in body or "wrong" in body
     assert sp_session_cookie(b) == []
+    # the sign-in in flight is kept by the browser: SameSite=None (the ACS
+    # POST is cross-site), so Secure, which Chromium keeps for
+    # http://localhost
+    pending = [x for x in b.execute_cdp_cmd("Network.getAllCookies", {})[
+        "cookies"] if x["name"].startswith("btsso_session_pending_")]
+    assert len(pending) == 1
+    assert pending[0]["secure"] and pending[0]["httpOnly"]
+    assert pending[0]["sameSite"] == "None"
 
 
 def test_idp_initiated_login(b, demo):

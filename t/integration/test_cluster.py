@@ -91,12 +91,15 @@ def sid_of(r):
 def test_two_nodes_share_sessions(make_httpd, tmp_path, request, cache_name):
     cache = request.getfixturevalue(cache_name)
     a, b = two_nodes(make_httpd, tmp_path, cache)
-    # a login started on node A completes on node B
+    # a login started on node A completes on node B: the browser brings
+    # the pending-request cookie of A, which B verifies with the key both
+    # derive from the shared SP key
     _, req = a.start_login(ret="/app/")
+    assert len(a.pending) == 1
     b64 = a.idp.response(req)
     r = requests.post(b.url + "/sso/acs", data={
         "SAMLResponse": b64, "RelayState": req.relay_state},
-        allow_redirects=False, timeout=20)
+        cookies=a.pending, allow_redirects=False, timeout=20)
     assert r.status_code == 303, r.text
     sid = sid_of(r)
     # the session is honoured on both nodes
