@@ -58,11 +58,11 @@ def sha_hash(pw):
                                       .digest()).decode()
 
 
-@pytest.fixture
-def portal(make_httpd, tmp_path):
+def make_portal(make_httpd, tmp_path, btsso_conf=""):
     p = Portal(make_httpd, tmp_path, account="alpha",
                account_expr='"alpha"',
-               btsso_conf="BTSSOPasswordLoginURL %s\n" % PWLOGIN)
+               btsso_conf="BTSSOPasswordLoginURL %s\n" % PWLOGIN
+               + btsso_conf)
     h = p.httpd
     htpasswd = os.path.join(h.dir, "admin.htpasswd")
     h.extra_conf += GUARDED.format(d=h.dir)
@@ -87,6 +87,11 @@ def portal(make_httpd, tmp_path):
     p.ctl("enable", "mallory")
     h.fix_perms()
     return p
+
+
+@pytest.fixture
+def portal(make_httpd, tmp_path):
+    return make_portal(make_httpd, tmp_path)
 
 
 def kate(portal, path):
@@ -314,3 +319,19 @@ def test_config_json_shows_domains(portal):
     assert page.status_code == 200, page.text
     assert "Claimed domains" in page.text
     assert 'id="domains"' in page.text
+
+
+def test_account_by_email_query_is_what_decides(make_httpd, tmp_path):
+    """BTSSOAccountByEmailQuery stays the operator's: rows of every account
+    holding the email.  Here it leaves out mallory's rows of users it did
+    not verify (extension 2), so kate is alpha's alone again."""
+    q = ("BTSSOAccountByEmailQuery \"SELECT account FROM users WHERE"
+         " lower(trim(email)) = lower(trim(%s)) AND NOT (account = 'mallory'"
+         " AND extension = '2')\"\n")
+    p = make_portal(make_httpd, tmp_path, btsso_conf=q)
+    set_alpha(p, "enforce")
+    r = discover(p, KATE)
+    assert r.headers["Location"].startswith(p.idp.sso_url + "?")
+    assert_refused(kate(p, "/basic/"), p, "alpha")
+    set_alpha(p, "off")
+    assert_passes(kate(p, "/basic/"), "/basic/")
