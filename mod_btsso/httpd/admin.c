@@ -618,7 +618,7 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
     btsso_account_t *acc;
     btsso_idp_t *idp = NULL;
     btsso_idp_metadata_t *md = NULL;
-    apr_array_header_t *certs, *missing;
+    apr_array_header_t *certs, *missing, *domains;
     btsso_sp_addr_t addr;
     apr_time_t now = apr_time_now();
     btsso_error_t *e;
@@ -631,7 +631,9 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
         || (e = btsso_store_idp_get(ar->store, r->pool, ar->account, &idp))
             != NULL
         || (e = btsso_store_cert_list(ar->store, r->pool, ar->account,
-                                      &certs)) != NULL) {
+                                      &certs)) != NULL
+        || (e = btsso_store_domain_list(ar->store, r->pool, ar->account,
+                                        &domains)) != NULL) {
         return e;
     }
     token = btsso_csrf_token(r, ar->user, ar->account, ar->session_account);
@@ -648,6 +650,13 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
     json_object_set_new(o, "enabled", json_boolean(acc->sso_enabled));
     json_object_set_new(o, "allow_password",
                         json_boolean(acc->allow_password));
+    /* read-only here: support claims domains (btssoctl account domain) */
+    a = json_array();
+    for (i = 0; i < domains->nelts; i++) {
+        json_array_append_new(a, json_string(APR_ARRAY_IDX(
+            domains, i, btsso_domain_t *)->domain));
+    }
+    json_object_set_new(o, "domains", a);
     if (idp != NULL) {
         btsso_error_t *pe = btsso_metadata_parse(
             r->pool, idp->metadata_xml, strlen(idp->metadata_xml),

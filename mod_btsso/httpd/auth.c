@@ -188,20 +188,43 @@ static int btsso_check_user(request_rec *r)
                           btsso_discovery_url(r, target));
 }
 
+/* Whether account enforces SSO on password logins: 1 yes, 0 no (also for
+ * an account that does not exist), -1 when it cannot be told (logged). */
+static int guard_enforces(request_rec *r, const char *account)
+{
+    const btsso_acct_entry *e = NULL;
+    btsso_error_t *err = btsso_acct_get(r, account, &e);
+
+    if (err != NULL) {
+        if (err->status == 404) {
+            return 0;
+        }
+        btsso_log_error(r, APLOG_ERR, "BTSSO0321", account, err);
+        return -1;
+    }
+    return e->account->sso_enabled && !e->account->allow_password;
+}
+
 /*
  * BTSSOPasswordGuard: the location is authenticated by something else
- * (Basic, Form...).  A user of an account that enforces SSO is refused,
- * unless the account allows passwords too.
+ * (Basic, Form...).  A password sign-in is refused when the account it
+ * signs into enforces SSO (and does not allow passwords too).  That account
+ * is the one BTSSOAccount names; without it, the one account the email
+ * belongs to (the domain's claimant first).  When several accounts hold the
+ * email and none claimed its domain, only all of them enforcing refuses:
+ * an account that adds another's user to itself and enables SSO must not
+ * lock that user out of their own account.
  */
 static int btsso_password_guard(request_rec *r)
 {
     btsso_dir_cfg *dc = btsso_dir(r);
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *type = ap_auth_type(r);
-    const char *account = NULL;
-    const btsso_acct_entry *e = NULL;
+    const char *account, *link;
+    btsso_email_accounts_t *ea = NULL;
     btsso_store_t *st;
     btsso_error_t *err;
+    int enforces, i;
 
     if (!btsso_dir_password_guard(dc) || r->user == NULL || *r->user == '\0'
         || (type != NULL && !strcasecmp(type, AUTH_TYPE))
@@ -209,34 +232,48 @@ static int btsso_password_guard(request_rec *r)
         || r->main != NULL) {
         return DECLINED;
     }
-    st = btsso_request_store(r);
-    if (st == NULL) {
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    err = btsso_store_account_by_email(st, r->pool, r->user, &account);
-    if (err != NULL) {
-        btsso_log_error(r, APLOG_ERR, "BTSSO0320", NULL, err);
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
+    account = directed_account(r);
     if (account == NULL) {
-        return DECLINED;
+        st = btsso_request_store(r);
+        if (st == NULL) {
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        err = btsso_store_account_by_email(st, r->pool, r->user, &ea);
+        if (err != NULL) {
+            btsso_log_error(r, APLOG_ERR, "BTSSO0320", NULL, err);
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        account = ea->account;
     }
-    err = btsso_acct_get(r, account, &e);
-    if (err != NULL) {
-        btsso_log_error(r, APLOG_ERR, "BTSSO0321", account, err);
+    if (account != NULL) {
+        enforces = guard_enforces(r, account);
+        link = apr_pstrcat(r->pool, sc->base_url, sc->sp_path, "/login/",
+                           account, NULL);
+    }
+    else {
+        /* None or several hold the email, and no claimant among them.
+         * More than were read: some are unseen, so do not refuse. */
+        enforces = ea->holders->nelts > 0 && !ea->truncated;
+        for (i = 0; enforces == 1 && i < ea->holders->nelts; i++) {
+            enforces = guard_enforces(r, APR_ARRAY_IDX(ea->holders, i,
+                                                       const char *));
+        }
+        account = apr_array_pstrcat(r->pool, ea->holders, ',');
+        link = btsso_discovery_url(r, NULL);
+    }
+    if (enforces < 0) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (!e->account->sso_enabled || e->account->allow_password) {
+    if (!enforces) {
         return DECLINED;
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "BTSSO0322: password sign-in refused for %s: account %s "
-                  "enforces single sign-on", r->user, account);
+                  "enforces single sign-on",
+                  ap_escape_logitem(r->pool, r->user), account);
     btsso_send_page(r, HTTP_FORBIDDEN, "Use single sign-on",
         "Your organisation requires single sign-on: passwords are not "
-        "accepted for your account.",
-        apr_pstrcat(r->pool, sc->base_url, sc->sp_path, "/login/", account,
-                    NULL), "Sign in with single sign-on");
+        "accepted for your account.", link, "Sign in with single sign-on");
     return DONE;
 }
 

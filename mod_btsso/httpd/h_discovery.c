@@ -85,6 +85,7 @@ int btsso_handle_discovery(request_rec *r)
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *ret, *email, *account = NULL;
     const btsso_acct_entry *e = NULL;
+    btsso_email_accounts_t *ea = NULL;
     btsso_store_t *st;
     btsso_error_t *err;
 
@@ -111,10 +112,16 @@ int btsso_handle_discovery(request_rec *r)
             "The sign-in service is temporarily unavailable; try again in "
             "a moment.", NULL, NULL);
     }
-    err = btsso_store_account_by_email(st, r->pool, email, &account);
+    /* Only the one account the email belongs to (a domain's claimant
+     * first) may take it to an IdP: an email several accounts hold goes
+     * the password way, or one account could send another's users to its
+     * own IdP. */
+    err = btsso_store_account_by_email(st, r->pool, email, &ea);
     if (err != NULL) {
         btsso_log_error(r, APLOG_ERR, "BTSSO0220", NULL, err);
-        account = NULL;
+    }
+    else {
+        account = ea->account;
     }
     if (account != NULL) {
         err = btsso_acct_get(r, account, &e);
@@ -126,7 +133,8 @@ int btsso_handle_discovery(request_rec *r)
     if (e != NULL && e->account->sso_enabled && e->idp != NULL) {
         return btsso_start_login(r, e, *ret ? ret : NULL, 0);
     }
-    /* Unknown email, or an account without SSO: the same answer. */
+    /* Unknown email, one held by several accounts, or an account without
+     * SSO: the same answer. */
     if (sc->password_login_url != NULL) {
         const char *url = sc->password_login_url;
 

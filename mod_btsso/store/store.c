@@ -216,8 +216,36 @@ static const char *const v1_pgsql[] = {
     NULL
 };
 
+/* ---- version 2 ---------------------------------------------------------- */
+
+/* Domains claimed by an account (by support, btssoctl account domain): the
+ * claimant comes first, among the accounts holding an email at the domain,
+ * for discovery and BTSSOPasswordGuard.  One account per domain: the
+ * primary key refuses a second claim even from a racing writer.  Domains
+ * are stored lowercased, without a trailing dot. */
+static const char *const v2_sqlite3[] = {
+    "CREATE TABLE domains ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " added BIGINT NOT NULL)",
+    "CREATE INDEX domains_account ON domains (account, domain)",
+    NULL
+};
+
+static const char *const v2_pgsql[] = {
+    "CREATE TABLE domains ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " added BIGINT NOT NULL)",
+    "CREATE INDEX domains_account ON domains (account, domain)",
+    NULL
+};
+
 static const schema_step_t schema_steps[] = {
     { 1, v1_sqlite3, v1_pgsql },
+    { 2, v2_sqlite3, v2_pgsql },
 };
 
 #define SCHEMA_STEP_COUNT \
@@ -1187,23 +1215,295 @@ btsso_error_t *btsso_store_is_admin(btsso_store_t *s, const char *account,
     return err;
 }
 
+/* The domain of an email, lowercased: what follows its last '@'. */
+static const char *email_domain(apr_pool_t *p, const char *email)
+{
+    const char *at = strrchr(email, '@');
+    char *d, *c;
+    apr_size_t n;
+
+    if (at == NULL) {
+        return NULL;
+    }
+    d = apr_pstrdup(p, at + 1);
+    n = strlen(d);
+    while (n > 0 && d[n - 1] == ' ') {
+        d[--n] = '\0';
+    }
+    for (c = d; *c != '\0'; c++) {
+        *c = (char)apr_tolower((unsigned char)*c);
+    }
+    return d;
+}
+
 btsso_error_t *btsso_store_account_by_email(btsso_store_t *s, apr_pool_t *p,
                                             const char *email,
-                                            const char **account)
+                                            btsso_email_accounts_t **out)
 {
+    btsso_email_accounts_t *ea = apr_pcalloc(p, sizeof(*ea));
     apr_array_header_t *rows;
+    apr_hash_t *seen;
     btsso_error_t *err;
+    const char *domain;
+    int i;
 
-    *account = NULL;
-    if (email == NULL) {
+    ea->holders = apr_array_make(p, 2, sizeof(const char *));
+    *out = NULL;
+    if (email == NULL || *email == '\0') {
+        *out = ea;
         return NULL;
     }
     if ((err = db_select(s, p, BTSSO_Q_ACCOUNT_BY_EMAIL, &rows,
                          ARGS(email))) != NULL) {
         return err;
     }
+    /* Distinct here too: an operator's query may repeat an account. */
+    seen = apr_hash_make(p);
+    for (i = 0; i < rows->nelts; i++) {
+        const char *acc = col_opt(&APR_ARRAY_IDX(rows, i, db_row_t), 0);
+
+        if (acc == NULL || apr_hash_get(seen, acc, APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        if (ea->holders->nelts >= BTSSO_EMAIL_ACCOUNTS_MAX) {
+            ea->truncated = 1;
+            break;
+        }
+        apr_hash_set(seen, acc, APR_HASH_KEY_STRING, acc);
+        APR_ARRAY_PUSH(ea->holders, const char *) = acc;
+    }
+    domain = email_domain(p, email);
+    if (domain != NULL && btsso_domain_normalize(p, domain) != NULL) {
+        if ((err = btsso_store_domain_owner(s, p, domain,
+                                            &ea->claimant)) != NULL) {
+            return err;
+        }
+    }
+    if (ea->claimant != NULL) {
+        btsso_user_t *u = NULL;
+
+        /* The account's own user query says whether it holds the email
+         * (the holders list is bounded; this is not). */
+        if ((err = btsso_store_user_by_email(s, p, ea->claimant, email,
+                                             &u)) != NULL) {
+            return err;
+        }
+        ea->claimant_holds = u != NULL;
+    }
+    if (ea->claimant_holds) {
+        ea->account = ea->claimant;
+    }
+    else if (ea->holders->nelts == 1 && !ea->truncated) {
+        ea->account = APR_ARRAY_IDX(ea->holders, 0, const char *);
+    }
+    *out = ea;
+    return NULL;
+}
+
+/* ---- domain claims ------------------------------------------------------ */
+
+const char *btsso_domain_normalize(apr_pool_t *p, const char *domain)
+{
+    char *d, *c;
+    apr_size_t n, label = 0;
+    int labels = 1;
+
+    if (domain == NULL) {
+        return NULL;
+    }
+    d = apr_pstrdup(p, domain);
+    n = strlen(d);
+    if (n > 0 && d[n - 1] == '.') {
+        d[--n] = '\0';
+    }
+    if (n == 0 || n > 253) {
+        return NULL;
+    }
+    for (c = d; *c != '\0'; c++) {
+        unsigned char ch = (unsigned char)apr_tolower((unsigned char)*c);
+
+        *c = (char)ch;
+        if (ch == '.') {
+            if (label == 0 || c[-1] == '-') {
+                return NULL;
+            }
+            label = 0;
+            labels++;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+              || ch == '-')) {
+            return NULL;
+        }
+        if (ch == '-' && label == 0) {
+            return NULL;
+        }
+        if (++label > 63) {
+            return NULL;
+        }
+    }
+    if (label == 0 || c[-1] == '-' || labels < 2) {
+        return NULL;
+    }
+    return d;
+}
+
+static btsso_error_t *bad_domain(btsso_store_t *s)
+{
+    return btsso_error_make(s->pool, 400, "bad_domain",
+                            "The domain name is not valid.",
+                            "a domain is a DNS name of at least two labels "
+                            "of a-z 0-9 - (no wildcards)");
+}
+
+static btsso_domain_t *domain_from_row(apr_pool_t *p, const db_row_t *r)
+{
+    btsso_domain_t *d = apr_pcalloc(p, sizeof(*d));
+
+    d->domain = col_text(r, 0);
+    d->account = col_text(r, 1);
+    d->added = apr_time_from_sec(col_i64(r, 2));
+    return d;
+}
+
+btsso_error_t *btsso_store_domain_owner(btsso_store_t *s, apr_pool_t *p,
+                                        const char *domain,
+                                        const char **account)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const char *norm = btsso_domain_normalize(p, domain);
+
+    *account = NULL;
+    if (norm == NULL) {
+        return NULL;
+    }
+    if ((err = db_select(s, p, "btsso_domain_get", &rows,
+                         ARGS(norm))) != NULL) {
+        return err;
+    }
     if (rows->nelts > 0) {
-        *account = col_opt(&APR_ARRAY_IDX(rows, 0, db_row_t), 0);
+        *account = col_opt(&APR_ARRAY_IDX(rows, 0, db_row_t), 1);
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_domain_add(btsso_store_t *s, const char *account,
+                                      const char *domain, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *norm;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((norm = btsso_domain_normalize(tmp, domain)) == NULL) {
+        err = bad_domain(s);
+        goto done;
+    }
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    /* Bumping first: 404 for no account, and the config's version moves,
+     * since the config shows the domains. */
+    err = bump_version(s, tmp, account, 0, now);
+    if (err == NULL) {
+        err = db_select(s, tmp, "btsso_domain_get", &rows, ARGS(norm));
+    }
+    if (err == NULL && rows->nelts > 0) {
+        const char *holder = col_text(&APR_ARRAY_IDX(rows, 0, db_row_t), 1);
+        err = btsso_error_make(s->pool, 409, "domain_claimed",
+                               strcmp(holder, account) == 0
+                               ? "The account already claimed this domain."
+                               : "Another account already claimed this "
+                                 "domain.",
+                               "%s is claimed by account %s", norm, holder);
+    }
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_domain_insert", NULL,
+                      ARGS(norm, account, i64(tmp, apr_time_sec(now))));
+        if (err != NULL) {
+            /* the primary key caught a writer that raced us */
+            err = btsso_error_make(s->pool, 409, "domain_claimed",
+                                   "Another account already claimed this "
+                                   "domain.", "%s: %s", norm, err->detail);
+        }
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "domain.add",
+                          apr_psprintf(tmp, "domain=%s", norm));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_domain_remove(btsso_store_t *s,
+                                         const char *account,
+                                         const char *domain,
+                                         const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    btsso_error_t *err;
+    apr_time_t now = apr_time_now();
+    const char *norm;
+    int n = 0;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((norm = btsso_domain_normalize(tmp, domain)) == NULL) {
+        err = bad_domain(s);
+        goto done;
+    }
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, 0, now);
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_domain_delete", &n,
+                      ARGS(norm, account));
+    }
+    if (err == NULL && n == 0) {
+        err = btsso_error_make(s->pool, 404, "domain_not_claimed",
+                               "The account has not claimed this domain.",
+                               "account %s, domain %s", account, norm);
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "domain.remove",
+                          apr_psprintf(tmp, "domain=%s", norm));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_domain_list(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 2, sizeof(btsso_domain_t *));
+    if ((err = check_account_id(s, account)) != NULL
+        || (err = db_select(s, p, "btsso_domain_list", &rows,
+                            ARGS(account))) != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        APR_ARRAY_PUSH(*out, btsso_domain_t *) =
+            domain_from_row(p, &APR_ARRAY_IDX(rows, i, db_row_t));
     }
     return NULL;
 }

@@ -21,7 +21,7 @@
 #include "crypto/cert.h"
 #include "saml/metadata.h"
 
-#define BTSSO_SCHEMA_VERSION 1
+#define BTSSO_SCHEMA_VERSION 2
 
 /* Labels of the statements an operator may override by directive. */
 #define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */
@@ -143,10 +143,61 @@ btsso_error_t *btsso_store_user_by_email(btsso_store_t *s, apr_pool_t *p,
 /* Through BTSSO_Q_ADMIN (account, remote_user) -> *is_admin. */
 btsso_error_t *btsso_store_is_admin(btsso_store_t *s, const char *account,
                                     const char *remote_user, int *is_admin);
-/* Through BTSSO_Q_ACCOUNT_BY_EMAIL (email) -> *account or NULL. */
+/* At most this many accounts holding one email are read. */
+#define BTSSO_EMAIL_ACCOUNTS_MAX 50
+
+/* Which accounts an email belongs to. */
+typedef struct btsso_email_accounts_t {
+    /* The one account the email belongs to: the account that claimed the
+     * email's domain when it holds the email (BTSSO_Q_USER), else the only
+     * account holding it; NULL when none or several hold it. */
+    const char *account;
+    const char *claimant;        /* claimed the email's domain, or NULL */
+    int claimant_holds;          /* ... and holds the email */
+    apr_array_header_t *holders; /* const char *: distinct accounts holding
+                                  * the email (BTSSO_Q_ACCOUNT_BY_EMAIL),
+                                  * at most BTSSO_EMAIL_ACCOUNTS_MAX */
+    int truncated;               /* more held it than were read */
+} btsso_email_accounts_t;
+
+/* Through BTSSO_Q_ACCOUNT_BY_EMAIL (email -> rows whose first column is
+ * an account holding the email), the domains table and BTSSO_Q_USER.
+ * *out is never NULL on success.  No account ever reaches another's
+ * users through this: an account that adds someone else's email to itself
+ * only makes the email "held by several" (out->account NULL). */
 btsso_error_t *btsso_store_account_by_email(btsso_store_t *s, apr_pool_t *p,
                                             const char *email,
-                                            const char **account);
+                                            btsso_email_accounts_t **out);
+
+/* ---- domain claims ------------------------------------------------------ */
+
+typedef struct btsso_domain_t {
+    const char *domain;          /* lowercased */
+    const char *account;
+    apr_time_t added;
+} btsso_domain_t;
+
+/* A domain name as stored ("Corp.Example." -> "corp.example"), or NULL when
+ * it is not a DNS name of at least two labels of a-z 0-9 - (no wildcards,
+ * no underscores, labels 1-63, at most 253 in all). */
+const char *btsso_domain_normalize(apr_pool_t *p, const char *domain);
+/* Claims domain for account (support only).  409 domain_claimed when any
+ * account (this one included) already holds it; 404 for no account. */
+btsso_error_t *btsso_store_domain_add(btsso_store_t *s, const char *account,
+                                      const char *domain, const char *actor);
+/* 404 domain_not_claimed unless account holds the claim. */
+btsso_error_t *btsso_store_domain_remove(btsso_store_t *s,
+                                         const char *account,
+                                         const char *domain,
+                                         const char *actor);
+/* btsso_domain_t *, sorted by domain. */
+btsso_error_t *btsso_store_domain_list(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       apr_array_header_t **out);
+/* The account that claimed domain (normalized first), or NULL. */
+btsso_error_t *btsso_store_domain_owner(btsso_store_t *s, apr_pool_t *p,
+                                        const char *domain,
+                                        const char **account);
 /* Through BTSSO_Q_DUPLICATES (account): btsso_dup_email_t, sorted. */
 btsso_error_t *btsso_store_duplicate_emails(btsso_store_t *s, apr_pool_t *p,
                                             const char *account,

@@ -37,11 +37,16 @@ static const btsso_stmt_def_t store_statements[] = {
       " WHERE account = %s AND is_admin = 1"
       " AND lower(trim(email)) = lower(trim(%s))",
       "account, remote_user -> a row when remote_user administers account" },
+    /* Every account holding the email, not "the preferred" one: which
+     * account an email belongs to is decided in store.c (a domain's
+     * claimant first, else the only holder), never by an order one
+     * account's settings can change.  51 rows: one beyond the 50 read
+     * tells that there were more. */
     { BTSSO_Q_ACCOUNT_BY_EMAIL,
-      "SELECT u.account FROM users u JOIN accounts a ON a.account = u.account"
-      " WHERE lower(trim(u.email)) = lower(trim(%s))"
-      " ORDER BY a.sso_enabled DESC, u.account",
-      "email -> rows (account), the preferred one first" },
+      "SELECT DISTINCT account FROM users"
+      " WHERE lower(trim(email)) = lower(trim(%s))"
+      " ORDER BY account LIMIT 51",
+      "email -> rows (account): every account holding the email" },
 
     /* ---- accounts ---- */
     { "btsso_account_insert",
@@ -87,6 +92,22 @@ static const btsso_stmt_def_t store_statements[] = {
     { "btsso_user_list",
       "SELECT account, extension, kind, email, is_admin FROM users"
       " WHERE account = %s ORDER BY extension",
+      "account" },
+
+    /* ---- domain claims ---- */
+    { "btsso_domain_get",
+      "SELECT domain, account, added FROM domains WHERE domain = %s",
+      "domain" },
+    { "btsso_domain_insert",
+      "INSERT INTO domains (domain, account, added)"
+      " VALUES (%s, %s, CAST(%s AS BIGINT))",
+      "domain, account, added" },
+    { "btsso_domain_delete",
+      "DELETE FROM domains WHERE domain = %s AND account = %s",
+      "domain, account" },
+    { "btsso_domain_list",
+      "SELECT domain, account, added FROM domains WHERE account = %s"
+      " ORDER BY domain",
       "account" },
 
     /* ---- IdP ---- */

@@ -43,6 +43,7 @@ static const char usage_text[] =
     "usage: btssoctl [-c FILE] [-d DRIVER] [-p PARAMS] [--json] COMMAND\n"
     "  init                                   create or upgrade the schema\n"
     "  account add ACCOUNT [--name NAME]      account list | account show ACCOUNT\n"
+    "  account domain add|remove|list ACCOUNT [DOMAIN]   (support: domain claims)\n"
     "  user add ACCOUNT EXTENSION EMAIL [--kind user|call_queue] [--admin]\n"
     "  user list ACCOUNT\n"
     "  idp import ACCOUNT FILE|URL [--entity ENTITYID] [--shared]\n"
@@ -421,6 +422,75 @@ static const char *email_mapping_text(const btsso_idp_t *idp)
     return idp->email_attribute;
 }
 
+/* account domain add|remove|list ACCOUNT [DOMAIN]: support's claims. */
+static int cmd_account_domain(ctl_t *ctl, int argc, const char *const *argv,
+                              int at)
+{
+    const char *sub = at < argc ? argv[at] : "";
+    cmd_args_t a;
+    btsso_error_t *err;
+    apr_array_header_t *list;
+    int rc, i;
+
+    if (strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) {
+        const char *norm;
+        int add = sub[0] == 'a';
+
+        if ((rc = parse_args(ctl, argc, argv, at + 1, NULL, 2, 2, &a)) != 0) {
+            return rc;
+        }
+        if ((err = open_store(ctl)) != NULL) {
+            return fail(ctl, err);
+        }
+        err = add ? btsso_store_domain_add(ctl->store, pos(&a, 0),
+                                           pos(&a, 1), ctl->actor)
+                  : btsso_store_domain_remove(ctl->store, pos(&a, 0),
+                                              pos(&a, 1), ctl->actor);
+        if (err != NULL) {
+            return fail(ctl, err);
+        }
+        norm = btsso_domain_normalize(ctl->p, pos(&a, 1));
+        printf("domain %s %s account %s\n", norm, add ? "claimed for"
+                                                       : "released by",
+               pos(&a, 0));
+        return 0;
+    }
+    if (strcmp(sub, "list") == 0) {
+        if ((rc = parse_args(ctl, argc, argv, at + 1, NULL, 1, 1, &a)) != 0) {
+            return rc;
+        }
+        btsso_account_t *acc;
+        if ((err = open_store(ctl)) != NULL
+            || (err = btsso_store_account_get(ctl->store, ctl->p, pos(&a, 0),
+                                              &acc)) != NULL
+            || (err = btsso_store_domain_list(ctl->store, ctl->p, pos(&a, 0),
+                                              &list)) != NULL) {
+            return fail(ctl, err);
+        }
+        if (ctl->json) {
+            json_t *arr = json_array();
+            for (i = 0; i < list->nelts; i++) {
+                const btsso_domain_t *d = APR_ARRAY_IDX(list, i,
+                                                        btsso_domain_t *);
+                json_array_append_new(arr, json_pack(
+                    "{s:s, s:s, s:s}", "domain", d->domain, "account",
+                    d->account, "added", iso_time(ctl->p, d->added)));
+            }
+            print_json(arr);
+            return 0;
+        }
+        printf("%-40s %s\n", "DOMAIN", "CLAIMED");
+        for (i = 0; i < list->nelts; i++) {
+            const btsso_domain_t *d = APR_ARRAY_IDX(list, i,
+                                                    btsso_domain_t *);
+            printf("%-40s %s\n", d->domain, iso_time(ctl->p, d->added));
+        }
+        return 0;
+    }
+    return usage_error(ctl, "account domain add|remove|list ACCOUNT "
+                       "[DOMAIN]");
+}
+
 static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
 {
     static const flag_spec_t add_flags[] = { { "--name", 1 }, { NULL, 0 } };
@@ -442,6 +512,9 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
         }
         printf("account %s added\n", pos(&a, 0));
         return 0;
+    }
+    if (strcmp(sub, "domain") == 0) {
+        return cmd_account_domain(ctl, argc, argv, at + 1);
     }
     if (strcmp(sub, "list") == 0) {
         apr_array_header_t *list;
@@ -526,7 +599,7 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
                                        : "(nothing)");
         return 0;
     }
-    return usage_error(ctl, "account add|list|show");
+    return usage_error(ctl, "account add|list|show|domain");
 }
 
 /* ---- users -------------------------------------------------------------- */

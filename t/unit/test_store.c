@@ -273,7 +273,7 @@ static void test_init_idempotent(void **state)
     btsso_store_close(again);
     assert_int_equal(raw_count(f->p, f->params,
                                "SELECT count(*) FROM btsso_schema_version"),
-                     1);
+                     BTSSO_SCHEMA_VERSION);     /* one row per step */
 }
 
 static void test_schema_too_new(void **state)
@@ -467,7 +467,7 @@ static void test_users(void **state)
     fx_t *f = *state;
     apr_array_header_t *list;
     btsso_user_t *u, *first;
-    const char *acct;
+    btsso_email_accounts_t *ea;
     int admin = -1;
 
     ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
@@ -534,13 +534,205 @@ static void test_users(void **state)
     ok(btsso_store_is_admin(f->s, "other", "200", &admin), "other account");
     assert_int_equal(admin, 0);
 
-    ok(btsso_store_account_by_email(f->s, f->p, "QUEUE@example.com ", &acct),
+    ok(btsso_store_account_by_email(f->s, f->p, "QUEUE@example.com ", &ea),
        "account by email");
-    assert_non_null(acct);
-    assert_string_equal(acct, "acme");
-    ok(btsso_store_account_by_email(f->s, f->p, "nobody@example.com", &acct),
+    assert_non_null(ea->account);
+    assert_string_equal(ea->account, "acme");
+    ok(btsso_store_account_by_email(f->s, f->p, "nobody@example.com", &ea),
        "no account");
-    assert_null(acct);
+    assert_null(ea->account);
+    assert_int_equal(ea->holders->nelts, 0);
+}
+
+/* ---- which account an email belongs to, and domain claims --------------- */
+
+static const char *holder(const btsso_email_accounts_t *ea, int i)
+{
+    return APR_ARRAY_IDX(ea->holders, i, const char *);
+}
+
+static void test_email_held_by_several(void **state)
+{
+    fx_t *f = *state;
+    btsso_email_accounts_t *ea;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    ok(btsso_store_account_add(f->s, "mallory", NULL, ACTOR), "mallory");
+    ok(btsso_store_user_add(f->s, "alpha", "1", "kate@corp.example", "user",
+                            0, ACTOR), "kate in alpha");
+    ok(btsso_store_user_add(f->s, "alpha", "2", "boss@corp.example", "user",
+                            0, ACTOR), "boss in alpha");
+    ok(btsso_store_account_by_email(f->s, f->p, "Kate@Corp.Example", &ea),
+       "sole holder");
+    assert_string_equal(ea->account, "alpha");
+    assert_null(ea->claimant);
+
+    /* mallory adds kate to itself, twice over */
+    ok(btsso_store_user_add(f->s, "mallory", "7", "kate@corp.example",
+                            "user", 0, ACTOR), "kate in mallory");
+    ok(btsso_store_user_add(f->s, "mallory", "8", " KATE@corp.example",
+                            "user", 0, ACTOR), "kate again in mallory");
+    ok(btsso_store_account_by_email(f->s, f->p, "kate@corp.example", &ea),
+       "two holders");
+    assert_null(ea->account);
+    assert_int_equal(ea->holders->nelts, 2);
+    assert_string_equal(holder(ea, 0), "alpha");
+    assert_string_equal(holder(ea, 1), "mallory");
+    assert_int_equal(ea->truncated, 0);
+
+    /* the claimant comes first when it holds the email ... */
+    ok(btsso_store_domain_add(f->s, "alpha", "corp.example", ACTOR), "claim");
+    ok(btsso_store_account_by_email(f->s, f->p, "kate@CORP.example", &ea),
+       "claimed");
+    assert_string_equal(ea->account, "alpha");
+    assert_string_equal(ea->claimant, "alpha");
+    assert_int_equal(ea->claimant_holds, 1);
+    /* ... and only then: an email only mallory holds stays mallory's */
+    ok(btsso_store_user_add(f->s, "mallory", "9", "solo@corp.example",
+                            "user", 0, ACTOR), "solo");
+    ok(btsso_store_account_by_email(f->s, f->p, "solo@corp.example", &ea),
+       "claimant does not hold");
+    assert_string_equal(ea->account, "mallory");
+    assert_string_equal(ea->claimant, "alpha");
+    assert_int_equal(ea->claimant_holds, 0);
+    /* an unknown email at the claimed domain belongs to nobody */
+    ok(btsso_store_account_by_email(f->s, f->p, "new@corp.example", &ea),
+       "unknown at claimed domain");
+    assert_null(ea->account);
+    /* no '@' (a user name): no domain, only the holders */
+    ok(btsso_store_account_by_email(f->s, f->p, "kate", &ea), "no domain");
+    assert_null(ea->account);
+    assert_null(ea->claimant);
+}
+
+static void test_email_holders_bounded(void **state)
+{
+    fx_t *f = *state;
+    btsso_email_accounts_t *ea;
+    int i;
+
+    for (i = 0; i < BTSSO_EMAIL_ACCOUNTS_MAX + 2; i++) {
+        const char *acc = apr_psprintf(f->p, "acc%03d", i);
+        ok(btsso_store_account_add(f->s, acc, NULL, ACTOR), "add");
+        ok(btsso_store_user_add(f->s, acc, "1", "many@example.com", "user",
+                                0, ACTOR), "user");
+    }
+    ok(btsso_store_account_by_email(f->s, f->p, "many@example.com", &ea),
+       "many holders");
+    assert_int_equal(ea->holders->nelts, BTSSO_EMAIL_ACCOUNTS_MAX);
+    assert_int_equal(ea->truncated, 1);
+    assert_null(ea->account);
+    /* a claim still decides, whatever the bound left out */
+    ok(btsso_store_domain_add(f->s, "acc051", "example.com", ACTOR), "claim");
+    ok(btsso_store_account_by_email(f->s, f->p, "many@example.com", &ea),
+       "claimed");
+    assert_string_equal(ea->account, "acc051");
+}
+
+static void test_domains(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *list;
+    const char *owner;
+    btsso_account_t *acc;
+    apr_int64_t v;
+    static const char *const bad[] = {
+        "corp", "", ".", "-corp.example", "corp-.example", "corp..example",
+        ".corp.example", "c%rp.example", "corp_x.example", "*.corp.example",
+        "corp.example/x", "k\xc3\xb6rp.example", "corp .example", NULL
+    };
+    int i;
+
+    assert_string_equal(btsso_domain_normalize(f->p, "Corp.Example."),
+                        "corp.example");
+    assert_string_equal(btsso_domain_normalize(f->p, "xn--krp-7qa.example"),
+                        "xn--krp-7qa.example");
+    for (i = 0; bad[i] != NULL; i++) {
+        assert_null(btsso_domain_normalize(f->p, bad[i]));
+    }
+    assert_null(btsso_domain_normalize(
+        f->p, apr_pstrcat(f->p, "a.", apr_psprintf(f->p, "%064d", 0),
+                          ".example", NULL)));
+    assert_non_null(btsso_domain_normalize(
+        f->p, apr_pstrcat(f->p, apr_psprintf(f->p, "%063d", 0), ".example",
+                          NULL)));
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    ok(btsso_store_account_add(f->s, "mallory", NULL, ACTOR), "mallory");
+    ok(btsso_store_account_get(f->s, f->p, "alpha", &acc), "get");
+    v = acc->version;
+    ok(btsso_store_domain_add(f->s, "alpha", "Corp.Example", ACTOR), "claim");
+    ok(btsso_store_account_get(f->s, f->p, "alpha", &acc), "get");
+    assert_true(acc->version > v);
+    ok(btsso_store_domain_add(f->s, "alpha", "b.example", ACTOR), "claim 2");
+    expect_err(btsso_store_domain_add(f->s, "mallory", "corp.EXAMPLE",
+                                      ACTOR), "domain_claimed", 409);
+    expect_err(btsso_store_domain_add(f->s, "alpha", "corp.example", ACTOR),
+               "domain_claimed", 409);
+    expect_err(btsso_store_domain_add(f->s, "nosuch", "c.example", ACTOR),
+               "not_found", 404);
+    expect_err(btsso_store_domain_add(f->s, "alpha", "corp", ACTOR),
+               "bad_domain", 400);
+    expect_err(btsso_store_domain_add(f->s, "../x", "c.example", ACTOR),
+               "bad_account", 400);
+    ok(btsso_store_domain_list(f->s, f->p, "alpha", &list), "list");
+    assert_int_equal(list->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(list, 0, btsso_domain_t *)->domain,
+                        "b.example");
+    assert_string_equal(APR_ARRAY_IDX(list, 1, btsso_domain_t *)->domain,
+                        "corp.example");
+    assert_string_equal(APR_ARRAY_IDX(list, 1, btsso_domain_t *)->account,
+                        "alpha");
+    ok(btsso_store_domain_list(f->s, f->p, "mallory", &list), "list none");
+    assert_int_equal(list->nelts, 0);
+    ok(btsso_store_domain_owner(f->s, f->p, "CORP.example", &owner), "owner");
+    assert_string_equal(owner, "alpha");
+    ok(btsso_store_domain_owner(f->s, f->p, "x.example", &owner), "none");
+    assert_null(owner);
+
+    /* the table itself holds one account per domain */
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "INSERT INTO domains (domain, account, "
+                                  "added) VALUES ('corp.example', "
+                                  "'mallory', 0)", NULL), 0);
+
+    expect_err(btsso_store_domain_remove(f->s, "mallory", "corp.example",
+                                         ACTOR), "domain_not_claimed", 404);
+    ok(btsso_store_domain_remove(f->s, "alpha", "CORP.example", ACTOR),
+       "remove");
+    expect_err(btsso_store_domain_remove(f->s, "alpha", "corp.example",
+                                         ACTOR), "domain_not_claimed", 404);
+    ok(btsso_store_domain_add(f->s, "mallory", "corp.example", ACTOR),
+       "now free");
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM audit WHERE action IN "
+                               "('domain.add', 'domain.remove')"), 4);
+}
+
+static void test_upgrade_v1_to_v2(void **state)
+{
+    fx_t *f = *state;
+    int from = -1, to = -1;
+
+    /* a database at version 1, as deployed before domain claims */
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE domains", NULL),
+                     0);
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
+                              "btsso_schema_version WHERE version = 2",
+                              NULL), 0);
+    /* a fresh connection, as btssoctl init is (SQLite reports a schema
+     * changed under an open connection) */
+    btsso_store_close(f->s);
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "reopen");
+    ok(btsso_store_init(f->s, &from, &to), "upgrade");
+    assert_int_equal(from, 1);
+    assert_int_equal(to, 2);
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    ok(btsso_store_domain_add(f->s, "alpha", "corp.example", ACTOR),
+       "claim after upgrade");
+    ok(btsso_store_init(f->s, &from, &to), "again");
+    assert_int_equal(from, 2);
 }
 
 static void test_duplicates(void **state)
@@ -1273,6 +1465,10 @@ static const struct CMUnitTest store_tests[] = {
     T(test_version_conflict),
     T(test_rollback),
     T(test_audit),
+    T(test_email_held_by_several),
+    T(test_email_holders_bounded),
+    T(test_domains),
+    T(test_upgrade_v1_to_v2),
 };
 
 int main(void)
