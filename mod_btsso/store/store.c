@@ -1477,7 +1477,7 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
         return err;
     }
     if (md == NULL || md->entity_id == NULL || *md->entity_id == '\0'
-        || xml == NULL) {
+        || (xml == NULL && md->xml == NULL)) {
         return btsso_error_make(s->pool, 400, "bad_metadata",
                                 "The IdP metadata is missing.",
                                 "idp_set needs parsed metadata and its XML");
@@ -1486,6 +1486,13 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
         source_url = NULL;
     }
     apr_pool_create(&tmp, s->pool);
+    /* What is kept is the UTF-8 form the parser made of the document (the
+     * bytes received when they were UTF-8 already), whatever the caller
+     * received: UTF-16 is no C string, and the stored copy must read back
+     * with the facts md holds. */
+    if (md->xml != NULL) {
+        xml = apr_pstrmemdup(tmp, md->xml, md->xml_len);
+    }
     at = i64(tmp, apr_time_sec(now));
     if ((err = txn_begin(s, tmp, &txn)) != NULL) {
         goto done;
