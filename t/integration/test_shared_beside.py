@@ -72,9 +72,14 @@ def login(p, idp, account, email, acs):
     return p.acs(b64, req.relay_state, path=acs), xml, req
 
 
-def refused_403(p, r):
+def refused_403(p, post, code):
+    """post() is refused with 403, no session, and one more log line
+    naming code."""
+    before = p.httpd.log_text().count(code)
+    r = post()
     assert r.status_code == 403, (r.status_code, r.text)
     assert "btsso_session" not in r.headers.get("Set-Cookie", "")
+    assert p.httpd.log_text().count(code) > before
 
 
 def test_shared_account_beside_a_self_service_one(two):
@@ -152,11 +157,12 @@ def test_shared_account_beside_a_self_service_one(two):
     b64 = idp_b.response(None, email="sue@example.com",
                          acs_url=base + "/sso/acs",
                          sp_entity_id=base + "/sso/b")
-    refused_403(p, p.acs(b64, "/app/"))
+    refused_403(p, lambda: p.acs(b64, "/app/"), "audience_mismatch")
     b64 = idp_a.response(None, email="ann@example.com",
                          acs_url=base + "/sso/acs/b",
                          sp_entity_id=base + "/sso")
-    refused_403(p, p.acs(b64, "/app/", path="/sso/acs/b"))
+    refused_403(p, lambda: p.acs(b64, "/app/", path="/sso/acs/b"),
+                "audience_mismatch")
 
     # self-service still refuses X to any other account: c's administrator
     # (409), and btssoctl without --shared
