@@ -228,3 +228,55 @@ def test_second_self_service_account_still_refused(two):
     # a itself, re-imported by support without --shared, stays the holder
     p.ctl("idp", "import", "a", x_file)
     assert p.show("a")["shared"] is False
+
+
+def test_idp_logout_of_shared_account_beside_self_service(two):
+    """The IdP X's LogoutRequest to the shared account b (through b's
+    browser) ends b's session and is answered as b's SP, although X's
+    Issuer names the self-service account a on the global endpoints; a's
+    sessions are untouched.  Without b's session it is a's."""
+    from test_slo import decode, logout_request_xml, redirect_query
+    p = two
+    base = p.url
+    idp_a = PysamlIdP(os.path.join(p.tmp, "idp-a"),
+                      p.get("/sso/metadata").text)
+    x_file = os.path.join(p.tmp, "x.xml")
+    with open(x_file, "w") as f:
+        f.write(idp_a.metadata())
+    p.httpd.fix_perms()
+    p.ctl("idp", "import", "a", x_file)
+    p.ctl("idp", "import", "b", x_file, "--shared")
+    for acc in ("a", "b"):
+        p.ctl("attr", "set", acc, "mail")
+        p.ctl("enable", acc)
+    idp_b = PysamlIdP(os.path.join(p.tmp, "idp-b"),
+                      p.get("/sso/metadata/b").text)
+    # the same person in both accounts
+    p.ctl("user", "add", "a", "101", "sue@example.com")
+    ra, _, _ = login(p, idp_a, "a", "sue@example.com", "/sso/acs")
+    rb, _, _ = login(p, idp_b, "b", "sue@example.com", "/sso/acs/b")
+    sid_a = ra.cookies["btsso_session"]
+    sid_b = rb.cookies["btsso_session"]
+
+    def alive(sid):
+        return p.get("/sso/session", cookies={"btsso_session": sid}
+                     ).status_code == 200
+
+    q = redirect_query(idp_b, logout_request_xml(p, "sue@example.com",
+                                                 issuer=idp_b.entity_id),
+                       "SAMLRequest")
+    r = p.get("/sso/slo?" + q, cookies={"btsso_session": sid_b})
+    assert r.status_code == 302, r.text
+    assert not alive(sid_b)
+    assert alive(sid_a)
+    xml, _ = decode(r.headers["Location"], "SAMLResponse")
+    assert ">%s/sso/b<" % base in xml
+    # without a session the Issuer names a
+    q = redirect_query(idp_a, logout_request_xml(p, "sue@example.com",
+                                                 issuer=idp_a.entity_id),
+                       "SAMLRequest")
+    r = p.get("/sso/slo?" + q)
+    assert r.status_code == 302, r.text
+    assert not alive(sid_a)
+    xml, _ = decode(r.headers["Location"], "SAMLResponse")
+    assert ">%s/sso<" % base in xml
