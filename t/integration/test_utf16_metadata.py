@@ -351,3 +351,48 @@ def test_url_fetch_and_refresh_of_utf16(make_httpd, mdserver, monkeypatch):
     assert [e["location"] for e in show["sso"]] == [entity + "/ls"]
     after = ann.config()
     assert after["version"] == before["version"]
+
+
+# ---- the same on PostgreSQL (a UTF-8 database checks what it is given) --------
+
+from test_btssoctl import Store, ctl as store_ctl, jctl, pg_server  # noqa
+
+
+@pytest.fixture(params=["sqlite3", "pgsql"])
+def store(request, tmp_path):
+    pg = request.getfixturevalue("pg_server") \
+        if request.param == "pgsql" else None
+    s = Store(request.param, str(tmp_path), pg)
+    yield s
+    s.drop()
+
+
+@pytest.mark.parametrize("encoding", MAIN)
+def test_btssoctl_import_on_each_backend(store, tmp_path, encoding):
+    entity = "https://idp.encodings.example.test/adfs"
+    xml = idp_metadata(entity, ["okta"], sso=entity + "/ls",
+                       attributes=[GIVEN_NAME]).split("?>", 1)[1]
+    xml = xml.replace('<saml:Attribute Name="%s"/>' % GIVEN_NAME,
+                      '<saml:Attribute Name="%s" FriendlyName="%s"/>'
+                      % (GIVEN_NAME, FRIENDLY))
+    xml = xml.replace("</md:EntityDescriptor>",
+                      "<md:Organization><md:OrganizationName xml:lang=\"fr\">"
+                      "%s</md:OrganizationName><md:OrganizationDisplayName "
+                      "xml:lang=\"fr\">%s</md:OrganizationDisplayName>"
+                      "<md:OrganizationURL xml:lang=\"fr\">https://sg.example"
+                      ".test/</md:OrganizationURL></md:Organization>"
+                      "</md:EntityDescriptor>" % (ORG, ORG))
+    f = tmp_path / ("idp-%s.xml" % encoding)
+    f.write_bytes(ENCODINGS[encoding](xml))
+    store_ctl(store, "init")
+    store_ctl(store, "account", "add", "acme")
+    store_ctl(store, "idp", "import", "acme", str(f))
+    show = jctl(store, "idp", "show", "acme")
+    assert "metadata_error" not in show, show
+    assert show["entity_id"] == entity
+    assert [e["location"] for e in show["sso"]] == [entity + "/ls"]
+    assert [c["sha256"] for c in show["certificates"]] == [sha256_of("okta")]
+    assert {"name": GIVEN_NAME, "friendly_name": FRIENDLY} in \
+        show["attributes"]
+    (text,), = store.sql("SELECT metadata_xml FROM idp")
+    assert ORG in text and text.startswith("<?xml")
