@@ -237,9 +237,10 @@ static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
 
 /* ---- a LogoutRequest the IdP sends ------------------------------------ */
 
-/* The account an IdP's LogoutRequest is for: the self-service account of
- * its Issuer, else (a shared IdP) the account of the caller's session when
- * that session came from the same IdP. */
+/* The account an IdP's LogoutRequest is for: the account of the caller's
+ * session when that session came from the same IdP (a shared account
+ * beside a self-service one has the same Issuer), else the self-service
+ * account of its Issuer. */
 static btsso_error_t *request_account(request_rec *r,
                                       const btsso_logout_msg_t *lm,
                                       const char **account)
@@ -247,14 +248,14 @@ static btsso_error_t *request_account(request_rec *r,
     btsso_session_t *ss;
     btsso_error_t *err;
 
-    err = btsso_acct_by_issuer(r, lm->issuer, account);
-    if (err != NULL || *account != NULL) {
-        return err;
-    }
     ss = btsso_session_get(r);
     if (ss != NULL && !strcmp(ss->idp, lm->issuer)) {
         *account = ss->account;
         return NULL;
+    }
+    err = btsso_acct_by_issuer(r, lm->issuer, account);
+    if (err != NULL || *account != NULL) {
+        return err;
     }
     return btsso_error_make(r->pool, 403, "unknown_idp", "The sign-out "
                             "message was refused.", "no account has IdP "

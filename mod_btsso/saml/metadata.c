@@ -692,6 +692,93 @@ static btsso_error_t *read_entity(apr_pool_t *p, const xmlNode *entity,
     return NULL;
 }
 
+/* ---- the form to store --------------------------------------------------------- */
+
+/*
+ * Whether the bytes received are UTF-8 already: no NUL (UTF-16 and UTF-32
+ * have one in every ASCII character), no UTF-16 byte order mark, and no
+ * encoding declared but UTF-8.  Such a document is kept byte for byte (a
+ * UTF-8 BOM included: it reads back the same).
+ */
+static int is_utf8_already(const xmlDoc *doc, const char *xml,
+                           apr_size_t len)
+{
+    const unsigned char *u = (const unsigned char *)xml;
+
+    if (memchr(xml, '\0', len) != NULL) {
+        return 0;
+    }
+    if (len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE)
+                     || (u[0] == 0xFE && u[1] == 0xFF))) {
+        return 0;
+    }
+    return doc->encoding == NULL
+           || strcasecmp((const char *)doc->encoding, "UTF-8") == 0
+           || strcasecmp((const char *)doc->encoding, "UTF8") == 0;
+}
+
+/*
+ * The document in UTF-8, as it is to be stored: stores and readers treat
+ * metadata as a NUL-terminated string, which UTF-16 is not, and a copy in
+ * ISO-8859-1 is not even text to a UTF-8 database.  Anything else is
+ * re-serialized by libxml2 from the tree just parsed, with no formatting:
+ * the same infoset (elements, attributes, namespaces, text, comments,
+ * CDATA; characters that need it written as character references) under
+ * an XML declaration saying UTF-8.  Canonical XML is defined on that
+ * infoset, not on the bytes, so a signature over the document or one of
+ * its elements verifies over the stored copy exactly as over the original.
+ *
+ * The stored copy is parsed again under the same size bound and DOCTYPE
+ * scan, so those are applied to this form too: what is accepted here
+ * always reads back.
+ */
+static btsso_error_t *utf8_form(apr_pool_t *p, xmlDocPtr doc,
+                                const char *xml, apr_size_t len,
+                                apr_size_t max_size,
+                                btsso_idp_metadata_t **md)
+{
+    xmlChar *mem = NULL;
+    int size = 0;
+    const char *from = doc->encoding != NULL ? (const char *)doc->encoding
+                                             : "UTF-16";
+    btsso_error_t *err = NULL;
+
+    if (is_utf8_already(doc, xml, len)) {
+        /* no copy: the caller's buffer outlives what it parsed */
+        (*md)->xml = xml;
+        (*md)->xml_len = len;
+        return NULL;
+    }
+    xmlDocDumpMemoryEnc(doc, &mem, &size, "UTF-8");
+    if (mem == NULL || size <= 0) {
+        err = btsso_error_make(p, 500, "internal_error",
+                               "The metadata could not be read.",
+                               "re-serializing the %s document as UTF-8 "
+                               "failed (out of memory?)", from);
+    }
+    else if ((apr_size_t)size > max_size) {
+        err = btsso_error_make(p, 413, "too_large",
+                               "The metadata is too large.",
+                               "%d bytes once converted from %s to UTF-8, "
+                               "the limit is %" APR_SIZE_T_FMT, size, from,
+                               max_size);
+    }
+    else if (contains_doctype((const char *)mem, (apr_size_t)size)) {
+        err = err_dtd(p, "found once converted to UTF-8");
+    }
+    else {
+        (*md)->xml = apr_pstrmemdup(p, (const char *)mem, (apr_size_t)size);
+        (*md)->xml_len = (apr_size_t)size;
+    }
+    if (mem != NULL) {
+        xmlFree(mem);
+    }
+    if (err != NULL) {
+        *md = NULL;
+    }
+    return err;
+}
+
 /* ---- public ------------------------------------------------------------------ */
 
 btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
@@ -784,6 +871,9 @@ btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
         goto done;
     }
     err = read_entity(p, entity, chosen_id, out);
+    if (err == NULL) {
+        err = utf8_form(p, doc, xml, len, max_size, out);
+    }
 
 done:
     /* Every string handed out was copied into the pool above. */

@@ -45,6 +45,15 @@ typedef struct btsso_idp_metadata_t {
     int is_signed;                      /* a ds:Signature is present on the
                                            chosen entity or the document */
     const char *organization;           /* OrganizationDisplayName or NULL */
+    const char *xml;                    /* the whole document as UTF-8
+                                           text, xml_len bytes, the form to
+                                           store: the caller's input itself
+                                           (not copied, not necessarily
+                                           NUL-terminated) when it was UTF-8
+                                           already, else its UTF-8
+                                           re-serialization (same infoset,
+                                           so same canonical form) */
+    apr_size_t xml_len;
 } btsso_idp_metadata_t;
 
 /*
@@ -61,6 +70,12 @@ typedef struct btsso_idp_metadata_t {
  *   not_idp 422 (no IDPSSODescriptor supporting SAML 2.0 protocol, e.g. SP
  *   metadata), no_sso_endpoint 422, bad_certificate 422 (which
  *   KeyDescriptor and why).
+ *
+ * Any encoding XML allows is read (UTF-16 with a BOM, as Windows tools
+ * write it, or declared; ISO-8859-1 and others declared); (*out)->xml is
+ * the document in UTF-8, what a store keeps so that it reads back with the
+ * same facts.  That form must fit max_size too (too_large 413 otherwise),
+ * since the stored copy is parsed again under the same bound.
  */
 btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
                                     apr_size_t len, apr_size_t max_size,

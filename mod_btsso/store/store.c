@@ -1768,6 +1768,33 @@ static int cert_listed(const apr_array_header_t *certs, const char *sha256)
 
 /* ---- IdP changes -------------------------------------------------------- */
 
+/*
+ * Whether setting entity_id on an account whose IdP is `old` is refused
+ * because another account holds it (other_shared: how that one holds it).
+ *
+ * On the global ACS the Issuer names the account, so an entityID has at
+ * most one self-service (non-shared) holder.  Shared accounts have their
+ * own SP entityID and ACS, so support may add one whatever else holds the
+ * entityID: the self-service holder keeps the global addresses and is not
+ * touched.  Without sharing, an entityID another account holds is refused
+ * (self-service, and btssoctl without --shared), except for the account
+ * that already is its self-service holder: it keeps managing its own IdP
+ * (fresh metadata, refresh) while shared accounts sit beside it.  Another
+ * self-service holder is refused in every case.
+ */
+static int entity_refused(const btsso_idp_t *old, const char *entity_id,
+                          int shared, int other_shared)
+{
+    if (shared) {
+        return 0;
+    }
+    if (!other_shared) {
+        return 1;
+    }
+    return old == NULL || old->shared
+           || strcmp(old->entity_id, entity_id) != 0;
+}
+
 btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                                    const btsso_idp_metadata_t *md,
                                    const char *xml, const char *source_url,
@@ -1786,7 +1813,7 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
         return err;
     }
     if (md == NULL || md->entity_id == NULL || *md->entity_id == '\0'
-        || xml == NULL) {
+        || (xml == NULL && md->xml == NULL)) {
         return btsso_error_make(s->pool, 400, "bad_metadata",
                                 "The IdP metadata is missing.",
                                 "idp_set needs parsed metadata and its XML");
@@ -1795,18 +1822,28 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
         source_url = NULL;
     }
     apr_pool_create(&tmp, s->pool);
+    /* What is kept is the UTF-8 form the parser made of the document (the
+     * bytes received when they were UTF-8 already), whatever the caller
+     * received: UTF-16 is no C string, and the stored copy must read back
+     * with the facts md holds. */
+    if (md->xml != NULL) {
+        xml = apr_pstrmemdup(tmp, md->xml, md->xml_len);
+    }
     at = i64(tmp, apr_time_sec(now));
     if ((err = txn_begin(s, tmp, &txn)) != NULL) {
         goto done;
     }
     err = bump_version(s, tmp, account, expected_version, now);
     if (err == NULL) {
+        err = btsso_store_idp_get(s, tmp, account, &old);
+    }
+    if (err == NULL) {
         err = db_select(s, tmp, "btsso_idp_others", &rows,
                         ARGS(md->entity_id, account));
     }
     for (i = 0; err == NULL && i < rows->nelts; i++) {
         const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
-        if (!shared || col_i64(r, 1) == 0) {
+        if (entity_refused(old, md->entity_id, shared, col_i64(r, 1) != 0)) {
             err = btsso_error_make(s->pool, 409, "entity_in_use",
                                    "This IdP is already configured for "
                                    "another account; contact support to "
@@ -1815,9 +1852,6 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                                    md->entity_id, col_text(r, 0),
                                    col_i64(r, 1) ? " (shared)" : "");
         }
-    }
-    if (err == NULL) {
-        err = btsso_store_idp_get(s, tmp, account, &old);
     }
     if (err == NULL && old == NULL) {
         err = db_exec(s, tmp, "btsso_idp_insert", NULL,

@@ -207,8 +207,14 @@ btsso_error_t *btsso_store_duplicate_emails(btsso_store_t *s, apr_pool_t *p,
 
 /*
  * Store parsed metadata for the account (replacing any previous IdP).
- * Refused with entity_in_use 409 when another account holds the same
- * entityID and either side is not shared (message says to contact support).
+ * shared (support's --shared) is accepted whatever else holds the entityID:
+ * a self-service holder keeps the global ACS and is not touched.  Without
+ * it, refused with entity_in_use 409 (message says to contact support)
+ * when another account holds the same entityID, shared or not, unless
+ * this account already is its self-service holder (and no other account
+ * is: there is at most one).
+ * What is stored is md->xml (the UTF-8 form btsso_metadata_parse made of
+ * the document) when set, else xml.
  * The metadata's signing certificates are added (source "metadata"); when
  * the IdP changed or no usable primary/secondary is set, the first two
  * valid-now metadata certificates, in document order, become primary and

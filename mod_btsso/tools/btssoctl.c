@@ -738,7 +738,9 @@ static btsso_error_t *load_metadata(ctl_t *ctl, const char *source,
                                     entity, md)) != NULL) {
         return err;
     }
-    *xml = data;
+    /* the UTF-8 form that is stored, so that refresh compares like with
+     * like whatever encoding the IdP serves */
+    *xml = apr_pstrmemdup(ctl->p, (*md)->xml, (*md)->xml_len);
     return NULL;
 }
 

@@ -341,23 +341,27 @@ def test_idp_import_file(store):
     assert "NameID:" in ctl(store, "idp", "show", "acme").stdout
     refused(store, "no_idp", "idp", "show", "beta")
 
-    # the entityID belongs to acme: self-service and support both refused
+    # the entityID belongs to acme: refused without --shared
     msg = refused(store, "entity_in_use", "idp", "import", "beta",
                   os.path.join(MD, "okta.xml"))
     assert "support" in msg
-    refused(store, "entity_in_use", "idp", "import", "beta",
-            os.path.join(MD, "okta.xml"), "--shared")
-    # support shares it: acme first, then beta
-    ctl(store, "idp", "import", "acme", os.path.join(MD, "okta.xml"),
-        "--shared")
+    # support shares it beside the self-service holder, which keeps the
+    # global SP entityID and ACS and is not touched
+    acme = jctl(store, "idp", "show", "acme")
     ctl(store, "idp", "import", "beta", os.path.join(MD, "okta.xml"),
         "--shared")
     beta = jctl(store, "idp", "show", "beta")
     assert beta["shared"] is True
     assert beta["sp_entity_id"] == "https://portal.example.test/sso/beta"
     assert beta["sp_acs_url"] == "https://portal.example.test/sso/acs/beta"
+    assert jctl(store, "idp", "show", "acme") == acme
+    # a third account: refused without --shared (shared holders count too)
     refused(store, "entity_in_use", "idp", "import", "gamma",
             os.path.join(MD, "okta.xml"))
+    # acme can still be made shared by support
+    ctl(store, "idp", "import", "acme", os.path.join(MD, "okta.xml"),
+        "--shared")
+    assert jctl(store, "idp", "show", "acme")["shared"] is True
 
     # one IdP out of an aggregate
     ctl(store, "idp", "import", "gamma",

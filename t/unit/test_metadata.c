@@ -18,6 +18,9 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <iconv.h>
+
+#include <libxml/c14n.h>
 #include <libxml/globals.h>
 #include <libxml/parser.h>
 #include <libxml/xmlIO.h>
@@ -746,6 +749,323 @@ static void test_inline_cases(void **state)
     parse_buf_fails(doc, strlen(doc), MAX_SIZE, NULL, "not_xml", 400);
 }
 
+/* ---- any encoding in, UTF-8 out: the form that is stored ------------------ */
+
+/* utf8 transcoded with iconv into `to` (e.g. "UTF-16LE"), after `prefix`
+ * bytes (a BOM, or ""). */
+static char *transcode(const char *to, const char *prefix,
+                       apr_size_t prefix_len, const char *utf8,
+                       apr_size_t *out_len)
+{
+    iconv_t cd = iconv_open(to, "UTF-8");
+    apr_size_t in_left = strlen(utf8), cap = in_left * 4 + 16;
+    char *out = apr_palloc(pool, cap + prefix_len);
+    char *in = (char *)utf8, *w = out + prefix_len;
+    size_t il = in_left, ol = cap;
+
+    if (cd == (iconv_t)-1) {
+        fail_msg("iconv_open %s", to);
+    }
+    memcpy(out, prefix, prefix_len);
+    if (iconv(cd, &in, &il, &w, &ol) == (size_t)-1 || il != 0) {
+        fail_msg("iconv to %s failed", to);
+    }
+    iconv_close(cd);
+    *out_len = (apr_size_t)(w - out);
+    return out;
+}
+
+/* The fixture without its XML declaration (which names its encoding). */
+static const char *body_of(const char *xml)
+{
+    if (strncmp(xml, "<?xml", 5) == 0) {
+        xml = strstr(xml, "?>") + 2;
+    }
+    while (*xml == '\n' || *xml == '\r' || *xml == ' ') {
+        xml++;
+    }
+    return xml;
+}
+
+/* Exclusive canonical form, with comments, of a whole document: what a
+ * signature's digest is computed over. */
+static const char *c14n_of(const char *xml, apr_size_t len)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)len, "c14n.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR
+                                  | XML_PARSE_NOWARNING);
+    xmlChar *out = NULL;
+    const char *copy;
+    int n;
+
+    assert_non_null(doc);
+    n = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 1,
+                             &out);
+    assert_true(n > 0);
+    copy = apr_pstrmemdup(pool, (const char *)out, (apr_size_t)n);
+    xmlFree(out);
+    xmlFreeDoc(doc);
+    return copy;
+}
+
+static void assert_endpoints_equal(const apr_array_header_t *a,
+                                   const apr_array_header_t *b)
+{
+    int i;
+
+    assert_int_equal(a->nelts, b->nelts);
+    for (i = 0; i < a->nelts; i++) {
+        const btsso_endpoint_t *x = &APR_ARRAY_IDX(a, i, btsso_endpoint_t);
+        assert_endpoint(b, i, x->binding, x->location, x->response_location);
+    }
+}
+
+static void assert_same_facts(const btsso_idp_metadata_t *a,
+                              const btsso_idp_metadata_t *b)
+{
+    int i;
+
+    assert_string_equal(a->entity_id, b->entity_id);
+    assert_endpoints_equal(a->sso, b->sso);
+    assert_endpoints_equal(a->slo, b->slo);
+    assert_int_equal(a->signing_certs->nelts, b->signing_certs->nelts);
+    for (i = 0; i < a->signing_certs->nelts; i++) {
+        assert_string_equal(cert_at(a, i)->sha256, cert_at(b, i)->sha256);
+    }
+    assert_int_equal(a->nameid_formats->nelts, b->nameid_formats->nelts);
+    for (i = 0; i < a->nameid_formats->nelts; i++) {
+        assert_string_equal(
+            APR_ARRAY_IDX(a->nameid_formats, i, const char *),
+            APR_ARRAY_IDX(b->nameid_formats, i, const char *));
+    }
+    assert_int_equal(a->attributes->nelts, b->attributes->nelts);
+    for (i = 0; i < a->attributes->nelts; i++) {
+        const btsso_md_attribute_t *x =
+            &APR_ARRAY_IDX(a->attributes, i, btsso_md_attribute_t);
+        assert_attr(b, i, x->name, x->name_format, x->friendly_name);
+    }
+    if (a->organization == NULL) {
+        assert_null(b->organization);
+    }
+    else {
+        assert_non_null(b->organization);
+        assert_string_equal(a->organization, b->organization);
+    }
+    assert_int_equal(a->is_signed, b->is_signed);
+    assert_int_equal(a->want_authn_requests_signed,
+                     b->want_authn_requests_signed);
+}
+
+#define UTF8_DECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+
+/*
+ * Parse `in` (not UTF-8): the stored form is UTF-8 text that says so, has
+ * no NUL, parses to the same facts as `reference` (and is then kept as it
+ * is), and has the canonical form of the input, so a signature over the
+ * input verifies over the stored form.
+ */
+static const btsso_idp_metadata_t *assert_converted(
+    const char *what, const char *in, apr_size_t in_len,
+    const btsso_idp_metadata_t *reference)
+{
+    btsso_idp_metadata_t *md = NULL, *again = NULL;
+    btsso_error_t *e = btsso_metadata_parse(pool, in, in_len, MAX_SIZE, NULL,
+                                            &md);
+
+    if (e != NULL) {
+        fail_msg("%s: %s", what, btsso_error_line(pool, e));
+    }
+    assert_non_null(md->xml);
+    assert_true(md->xml != in);
+    assert_int_equal(strlen(md->xml), md->xml_len);
+    if (strncmp(md->xml, UTF8_DECL, strlen(UTF8_DECL)) != 0) {
+        fail_msg("%s: stored form starts %.60s", what, md->xml);
+    }
+    assert_same_facts(reference, md);
+    e = btsso_metadata_parse(pool, md->xml, md->xml_len, MAX_SIZE, NULL,
+                             &again);
+    if (e != NULL) {
+        fail_msg("%s: stored form: %s", what, btsso_error_line(pool, e));
+    }
+    assert_same_facts(reference, again);
+    /* UTF-8 now: kept byte for byte from here on */
+    assert_ptr_equal(again->xml, md->xml);
+    assert_int_equal(again->xml_len, md->xml_len);
+    assert_string_equal(c14n_of(in, in_len),
+                        c14n_of(md->xml, md->xml_len));
+    return md;
+}
+
+static void test_utf8_stored_as_received(void **state)
+{
+    apr_size_t len;
+    char *xml = slurp(MDDIR "okta.xml", &len);
+    btsso_idp_metadata_t *md = NULL;
+    char *bom = apr_pstrcat(pool, "\xEF\xBB\xBF", xml, NULL);
+
+    /* the caller's bytes, not a copy and not re-serialized */
+    assert_null(btsso_metadata_parse(pool, xml, len, MAX_SIZE, NULL, &md));
+    assert_ptr_equal(md->xml, xml);
+    assert_int_equal(md->xml_len, len);
+    /* with a UTF-8 byte order mark: read back the same, so kept too */
+    md = NULL;
+    assert_null(btsso_metadata_parse(pool, bom, len + 3, MAX_SIZE, NULL,
+                                     &md));
+    assert_ptr_equal(md->xml, bom);
+    assert_int_equal(md->xml_len, len + 3);
+}
+
+/* The base64 body of a PEM certificate of the fixtures. */
+static const char *pem_b64(const char *name)
+{
+    apr_size_t len;
+    char *pem = slurp(apr_pstrcat(pool, KEYS, name, NULL), &len);
+    char *b = strstr(pem, "-----BEGIN CERTIFICATE-----");
+    char *end, *w, *r;
+
+    assert_non_null(b);
+    b += strlen("-----BEGIN CERTIFICATE-----");
+    end = strstr(b, "-----END CERTIFICATE-----");
+    assert_non_null(end);
+    *end = '\0';
+    for (w = r = b; *r != '\0'; r++) {
+        if (*r != '\n' && *r != '\r') {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return b;
+}
+
+/* Non-ASCII in attribute values and element content; a comment, CDATA and
+ * characters only a character reference can carry through an attribute:
+ * all of it is in the canonical form a signature covers. */
+static const char *rich_doc(void)
+{
+    return apr_pstrcat(pool,
+        "<!-- r\xC3\xA9sum\xC3\xA9 -->\n"
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\""
+        " xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\""
+        " xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\""
+        " ID=\"_rich\" entityID=\"https://rich.example.test/idp\">\n"
+        "  <md:IDPSSODescriptor protocolSupportEnumeration=\""
+        "urn:oasis:names:tc:SAML:2.0:protocol\">\n",
+        key_descriptor(" use=\"signing\"", pem_b64("okta.crt")),
+        "    <md:NameIDFormat>" NID_EMAIL "</md:NameIDFormat>\n"
+        "    " SSO_REDIRECT "\n"
+        "    <saml:Attribute Name=\"urn:oid:2.5.4.42\" FriendlyName=\""
+        "Pr\xC3\xA9nom\" NameFormat=\"" FMT_URI "\"/>\n"
+        "    <saml:Attribute Name=\"x\" FriendlyName=\"tab&#9;cr&#13;"
+        "lf&#10;lt&lt;amp&amp;quot&quot;\"/>\n"
+        "  </md:IDPSSODescriptor>\n"
+        "  <md:Organization><md:OrganizationName xml:lang=\"fr\">"
+        "Soci\xC3\xA9t\xC3\xA9 <![CDATA[<G\xC3\xA9n\xC3\xA9rale>]]>"
+        "</md:OrganizationName><md:OrganizationDisplayName xml:lang=\"en\">"
+        "Soci\xC3\xA9t\xC3\xA9 G\xC3\xA9n\xC3\xA9rale &#x20AC;"
+        "</md:OrganizationDisplayName></md:Organization>\r\n"
+        "</md:EntityDescriptor>\n", NULL);
+}
+
+static void test_other_encodings_stored_as_utf8(void **state)
+{
+    static const struct {
+        const char *what, *to, *prefix;
+        apr_size_t prefix_len;
+        const char *decl;   /* NULL: none */
+    } cases[] = {
+        /* what PowerShell's Out-File writes: a BOM, no declaration */
+        { "UTF-16LE, BOM", "UTF-16LE", "\xFF\xFE", 2, NULL },
+        { "UTF-16BE, BOM", "UTF-16BE", "\xFE\xFF", 2, NULL },
+        { "UTF-16 declared, BOM", "UTF-16LE", "\xFF\xFE", 2,
+          "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\r\n" },
+        { "UTF-16 declared, no BOM", "UTF-16BE", "", 0,
+          "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n" },
+        { "ISO-8859-1 declared", "ISO-8859-1", "", 0,
+          "<?xml version='1.0' encoding='ISO-8859-1'?>\n" },
+        { "windows-1252 declared", "WINDOWS-1252", "", 0,
+          "<?xml version=\"1.0\" encoding=\"windows-1252\"?>\n" },
+    };
+    const char *rich = rich_doc();
+    btsso_idp_metadata_t *reference = NULL;
+    apr_size_t len;
+    char *adfs = slurp(MDDIR "adfs.xml", &len);
+    btsso_idp_metadata_t *adfs_ref = parse_ok("adfs.xml", NULL);
+    btsso_error_t *e;
+    size_t i;
+
+    e = btsso_metadata_parse(pool, rich, strlen(rich), MAX_SIZE, NULL,
+                             &reference);
+    if (e != NULL) {
+        fail_msg("rich: %s", btsso_error_line(pool, e));
+    }
+    assert_ptr_equal(reference->xml, rich);
+    assert_string_equal(cert_at(reference, 0)->sha256, fp_hex(FP_OKTA));
+    assert_string_equal(reference->organization,
+                        "Soci\xC3\xA9t\xC3\xA9 G\xC3\xA9n\xC3\xA9rale "
+                        "\xE2\x82\xAC");
+    assert_attr(reference, 1, "x", NULL, "tab\tcr\rlf\nlt<amp&quot\"");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *text = cases[i].decl != NULL
+                           ? apr_pstrcat(pool, cases[i].decl, rich, NULL)
+                           : rich;
+        apr_size_t n;
+        const char *in;
+        const btsso_idp_metadata_t *md;
+
+        if (strcmp(cases[i].to, "ISO-8859-1") == 0) {
+            /* no euro sign in Latin-1: the same document with its
+             * character reference left as a reference */
+            text = apr_pstrcat(pool, cases[i].decl, rich, NULL);
+            *strstr(text, "&#x20AC;") = '\0';
+            text = apr_pstrcat(pool, text, "&#x20AC;",
+                               strstr(rich, "&#x20AC;") + 8, NULL);
+        }
+        in = transcode(cases[i].to, cases[i].prefix, cases[i].prefix_len,
+                       text, &n);
+        md = assert_converted(cases[i].what, in, n, reference);
+        assert_non_null(strstr(md->xml, "Pr\xC3\xA9nom"));
+    }
+    /* a real, signed export (ADFS) as PowerShell saves it */
+    {
+        apr_size_t n;
+        const char *in = transcode("UTF-16LE", "\xFF\xFE", 2, body_of(adfs),
+                                   &n);
+        assert_converted("ADFS in UTF-16LE", in, n, adfs_ref);
+    }
+}
+
+static void test_conversion_keeps_the_bounds(void **state)
+{
+    const char *rich = rich_doc();
+    apr_size_t n, pad = 4000, i;
+    char *many = apr_palloc(pool, pad * 2 + 1);
+    const char *text, *in;
+    btsso_idp_metadata_t *md = NULL;
+    btsso_error_t *e;
+
+    /* Latin-1 grows in UTF-8: what would not read back under the bound is
+     * refused now, not found broken later */
+    for (i = 0; i < pad; i++) {
+        memcpy(many + 2 * i, "\xC3\xA9", 2);
+    }
+    many[pad * 2] = '\0';
+    text = apr_pstrcat(pool, "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+                       "<!-- ", many, " -->", rich, NULL);
+    *strstr(text, "&#x20AC;") = ' ';    /* keep it well-formed: no euro */
+    in = transcode("ISO-8859-1", "", 0, text, &n);
+    assert_null(btsso_metadata_parse(pool, in, n, n + pad + 100, NULL, &md));
+    assert_true(md->xml_len > n + pad);
+    e = parse_buf_fails(in, n, n + pad / 2, NULL, "too_large", 413);
+    assert_detail_has(e, "once converted from ISO-8859-1 to UTF-8");
+
+    /* the DOCTYPE scan sees only ASCII-compatible bytes; a "<!DOCTYPE" that
+     * is harmless text in UTF-16 would be refused in the stored form */
+    in = transcode("UTF-16LE", "\xFF\xFE", 2,
+                   apr_pstrcat(pool, "<!-- <!DOCTYPE x> -->", rich, NULL),
+                   &n);
+    parse_buf_fails(in, n, MAX_SIZE, NULL, "dtd_forbidden", 400);
+}
+
 static void test_xml_init_settings(void **state)
 {
     btsso_xml_init();
@@ -776,6 +1096,9 @@ int main(void)
         cmocka_unit_test(test_wrong_namespace),
         cmocka_unit_test(test_inline_cases),
         cmocka_unit_test(test_xml_init_settings),
+        cmocka_unit_test(test_utf8_stored_as_received),
+        cmocka_unit_test(test_other_encodings_stored_as_utf8),
+        cmocka_unit_test(test_conversion_keeps_the_bounds),
     };
     int rc;
 

@@ -1125,30 +1125,56 @@ static void test_entity_in_use(void **state)
     e = btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 0, 0, now, ACTOR);
     expect_err(e, "entity_in_use", 409);
     assert_non_null(strstr(e->message, "support"));
-    /* support cannot share it either while a holds it as self-service */
-    expect_err(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 1, 0, now,
-                                   ACTOR), "entity_in_use", 409);
     ok(btsso_store_idp_get(f->s, f->p, "b", &idp), "b idp");
     assert_null(idp);
     assert_int_equal(account(f, "b")->version, 1);
     assert_int_equal(audit_count(f, "b"), 1);
 
-    /* support turns a into a shared IdP, then b may share it */
-    ok(btsso_store_idp_set(f->s, "a", md, "<a/>", NULL, 1, 0, now, ACTOR),
-       "a shared");
+    /* support shares it beside a, which keeps its self-service (global)
+     * addressing and is not touched */
     ok(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 1, 0, now, ACTOR),
-       "b shared");
+       "b shared beside a");
     ok(btsso_store_idp_get(f->s, f->p, "b", &idp), "b idp");
     assert_int_equal(idp->shared, 1);
-    /* self-service c is still refused: the Issuer would be ambiguous */
+    ok(btsso_store_idp_get(f->s, f->p, "a", &idp), "a idp");
+    assert_int_equal(idp->shared, 0);
+    assert_string_equal(idp->metadata_xml, "<a/>");
+    assert_int_equal(account(f, "a")->version, 2);
+    ok(btsso_store_account_by_issuer(f->s, f->p, entity, &acct), "issuer");
+    assert_non_null(acct);
+    assert_string_equal(acct, "a");
+    /* a second self-service holder is refused: the Issuer would be
+     * ambiguous; so is b turning self-service */
     expect_err(btsso_store_idp_set(f->s, "c", md, "<c/>", NULL, 0, 0, now,
                                    ACTOR), "entity_in_use", 409);
-    /* and b cannot go back to self-service while a shares it */
     expect_err(btsso_store_idp_set(f->s, "b", md, "<b/>", NULL, 0, 0, now,
                                    ACTOR), "entity_in_use", 409);
-    /* shared IdPs do not identify an account by Issuer */
+    /* a keeps managing its own IdP (fresh metadata, refresh) */
+    ok(btsso_store_idp_set(f->s, "a", md, "<a2/>", NULL, 0, 0, now, ACTOR),
+       "a re-imported");
+    ok(btsso_store_idp_get(f->s, f->p, "a", &idp), "a idp");
+    assert_int_equal(idp->shared, 0);
+    assert_string_equal(idp->metadata_xml, "<a2/>");
+
+    /* support turns a into a shared IdP too: now no account is found by
+     * the Issuer, and self-service c is still refused */
+    ok(btsso_store_idp_set(f->s, "a", md, "<a/>", NULL, 1, 0, now, ACTOR),
+       "a shared");
     ok(btsso_store_account_by_issuer(f->s, f->p, entity, &acct), "issuer");
     assert_null(acct);
+    expect_err(btsso_store_idp_set(f->s, "c", md, "<c/>", NULL, 0, 0, now,
+                                   ACTOR), "entity_in_use", 409);
+    /* nor may a return to self-service while b shares it */
+    expect_err(btsso_store_idp_set(f->s, "a", md, "<a/>", NULL, 0, 0, now,
+                                   ACTOR), "entity_in_use", 409);
+
+    /* the parser's UTF-8 form of the document is what is stored */
+    md->xml = "<stored-form/>trailing";
+    md->xml_len = strlen("<stored-form/>");
+    ok(btsso_store_idp_set(f->s, "c", md, "\xff\xfe<", NULL, 1, 0, now,
+                           ACTOR), "c shared");
+    ok(btsso_store_idp_get(f->s, f->p, "c", &idp), "c idp");
+    assert_string_equal(idp->metadata_xml, "<stored-form/>");
 }
 
 static void test_email_set(void **state)
