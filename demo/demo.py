@@ -530,8 +530,10 @@ B. Account "newco": set up SSO yourself, as its administrator
   Browser on another machine?  ssh -L {sp}:127.0.0.1:{sp} -L {ip}:127.0.0.1:{ip} this-host
   Logs: {sp_log}  and  {idp_log}/
   Store: {db}   (btssoctl -c {conf} account show newco)
-  Stop:  sh demo/stop.sh
-""".format(base=base, sp=h.port, idp=idp_base, ip=args.idp_port,
+  Stop:  {stop}sh demo/stop.sh
+""".format(stop="" if os.path.abspath(args.dir) == "/var/tmp/btsso-demo"
+           else "BTSSO_DEMO_DIR=%s " % os.path.abspath(args.dir),
+           base=base, sp=h.port, idp=idp_base, ip=args.idp_port,
            nidp=newco_idp_base, nmd=newco_md_url, dmd=demo_md_url,
            sp_entity=sp_entity,
            users=user_lines(DEMO_USERS, "@example.com", "demo"),

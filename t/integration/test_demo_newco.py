@@ -15,8 +15,9 @@ a person to do for account newco:
   refused, and the administrator reaches the page again through SSO.
 
 `sh demo/stop.sh` stops both servers by PID, also when a step fails.
-Screenshots: t/out/demo-newco/; the few the README and the administrator's
-guide show are copied to docs/img/demo-*.png (small PNGs).
+Screenshots: t/out/demo-newco/; with BTSSO_UPDATE_DOCS_IMG=1 the few the
+README and the administrator's guide show are copied to docs/img/demo-*.png
+(so a normal run leaves the source tree alone).
 """
 import glob
 import os
@@ -177,7 +178,7 @@ def shot(drv, name, css=None, docs=False):
                            el)
         el.screenshot(path)
     assert os.path.getsize(path) > 1000
-    if docs:
+    if docs and os.environ.get("BTSSO_UPDATE_DOCS_IMG") == "1":
         shutil.copy(path, os.path.join(DOCS_IMG, name + ".png"))
     return path
 
