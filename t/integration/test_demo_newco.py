@@ -257,7 +257,7 @@ def sp_of(xml):
     return ed.get("entityID"), acs
 
 
-# ---- the path ------------------------------------------------------------------
+# ---- the path --------------------------------------------------------------
 
 def test_newcomer_sets_up_sso_in_the_demo(demo, browser):
     b = browser
