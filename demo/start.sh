@@ -3,9 +3,14 @@
 #   - installs the Debian packages it needs (only the missing ones),
 #   - builds the module and btssoctl out of tree,
 #   - starts httpd with mod_btsso on 127.0.0.1:8080 (the SP is
-#     http://localhost:8080, an SQLite store with account "demo" and users),
-#   - starts SimpleSAMLphp as the IdP on 127.0.0.1:8081 (its own apache2),
-#   - prints where to click and who to log in as.
+#     http://localhost:8080, an SQLite store with account "demo", ready
+#     with SSO enabled, and account "newco", users but no SSO: its
+#     administrator sets SSO up in the Admin portal, /admin/),
+#   - starts SimpleSAMLphp on 127.0.0.1:8081 (its own apache2): the IdP of
+#     "demo" at http://127.0.0.1:8081, New Co's at http://localhost:8081,
+#   - prints where to click and who to log in as, for both.
+# Ports: BTSSO_DEMO_SP_PORT, BTSSO_DEMO_IDP_PORT; an existing build
+# directory to reuse: BTSSO_DEMO_BUILDDIR.
 # Stop it with demo/stop.sh.  Everything lives in $BTSSO_DEMO_DIR
 # (default /var/tmp/btsso-demo); /etc and the system apache2 are untouched.
 set -eu
@@ -41,11 +46,15 @@ if [ -n "$missing" ]; then
     rm -f /usr/sbin/policy-rc.d
 fi
 
-# 2. a running demo is replaced
+# 2. a running demo is replaced (stop.sh finds it by its absolute path)
+mkdir -p "$DEMO_DIR"
+DEMO_DIR=$(cd "$DEMO_DIR" && pwd)
+export BTSSO_DEMO_DIR="$DEMO_DIR"
 sh "$HERE/stop.sh" --quiet || true
 
-# 3. build out of tree (the source tree stays clean)
-BUILD="$DEMO_DIR/build"
+# 3. build out of tree (the source tree stays clean); BTSSO_DEMO_BUILDDIR
+#    names a build directory to use instead (the tests pass their own)
+BUILD=${BTSSO_DEMO_BUILDDIR:-$DEMO_DIR/build}
 mkdir -p "$BUILD"
 if [ ! -x "$TOP/configure" ] || [ "$TOP/Makefile.am" -nt "$TOP/Makefile.in" ]
 then

@@ -854,6 +854,17 @@ static int post_metadata(admin_req *ar)
     if ((e = btsso_store_idp_set(ar->store, ar->account, md, xml, url, shared,
                                  ar->version, apr_time_now(), ar->user))
             != NULL) {
+        if (strcmp(e->code, "entity_in_use") == 0) {
+            /* The page's "Contact Customer Support" box names the entityID
+             * of the document the administrator sent (never which account
+             * holds it). */
+            json_t *body = json_pack("{s:s, s:s}", "error", e->code,
+                                     "message", e->message);
+            btsso_log_error(r, APLOG_INFO, "BTSSO0409", ar->account, e);
+            json_object_set_new(body, "entity_id",
+                                json_string(md->entity_id));
+            return btsso_send_json(r, e->status, body);
+        }
         return send_error(ar, e);
     }
     return changed(ar);

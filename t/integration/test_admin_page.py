@@ -404,3 +404,69 @@ def test_page_refuses_other_accounts(portal, browser):
     b.open(portal.url + "/admin/sso/other/")
     assert "not an administrator" in b.find("body").text
     assert "csrf_token" not in b.driver.page_source
+
+
+def test_contact_support_after_409(portal, browser, tmp_path):
+    """Beside "Set up SSO by yourself" the page offers "Contact Customer
+    Support"; when self-service refuses an IdP that another account holds
+    (409), that box opens by itself with what support needs filled in:
+    the account, the IdP's entityID, the metadata (here a file) and why
+    self-service refused; and it says that the administrator enables SSO
+    once support has configured it."""
+    b = browser
+    portal.httpd.expect_log("BTSSO0409")
+    portal.ctl("idp", "import", "other", os.path.join(MD, "adfs.xml"))
+    b.open(portal.url + "/admin/sso/acme/")
+    b.wait(lambda d: d.find_element(By.ID, "user").text == "ann@example.com")
+    # the two ways, side by side; support's box closed at first
+    assert b.find("#choose-self").text == "Set up SSO by yourself"
+    assert b.find("#choose-support").text == "Contact Customer Support"
+    assert not b.find("#support").is_displayed()
+    # opened by hand, before any attempt: what to send, nothing invented
+    b.find("#choose-support").click()
+    b.wait(lambda d: d.find_element(By.ID, "support").is_displayed())
+    assert b.find("#choose-support").get_attribute("aria-pressed") == "true"
+    assert b.find("#support-account").text == "acme (Acme Ltd)"
+    assert b.find("#support-user").text == "ann@example.com"
+    assert "metadata" in b.find("#support-entity").text
+    assert not b.find("#support-refused").is_displayed()
+    nxt = b.find("#support-next").text
+    assert "enable SSO yourself" in nxt and "Enable SSO Service" in nxt
+    b.find("#support-back").click()
+    b.wait(lambda d: not d.find_element(By.ID, "support").is_displayed())
+    # the refused upload
+    f = tmp_path / "FederationMetadata.xml"
+    f.write_bytes(open(os.path.join(MD, "adfs.xml"), "rb").read())
+    b.find("#md-file").send_keys(str(f))
+    b.find("#md-upload").click()
+    b.wait_msg("md-msg", "err", "contact support")
+    b.wait(lambda d: d.find_element(By.ID, "support").is_displayed())
+    assert b.find("#support-refused").is_displayed()
+    entity = "http://adfs.example.test/adfs/services/trust"
+    assert b.find("#support-entity").text == entity
+    assert b.find("#support-metadata").text == \
+        "the file FederationMetadata.xml (attached)"
+    reason = b.find("#support-reason").text
+    assert "already configured for another account" in reason
+    assert "409 entity_in_use" in reason
+    # never who holds it
+    assert "account other" not in reason and "Other Ltd" not in reason
+    text = b.find("#support-text").get_attribute("value")
+    for want in ("Account: acme (Acme Ltd)", "Administrator: ann@example.com",
+                 "IdP entityID: " + entity, "FederationMetadata.xml",
+                 "409 entity_in_use"):
+        assert want in text, text
+    b.shot("10-contact-support", "#support")
+    # nothing was stored for acme
+    assert portal.client().config()["idp"] is None
+    # a later success clears the refusal
+    f2 = tmp_path / "entra.xml"
+    f2.write_bytes(open(os.path.join(MD, "entra.xml"), "rb").read())
+    b.find("#md-file").send_keys(str(f2))
+    b.find("#md-upload").click()
+    b.wait_msg("md-msg", "ok", "Metadata uploaded")
+    b.wait(lambda d: not d.find_element(By.ID, "support-refused")
+           .is_displayed())
+    assert "sts.windows.net" in b.find("#support-entity").text
+    assert b.find("#support-reason").text.startswith("not tried")
+    assert b.console_problems() == []
