@@ -103,9 +103,17 @@ class Tenants:
         assert r.status_code == 302, (r.status_code, r.text)
         idp = self.idps[account]
         req = idp.parse_redirect(r.headers["Location"])
+        # the pending sign-in cookie is Secure (SameSite=None), which
+        # requests' jar never sends over http: send it as a browser on
+        # loopback does
+        pending = {}
+        for h in r.raw.headers.getlist("Set-Cookie"):
+            name, _, rest = h.partition("=")
+            if "_pending_" in name:
+                pending[name] = rest.split(";", 1)[0]
         r = s.post(self.url + "/sso/acs", allow_redirects=False, timeout=20,
                    data={"SAMLResponse": idp.response(req, email=email),
-                         "RelayState": req.relay_state})
+                         "RelayState": req.relay_state}, cookies=pending)
         assert r.status_code == 303, (r.status_code, r.text)
         j = s.get(self.url + "/sso/session", timeout=10).json()
         assert (j["account"], j["email"]) == (account, email), j
