@@ -30,17 +30,19 @@ static const btsso_stmt_def_t store_statements[] = {
       " ORDER BY 1, 2",
       "account -> rows (lowercased trimmed email, extension, kind)" },
     { BTSSO_Q_ADMIN,
-      "SELECT u.extension FROM users u,"
+      "SELECT u.extension, u.email FROM users u,"
       " (SELECT CAST(%s AS TEXT) AS account, CAST(%s AS TEXT) AS remote_user) q"
       " WHERE u.account = q.account AND u.is_admin = 1"
       " AND (lower(trim(u.email)) = lower(trim(q.remote_user))"
       "      OR u.extension = q.remote_user)",
-      "account, remote_user -> a row when remote_user administers account" },
+      "account, remote_user -> a row (extension, email) when remote_user"
+      " administers account" },
     { BTSSO_Q_ACCOUNT_BY_EMAIL,
-      "SELECT u.account FROM users u JOIN accounts a ON a.account = u.account"
+      "SELECT u.account, u.email FROM users u"
+      " JOIN accounts a ON a.account = u.account"
       " WHERE lower(trim(u.email)) = lower(trim(%s))"
       " ORDER BY a.sso_enabled DESC, u.account",
-      "email -> rows (account), the preferred one first" },
+      "email -> rows (account, email), the preferred one first" },
 
     /* ---- accounts ---- */
     { "btsso_account_insert",

@@ -370,7 +370,9 @@ def test_nameid_control_chars_refused(site, name_id):
 def test_nameid_injection_never_reaches_cgi_or_backend(site, name_id):
     """Whatever the ACS decides, the headers and environment the CGI and
     the proxied backend see hold no injected line (the glue's own check
-    stands even if a bad value made it into a session)."""
+    stands even if a bad value made it into a session: then it logs
+    BTSSO0313 and exports nothing of that value)."""
+    site.httpd.expect_log("BTSSO0313")
     r = site.login(name_id=name_id)
     check_exports(site, session_cookie(r))
 
