@@ -96,7 +96,10 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
     values[4] = expires;
     values[5] = NULL;
     for (i = 0; env_names[i] != NULL; i++) {
-        if (values[i] == NULL || btsso_text_has_control(values[i])) {
+        if (values[i] == NULL) {
+            continue;
+        }
+        if (btsso_text_has_control(values[i])) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           "BTSSO0313: session of account %s: %s holds a "
                           "control character; not exported",
