@@ -160,6 +160,30 @@ static const char *key_type_name(apr_pool_t *p, X509 *x)
     }
 }
 
+/* Key size in bits and whether it meets the IdP minimum. */
+static void key_strength(X509 *x, int *bits, int *strong)
+{
+    EVP_PKEY *pkey = X509_get0_pubkey(x);   /* borrowed, not freed */
+
+    *bits = 0;
+    *strong = 0;
+    if (pkey == NULL) {
+        return;
+    }
+    *bits = EVP_PKEY_get_bits(pkey);
+    switch (EVP_PKEY_get_base_id(pkey)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+        *strong = *bits >= BTSSO_CERT_MIN_RSA_BITS;
+        break;
+    case EVP_PKEY_EC:
+        *strong = *bits >= BTSSO_CERT_MIN_EC_BITS;
+        break;
+    default:
+        break;
+    }
+}
+
 /*
  * Length of the outermost DER element (header + content) when it can be read
  * from its header; 0 when the header itself is not DER.  Used only to tell
@@ -258,6 +282,7 @@ static btsso_error_t *cert_from_der(apr_pool_t *p, const unsigned char *der,
         goto done;
     }
     c->key_type = key_type_name(p, x);
+    key_strength(x, &c->key_bits, &c->key_strong);
     *out = c;
 
 done:
@@ -329,8 +354,9 @@ done:
 
 /* ---- public ---------------------------------------------------------------- */
 
-btsso_error_t *btsso_cert_parse(apr_pool_t *p, const void *data,
-                                apr_size_t len, btsso_cert_t **out)
+/* PEM or DER, whatever the key. */
+static btsso_error_t *cert_parse_any(apr_pool_t *p, const void *data,
+                                     apr_size_t len, btsso_cert_t **out)
 {
     const unsigned char *bytes = data;
 
@@ -353,6 +379,49 @@ btsso_error_t *btsso_cert_parse(apr_pool_t *p, const void *data,
     }
     return cert_error(p, "neither PEM (no -----BEGIN line) nor DER (no "
                          "ASN.1 SEQUENCE at the start)");
+}
+
+btsso_error_t *btsso_cert_parse(apr_pool_t *p, const void *data,
+                                apr_size_t len, btsso_cert_t **out)
+{
+    btsso_cert_t *c = NULL;
+    btsso_error_t *err = cert_parse_any(p, data, len, &c);
+
+    *out = NULL;
+    if (err == NULL) {
+        err = btsso_cert_check_key(p, c);
+    }
+    if (err == NULL) {
+        *out = c;
+    }
+    return err;
+}
+
+btsso_error_t *btsso_cert_check_key(apr_pool_t *p, const btsso_cert_t *c)
+{
+    const char *type = c->key_type != NULL ? c->key_type : "unknown";
+
+    if (c->key_strong) {
+        return NULL;
+    }
+    if (strncmp(type, "RSA", 3) == 0 || strncmp(type, "EC ", 3) == 0
+        || strncmp(type, "DSA", 3) == 0) {
+        return btsso_error_make(p, 422, "weak_key",
+            "The certificate's key is too weak: identity provider "
+            "certificates need an RSA key of at least 2048 bits or an EC "
+            "key of P-256 or stronger.",
+            "%s key (%d bits) in certificate %s (%s); the minimum is RSA "
+            "%d or EC P-256", type, c->key_bits,
+            c->sha256 != NULL ? c->sha256 : "?",
+            c->subject != NULL ? c->subject : "?", BTSSO_CERT_MIN_RSA_BITS);
+    }
+    return btsso_error_make(p, 422, "key_unsupported",
+        "The certificate's key type is not supported: identity provider "
+        "certificates need an RSA key of at least 2048 bits or an EC key of "
+        "P-256 or stronger.",
+        "%s key in certificate %s (%s): no accepted signature algorithm "
+        "uses it", type, c->sha256 != NULL ? c->sha256 : "?",
+        c->subject != NULL ? c->subject : "?");
 }
 
 btsso_error_t *btsso_cert_parse_b64(apr_pool_t *p, const char *b64,
@@ -404,7 +473,8 @@ const char *btsso_cert_b64(apr_pool_t *p, const btsso_cert_t *c)
 
 int btsso_cert_is_valid_at(const btsso_cert_t *c, apr_time_t now)
 {
-    return c != NULL && now >= c->not_before && now <= c->not_after;
+    return c != NULL && c->key_strong && now >= c->not_before
+           && now <= c->not_after;
 }
 
 const char *btsso_cert_role_name(btsso_cert_role_e role)

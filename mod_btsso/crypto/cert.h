@@ -21,7 +21,13 @@ typedef struct btsso_cert_t {
     apr_time_t not_before;      /* APR time (microseconds since the epoch) */
     apr_time_t not_after;
     const char *key_type;       /* "RSA 2048", "EC P-256", ... */
+    int key_bits;               /* RSA modulus / EC group order bits */
+    int key_strong;             /* RSA >= 2048 or EC >= P-256 (below) */
 } btsso_cert_t;
+
+/* The weakest IdP keys accepted: RSA (or RSA-PSS) moduli, EC curves. */
+#define BTSSO_CERT_MIN_RSA_BITS 2048
+#define BTSSO_CERT_MIN_EC_BITS  256
 
 typedef enum {
     BTSSO_ROLE_NONE = 0,
@@ -30,14 +36,26 @@ typedef enum {
 } btsso_cert_role_e;
 
 /* Parse one certificate, PEM ("-----BEGIN CERTIFICATE-----") or DER, told
- * apart by content.  Errors: "bad_certificate" (422) with a precise detail
- * (not PEM nor DER, truncated, trailing garbage, not a certificate). */
+ * apart by content: what an administrator uploads.  Errors:
+ * "bad_certificate" (422) with a precise detail (not PEM nor DER,
+ * truncated, trailing garbage, not a certificate), and those of
+ * btsso_cert_check_key(): a weak key is refused at the door. */
 btsso_error_t *btsso_cert_parse(apr_pool_t *p, const void *data,
                                 apr_size_t len, btsso_cert_t **out);
 
-/* Parse the base64 text of a <ds:X509Certificate> (whitespace allowed). */
+/* Parse the base64 text of a <ds:X509Certificate> (whitespace allowed).
+ * The key's strength is NOT checked here (stored certificates are read
+ * with it and must stay readable, and shown); a caller taking in a new
+ * certificate calls btsso_cert_check_key().  A weak one is never usable
+ * for verification anyway (btsso_cert_is_valid_at). */
 btsso_error_t *btsso_cert_parse_b64(apr_pool_t *p, const char *b64,
                                     btsso_cert_t **out);
+
+/* NULL when the key is RSA of at least 2048 bits or EC of at least 256
+ * (P-256, P-384, P-521).  Errors (422): "weak_key" (RSA or EC below that,
+ * DSA), "key_unsupported" (any other key type: no signature algorithm
+ * mod_btsso accepts could use it).  The detail names the key. */
+btsso_error_t *btsso_cert_check_key(apr_pool_t *p, const btsso_cert_t *c);
 
 /* PEM text (with header/footer lines, 64-column body). */
 const char *btsso_cert_pem(apr_pool_t *p, const btsso_cert_t *c);
@@ -45,7 +63,9 @@ const char *btsso_cert_pem(apr_pool_t *p, const btsso_cert_t *c);
 /* Base64 DER on one line, as <ds:X509Certificate> content. */
 const char *btsso_cert_b64(apr_pool_t *p, const btsso_cert_t *c);
 
-/* Non-zero when now lies inside [not_before, not_after]. */
+/* Non-zero when now lies inside [not_before, not_after] and the key is
+ * strong enough (key_strong): the one test every "usable certificate"
+ * decision goes through, so a weak key is never used to verify. */
 int btsso_cert_is_valid_at(const btsso_cert_t *c, apr_time_t now);
 
 /* "primary", "secondary", "none" */

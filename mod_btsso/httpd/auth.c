@@ -12,6 +12,7 @@
 #include <http_request.h>
 #include <mod_auth.h>
 #include <apr_strings.h>
+#include <apr_lib.h>
 
 #include "btsso_glue.h"
 #include "btsso_acct.h"
@@ -19,6 +20,7 @@
 #include "btsso_handlers.h"
 #include "core/addressing.h"
 #include "core/url.h"
+#include "core/text.h"
 
 APLOG_USE_MODULE(btsso);
 
@@ -28,6 +30,25 @@ static const char *const header_names[] = {
     "X-BTSSO-Account", "X-BTSSO-Email", "X-BTSSO-Name-ID", "X-BTSSO-IdP",
     "X-BTSSO-Session-Expires", NULL
 };
+
+/* Whether a request header name is one of ours in any spelling: "X-BTSSO"
+ * then '-' or '_' (or nothing), in any case, with '_' for '-' anywhere
+ * ("X_BTSSO_Email", "x-btsso-email", "X-Btsso_Account"): CGI and many
+ * backends fold '-' and '_' into the same variable name. */
+static int is_btsso_header(const char *name)
+{
+    static const char prefix[] = "x-btsso";
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(prefix) - 1; i++) {
+        char c = name[i] == '_' ? '-' : apr_tolower(name[i]);
+
+        if (c != prefix[i]) {
+            return 0;
+        }
+    }
+    return name[i] == '\0' || name[i] == '-' || name[i] == '_';
+}
 
 /* Incoming X-BTSSO-* headers are the client's, never ours: remove them
  * before anything downstream (CGI, proxy) can trust them. */
@@ -40,7 +61,7 @@ void btsso_strip_spoofed_headers(request_rec *r)
     int i;
 
     for (i = 0; i < h->nelts; i++) {
-        if (e[i].key != NULL && strncasecmp(e[i].key, "X-BTSSO-", 8) == 0) {
+        if (e[i].key != NULL && is_btsso_header(e[i].key)) {
             APR_ARRAY_PUSH(doomed, const char *) = e[i].key;
         }
     }
@@ -50,6 +71,13 @@ void btsso_strip_spoofed_headers(request_rec *r)
     }
 }
 
+/*
+ * Defence in depth: the ACS refuses control characters in what the IdP
+ * asserts, but whatever a session holds (a session made by an older
+ * module, a store tampered with), a value with a control character is
+ * never put into the environment or a request header, where CR/LF would
+ * add headers or smuggle a request to a proxied backend.
+ */
 static void export_session(request_rec *r, const btsso_session_t *ss,
                            int set_headers)
 {
@@ -69,6 +97,19 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
     values[4] = expires;
     values[5] = NULL;
     for (i = 0; env_names[i] != NULL; i++) {
+        if (values[i] == NULL) {
+            continue;
+        }
+        if (btsso_text_has_control(values[i])) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "BTSSO0313: session of account %s: %s holds a "
+                          "control character; not exported",
+                          ap_escape_logitem(r->pool, ss->account),
+                          env_names[i]);
+            apr_table_unset(r->subprocess_env, env_names[i]);
+            apr_table_unset(r->headers_in, header_names[i]);
+            continue;
+        }
         apr_table_setn(r->subprocess_env, env_names[i], values[i]);
         if (set_headers) {
             apr_table_setn(r->headers_in, header_names[i], values[i]);

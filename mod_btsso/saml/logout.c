@@ -12,6 +12,8 @@
 #include <libxml/globals.h>
 
 #include "saml/logout.h"
+#include "saml/xmlparse.h"
+#include "core/text.h"
 
 #define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
 #define NS_SAML  "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -26,106 +28,24 @@
 
 /* ---- hardened parsing -------------------------------------------------- */
 
-typedef struct parse_guard_t {
-    int saw_dtd;
-} parse_guard_t;
-
-/* Called on "<!DOCTYPE": stop before any entity is declared or loaded. */
-static void refuse_subset(void *ctx, const xmlChar *name,
-                          const xmlChar *external_id,
-                          const xmlChar *system_id)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-    parse_guard_t *g = ctxt->_private;
-
-    g->saw_dtd = 1;
-    xmlStopParser(ctxt);
-}
-
-static void refuse_entity(void *ctx, const xmlChar *name, int type,
-                          const xmlChar *public_id, const xmlChar *system_id,
-                          xmlChar *content)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-    parse_guard_t *g = ctxt->_private;
-
-    g->saw_dtd = 1;
-    xmlStopParser(ctxt);
-}
-
-static void quiet_error(void *user, xmlErrorPtr error)
-{
-}
-
 static apr_status_t free_doc(void *data)
 {
     xmlFreeDoc((xmlDocPtr)data);
     return APR_SUCCESS;
 }
 
-/* libxml2 messages end with a newline and may be long: one short line. */
-static const char *one_line(apr_pool_t *p, const char *s)
-{
-    char *c = apr_pstrndup(p, s, 200);
-    char *nl = strchr(c, '\n');
-
-    if (nl != NULL) {
-        *nl = '\0';
-    }
-    return c;
-}
-
+/* The shared hardened parse (saml/xmlparse.c); the size was bounded by
+ * the caller.  The document lives as long as p. */
 static btsso_error_t *parse_doc(apr_pool_t *p, const char *xml,
                                 apr_size_t len, xmlDocPtr *out)
 {
-    xmlParserCtxtPtr ctxt;
-    parse_guard_t guard = { 0 };
-    xmlStructuredErrorFunc saved_func = xmlStructuredError;
-    void *saved_ctx = xmlStructuredErrorContext;
-    btsso_error_t *err = NULL;
-    xmlDocPtr doc;
+    btsso_error_t *err = btsso_xml_parse(p, xml, len, (apr_size_t)INT_MAX,
+                                         MSG_BAD, out);
 
-    *out = NULL;
-    ctxt = xmlNewParserCtxt();
-    if (ctxt == NULL) {
-        return btsso_error_make(p, 500, "internal", MSG_BAD,
-                                "xmlNewParserCtxt failed");
-    }
-    /* This thread's libxml2 error handler stays silent for the call:
-     * hostile input must not reach httpd's error log through stderr. */
-    xmlSetStructuredErrorFunc(NULL, quiet_error);
-    ctxt->_private = &guard;
-    ctxt->sax->internalSubset = refuse_subset;
-    ctxt->sax->externalSubset = refuse_subset;
-    ctxt->sax->entityDecl = refuse_entity;
-    ctxt->sax->serror = quiet_error;
-    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR
-                            | XML_PARSE_NOWARNING);
-    if (guard.saw_dtd || (doc != NULL && (doc->intSubset != NULL
-                                          || doc->extSubset != NULL))) {
-        err = btsso_error_make(p, 400, "dtd_forbidden", MSG_BAD,
-                               "a DOCTYPE declaration is present; DTDs and "
-                               "entities are not allowed in SAML messages");
-    }
-    else if (doc == NULL || !ctxt->wellFormed) {
-        err = btsso_error_make(p, 400, "not_xml", MSG_BAD,
-                               "not well-formed XML: line %d: %s",
-                               ctxt->lastError.line,
-                               ctxt->lastError.message
-                               ? one_line(p, ctxt->lastError.message)
-                               : "parse error");
-    }
-    xmlFreeParserCtxt(ctxt);
-    xmlSetStructuredErrorFunc(saved_ctx, saved_func);
     if (err != NULL) {
-        if (doc != NULL) {
-            xmlFreeDoc(doc);
-        }
         return err;
     }
-    apr_pool_cleanup_register(p, doc, free_doc, apr_pool_cleanup_null);
-    *out = doc;
+    apr_pool_cleanup_register(p, *out, free_doc, apr_pool_cleanup_null);
     return NULL;
 }
 
@@ -294,6 +214,11 @@ static btsso_error_t *read_request_body(apr_pool_t *p, xmlNodePtr root,
             m->name_id_format = attr(p, c, "Format");
             m->name_qualifier = attr(p, c, "NameQualifier");
             m->sp_name_qualifier = attr(p, c, "SPNameQualifier");
+            if (btsso_text_has_control(m->name_id)) {
+                return btsso_error_make(p, 400, "bad_name_id", MSG_BAD,
+                                        "LogoutRequest NameID contains a "
+                                        "control character");
+            }
         }
         else if (is_el(c, NS_SAMLP, "SessionIndex")) {
             if (m->session_indexes->nelts
@@ -425,6 +350,11 @@ btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
     if (m->issuer == NULL || *m->issuer == '\0') {
         return btsso_error_make(p, 400, "no_issuer", MSG_BAD,
                                 "%s without saml:Issuer",
+                                (const char *)root->name);
+    }
+    if (btsso_text_has_control(m->issuer)) {
+        return btsso_error_make(p, 400, "bad_issuer", MSG_BAD,
+                                "%s Issuer contains a control character",
                                 (const char *)root->name);
     }
     err = m->kind == BTSSO_LOGOUT_REQUEST ? read_request_body(p, root, m)

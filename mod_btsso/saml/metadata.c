@@ -9,21 +9,17 @@
  * entity), and libxml2 runs without network access.
  */
 #include <limits.h>
-#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
 #include <apr_hash.h>
 #include <apr_strings.h>
 
-#include <libxml/globals.h>
-#include <libxml/parser.h>
-#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
-#include <libxml/xmlerror.h>
-#include <libxml/xmlIO.h>
 
 #include "saml/metadata.h"
+#include "saml/xmlparse.h"
+#include "core/text.h"
 
 #define NS_MD   "urn:oasis:names:tc:SAML:2.0:metadata"
 #define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -35,30 +31,6 @@
 /* BTSSOMetadataMaxSize's default; used when a caller passes 0 so that a
  * parse is never unbounded. */
 #define DEFAULT_MAX_SIZE (1024 * 1024)
-
-/* ---- libxml2 set-up -------------------------------------------------------- */
-
-static pthread_once_t xml_init_once = PTHREAD_ONCE_INIT;
-
-static void xml_init_process(void)
-{
-    xmlInitParser();
-    /* These are libxml2's defaults already; set them explicitly so that no
-     * other library loaded into httpd can have turned entity substitution
-     * or external DTD loading on for parsers that do not pass options. */
-    xmlSubstituteEntitiesDefault(0);
-    xmlLoadExtDtdDefaultValue = 0;
-    xmlThrDefSubstituteEntitiesDefaultValue(0);
-    xmlThrDefLoadExtDtdDefaultValue(0);
-    /* Whatever parser in the process resolves an external entity, it does
-     * not go to the network. */
-    xmlSetExternalEntityLoader(xmlNoNetExternalEntityLoader);
-}
-
-void btsso_xml_init(void)
-{
-    pthread_once(&xml_init_once, xml_init_process);
-}
 
 /* ---- small DOM helpers ----------------------------------------------------- */
 
@@ -140,27 +112,6 @@ static int is_true(const char *v)
 }
 
 /* ---- parsing ---------------------------------------------------------------- */
-
-typedef struct parse_guard_t {
-    int doctype_seen;
-} parse_guard_t;
-
-/*
- * SAX hook called when the parser meets "<!DOCTYPE", before any of the
- * internal subset is read: stop right there, so no entity is ever declared,
- * whatever the document's encoding (the byte scan below sees only ASCII
- * compatible encodings).
- */
-static void refuse_doctype(void *ctx, const xmlChar *name,
-                           const xmlChar *external_id,
-                           const xmlChar *system_id)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-    parse_guard_t *guard = ctxt->_private;
-
-    guard->doctype_seen = 1;
-    xmlStopParser(ctxt);
-}
 
 /* Also matches inside a comment or CDATA section: refusing such a rare
  * document is the safe side of the line. */
@@ -355,7 +306,10 @@ static void collect_endpoints(apr_pool_t *p, const xmlNode *idpsso,
          * left out rather than shown or followed. */
         if (binding == NULL || *binding == '\0' || !is_http_url(location)
             || (response_location != NULL
-                && !is_http_url(response_location))) {
+                && !is_http_url(response_location))
+            || btsso_text_has_control(binding)
+            || btsso_text_has_control(location)
+            || btsso_text_has_control(response_location)) {
             continue;
         }
         ep = apr_array_push(out);
@@ -421,6 +375,20 @@ static btsso_error_t *collect_signing_certs(apr_pool_t *p,
                             err->detail != NULL ? err->detail
                                                 : err->message);
                     }
+                    /* A weak key is refused with the whole document:
+                     * the administrator must know, and it would never be
+                     * used to verify anyway (crypto/cert.h). */
+                    err = btsso_cert_check_key(p, cert);
+                    if (err != NULL) {
+                        return btsso_error_make(p, 422, err->code,
+                            err->message,
+                            "KeyDescriptor #%d (use=%s, line %ld) of the "
+                            "IDPSSODescriptor, X509Certificate #%d (%s): %s",
+                            kd_index, use != NULL ? use : "(none)",
+                            xmlGetLineNo(kd), cert_index, cert->subject,
+                            err->detail != NULL ? err->detail
+                                                : err->message);
+                    }
                     if (apr_hash_get(seen, cert->sha256,
                                      APR_HASH_KEY_STRING) == NULL) {
                         apr_hash_set(seen, cert->sha256, APR_HASH_KEY_STRING,
@@ -447,7 +415,7 @@ static void collect_nameid_formats(apr_pool_t *p, const xmlNode *idpsso,
             continue;
         }
         format = text_value(p, c);
-        if (*format == '\0'
+        if (*format == '\0' || btsso_text_has_control(format)
             || apr_hash_get(seen, format, APR_HASH_KEY_STRING) != NULL) {
             continue;
         }
@@ -472,7 +440,11 @@ static void attr_add(apr_pool_t *p, attr_list_t *list, const char *name,
     apr_size_t *slot;
     btsso_md_attribute_t *a;
 
-    if (name == NULL || *name == '\0') {
+    /* A name with a control character could never be matched safely (an
+     * assertion carrying it is refused): it is not offered at all. */
+    if (name == NULL || *name == '\0' || btsso_text_has_control(name)
+        || btsso_text_has_control(name_format)
+        || btsso_text_has_control(friendly_name)) {
         return;
     }
     slot = apr_hash_get(list->by_name, name, APR_HASH_KEY_STRING);
@@ -787,12 +759,10 @@ btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
                                     btsso_idp_metadata_t **out)
 {
     btsso_error_t *err = NULL;
-    xmlParserCtxtPtr ctxt = NULL;
     xmlDocPtr doc = NULL;
     const xmlNode *root;
     const xmlNode *entity = NULL;
     const char *chosen_id = NULL;
-    parse_guard_t guard;
 
     *out = NULL;
     if (max_size == 0) {
@@ -813,43 +783,15 @@ btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
         return err_dtd(p, "found in the text before parsing");
     }
 
-    btsso_xml_init();
-    ctxt = xmlNewParserCtxt();
-    if (ctxt == NULL) {
-        err = btsso_error_make(p, 500, "internal_error",
-                               "The metadata could not be read.",
-                               "xmlNewParserCtxt failed (out of memory)");
-        goto done;
-    }
-    guard.doctype_seen = 0;
-    ctxt->_private = &guard;
-    ctxt->sax->internalSubset = refuse_doctype;
-    ctxt->sax->externalSubset = refuse_doctype;
-
-    /* NONET: nothing is fetched; no NOENT/DTDLOAD/DTDATTR: no entity is
-     * substituted and no DTD read.  NOERROR/NOWARNING: the core never
-     * writes to stderr; the error is taken from the context instead. */
-    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "metadata.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR
-                            | XML_PARSE_NOWARNING);
-    if (guard.doctype_seen) {
-        err = err_dtd(p, "seen by the parser");
-        goto done;
-    }
-    if (doc == NULL) {
-        const xmlError *xe = xmlCtxtGetLastError(ctxt);
-
-        err = btsso_error_make(p, 400, "not_xml",
-                               "The metadata is not well-formed XML.",
-                               "line %d: %s",
-                               xe != NULL ? xe->line : 0,
-                               xe != NULL && xe->message != NULL
-                                   ? trim_dup(p, xe->message)
-                                   : "parse error");
-        goto done;
-    }
-    if (doc->intSubset != NULL || doc->extSubset != NULL) {
-        err = err_dtd(p, "DTD attached to the parsed document");
+    err = btsso_xml_parse(p, xml, len, max_size,
+                          "The metadata could not be read.", &doc);
+    if (err != NULL) {
+        if (strcmp(err->code, "dtd_forbidden") == 0) {
+            err = err_dtd(p, "seen by the parser");
+        }
+        else if (strcmp(err->code, "not_xml") == 0) {
+            err->message = "The metadata is not well-formed XML.";
+        }
         goto done;
     }
 
@@ -870,6 +812,17 @@ btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
     if (err != NULL) {
         goto done;
     }
+    /* The entityID is matched against every response's Issuer and
+     * exported (BTSSO_IDP, X-BTSSO-IdP): "&#13;&#10;" in it would split a
+     * header line.  Only the ends were trimmed. */
+    if (btsso_text_has_control(chosen_id)) {
+        err = btsso_error_make(p, 422, "bad_entity_id",
+            "The metadata's entityID contains control characters (such as "
+            "line breaks) and cannot be used.",
+            "EntityDescriptor (line %ld): entityID holds a control "
+            "character", xmlGetLineNo(entity));
+        goto done;
+    }
     err = read_entity(p, entity, chosen_id, out);
     if (err == NULL) {
         err = utf8_form(p, doc, xml, len, max_size, out);
@@ -879,9 +832,6 @@ done:
     /* Every string handed out was copied into the pool above. */
     if (doc != NULL) {
         xmlFreeDoc(doc);
-    }
-    if (ctxt != NULL) {
-        xmlFreeParserCtxt(ctxt);
     }
     return err;
 }

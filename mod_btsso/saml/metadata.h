@@ -69,7 +69,11 @@ typedef struct btsso_idp_metadata_t {
  *   chosen: detail lists their entityIDs), entity_not_found 422,
  *   not_idp 422 (no IDPSSODescriptor supporting SAML 2.0 protocol, e.g. SP
  *   metadata), no_sso_endpoint 422, bad_certificate 422 (which
- *   KeyDescriptor and why).
+ *   KeyDescriptor and why), weak_key / key_unsupported 422 (a signing
+ *   certificate's key is below RSA 2048 / EC P-256, or neither RSA nor EC),
+ *   bad_entity_id 422 (the chosen entityID holds a control character).
+ * Endpoints, attribute names and NameID formats holding a control
+ * character are left out.
  *
  * Any encoding XML allows is read (UTF-16 with a BOM, as Windows tools
  * write it, or declared; ISO-8859-1 and others declared); (*out)->xml is
@@ -86,7 +90,8 @@ btsso_error_t *btsso_metadata_parse(apr_pool_t *p, const char *xml,
 const btsso_endpoint_t *btsso_metadata_endpoint(const apr_array_header_t *eps,
                                                 const char *binding);
 
-/* Call once per process before any parse (libxml2 init; idempotent). */
+/* Call once per process before any parse (libxml2 init; idempotent).
+ * Defined with the shared hardened parser in saml/xmlparse.c. */
 void btsso_xml_init(void);
 
 #endif /* BTSSO_METADATA_H */

@@ -27,6 +27,8 @@
 #include <openssl/x509.h>
 
 #include "saml/response.h"
+#include "saml/xmlparse.h"
+#include "core/text.h"
 
 #define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
 #define NS_SAML  "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -36,6 +38,7 @@
 
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER      "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+#define FMT_ENTITY     "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
 
 #define ALG_EXC_C14N   "http://www.w3.org/2001/10/xml-exc-c14n#"
 #define ALG_ENVELOPED  "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -372,6 +375,12 @@ static const refusal_t refusals[] = {
       "The login response comes from an identity provider other than the "
       "one configured for your account." },
     { "no_issuer", "The login response does not name its identity provider." },
+    { "bad_issuer",
+      "The login response names its identity provider in an unusable "
+      "way." },
+    { "issuer_format",
+      "The login response names its identity provider in an unsupported "
+      "format." },
     { "destination_mismatch",
       "The login response was sent for another address than this "
       "service's; check this service's ACS URL at the identity provider." },
@@ -412,6 +421,9 @@ static const refusal_t refusals[] = {
       "The login assertion does not identify the user (no NameID)." },
     { "bad_name_id",
       "The login assertion identifies the user in an unusable way." },
+    { "bad_attribute",
+      "The login assertion carries an attribute that cannot be used "
+      "(it contains control characters)." },
     { "no_bearer", "The login assertion cannot be used for a browser login." },
     { "recipient_mismatch",
       "The login assertion was issued for another address than this "
@@ -535,85 +547,22 @@ static btsso_error_t *b64_decode(vctx_t *v, const char *in, apr_size_t len,
     return NULL;
 }
 
-typedef struct parse_guard_t {
-    int saw_dtd;
-} parse_guard_t;
-
-/* Called by the parser on "<!DOCTYPE": stop right there, before any
- * entity is declared, loaded or expanded. */
-static void refuse_internal_subset(void *ctx, const xmlChar *name,
-                                   const xmlChar *external_id,
-                                   const xmlChar *system_id)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-    parse_guard_t *g = ctxt->_private;
-
-    g->saw_dtd = 1;
-    xmlStopParser(ctxt);
-}
-
-static void refuse_entity_decl(void *ctx, const xmlChar *name, int type,
-                               const xmlChar *public_id,
-                               const xmlChar *system_id, xmlChar *content)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-    parse_guard_t *g = ctxt->_private;
-
-    g->saw_dtd = 1;
-    xmlStopParser(ctxt);
-}
-
 static void quiet_structured_error(void *user, xmlErrorPtr error)
 {
 }
 
+/* The shared hardened parse (saml/xmlparse.c: no DTD, no entity, no
+ * network, quiet); sizes were bounded by the caller. */
 static btsso_error_t *parse_hardened(apr_pool_t *p, const char *buf,
                                      apr_size_t len, xmlDocPtr *out)
 {
-    xmlParserCtxtPtr ctxt;
-    parse_guard_t guard = { 0 };
-    xmlDocPtr doc;
-    btsso_error_t *err = NULL;
+    btsso_error_t *err = btsso_xml_parse(p, buf, len, (apr_size_t)INT_MAX,
+                                         MSG_BAD_INPUT, out);
 
-    *out = NULL;
-    if (len > (apr_size_t)INT_MAX) {
-        return btsso_error_make(p, 413, "too_large", MSG_BAD_INPUT,
-                                "XML too large");
-    }
-    ctxt = xmlNewParserCtxt();
-    if (ctxt == NULL) {
-        return btsso_error_make(p, 500, "internal", MSG_INTERNAL,
-                                "xmlNewParserCtxt failed");
-    }
-    ctxt->_private = &guard;
-    ctxt->sax->internalSubset = refuse_internal_subset;
-    ctxt->sax->externalSubset = refuse_internal_subset;
-    ctxt->sax->entityDecl = refuse_entity_decl;
-    ctxt->sax->serror = quiet_structured_error;
-    /* No NOENT (no substitution), no DTDLOAD/DTDATTR/DTDVALID, NONET. */
-    doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR
-                            | XML_PARSE_NOWARNING);
-    if (guard.saw_dtd || (doc != NULL && (doc->intSubset != NULL
-                                          || doc->extSubset != NULL))) {
-        err = btsso_error_make(p, 400, "dtd_forbidden", MSG_BAD_INPUT,
-                               "a DOCTYPE declaration is present; DTDs and "
-                               "entities are not allowed in SAML messages");
-    }
-    else if (doc == NULL || !ctxt->wellFormed) {
-        const xmlError *e = &ctxt->lastError;
-
+    if (err != NULL && strcmp(err->code, "empty") == 0) {
         err = btsso_error_make(p, 400, "not_xml", MSG_BAD_INPUT,
-                               "not well-formed XML: line %d: %s", e->line,
-                               e->message != NULL
-                               ? clip(p, e->message) : "parse error");
+                               "not well-formed XML: no content");
     }
-    if (err != NULL && doc != NULL) {
-        xmlFreeDoc(doc);
-        doc = NULL;
-    }
-    xmlFreeParserCtxt(ctxt);
-    *out = doc;
     return err;
 }
 
@@ -1564,7 +1513,22 @@ static btsso_error_t *check_issuer(vctx_t *v, xmlNodePtr issuer,
                                    const char *where)
 {
     const char *val = text_of(v->p, issuer);
+    const char *format = attr(v->p, issuer, "Format");
 
+    /* Before comparing: a control character is refused as such, whatever
+     * the configured entityID (it is never exported, logged or matched). */
+    if (btsso_text_has_control(val)) {
+        return refuse(v, "bad_issuer",
+                      apr_psprintf(v->p, "%s Issuer contains a control "
+                                   "character: %s", where, clip(v->p, val)));
+    }
+    /* SAML core 2.2.5: an Issuer's Format, when present, must be entity
+     * (an Issuer in another format names no entity this SP can trust). */
+    if (format != NULL && strcmp(format, FMT_ENTITY) != 0) {
+        return refuse(v, "issuer_format",
+                      apr_psprintf(v->p, "%s Issuer Format is %s, not %s",
+                                   where, clip(v->p, format), FMT_ENTITY));
+    }
     if (strcmp(val, v->ex->idp_entity_id) != 0) {
         return refuse(v, "issuer_mismatch",
                       apr_psprintf(v->p, "%s Issuer is %s, expected %s",
@@ -1678,6 +1642,17 @@ static btsso_error_t *check_subject(vctx_t *v, xmlNodePtr assertion,
     a->name_id_format = attr(v->p, nid, "Format");
     a->name_id_name_qualifier = attr(v->p, nid, "NameQualifier");
     a->name_id_sp_name_qualifier = attr(v->p, nid, "SPNameQualifier");
+    /* Only the ends were trimmed: a CR/LF inside (&#13;&#10;) would split
+     * an exported header or environment line. */
+    if (btsso_text_has_control(a->name_id)
+        || btsso_text_has_control(a->name_id_format)
+        || btsso_text_has_control(a->name_id_name_qualifier)
+        || btsso_text_has_control(a->name_id_sp_name_qualifier)) {
+        return refuse(v, "bad_name_id",
+                      apr_psprintf(v->p, "NameID (or one of its qualifiers) "
+                                   "contains a control character: %s",
+                                   clip(v->p, a->name_id)));
+    }
 
     for (sc = subject->children; sc != NULL; sc = sc->next) {
         const char *method;
@@ -1816,8 +1791,19 @@ static btsso_error_t *read_authn_statement(vctx_t *v, xmlNodePtr assertion,
     return NULL;
 }
 
-static void read_attributes(vctx_t *v, xmlNodePtr assertion,
-                            btsso_assertion_t *a)
+static btsso_error_t *bad_attribute(vctx_t *v, const char *name,
+                                    const char *what)
+{
+    return refuse(v, "bad_attribute",
+                  apr_psprintf(v->p, "Attribute %s: its %s contains a "
+                               "control character", clip(v->p, name),
+                               what));
+}
+
+/* Every attribute, refusing the assertion when a name or value holds a
+ * control character (they are exported as headers and environment). */
+static btsso_error_t *read_attributes(vctx_t *v, xmlNodePtr assertion,
+                                      btsso_assertion_t *a)
 {
     xmlNodePtr st, at, val;
 
@@ -1838,15 +1824,25 @@ static void read_attributes(vctx_t *v, xmlNodePtr assertion,
             out->name = name;
             out->name_format = attr(v->p, at, "NameFormat");
             out->friendly_name = attr(v->p, at, "FriendlyName");
+            if (btsso_text_has_control(out->name)
+                || btsso_text_has_control(out->name_format)
+                || btsso_text_has_control(out->friendly_name)) {
+                return bad_attribute(v, out->name, "name");
+            }
             out->values = apr_array_make(v->p, 2, sizeof(const char *));
             for (val = at->children; val != NULL; val = val->next) {
                 if (is_elem(val, NS_SAML, "AttributeValue")) {
-                    APR_ARRAY_PUSH(out->values, const char *) =
-                        text_of(v->p, val);
+                    const char *t = text_of(v->p, val);
+
+                    if (btsso_text_has_control(t)) {
+                        return bad_attribute(v, out->name, "value");
+                    }
+                    APR_ARRAY_PUSH(out->values, const char *) = t;
                 }
             }
         }
     }
+    return NULL;
 }
 
 const btsso_attribute_t *btsso_assertion_attribute(const btsso_assertion_t *a,
@@ -2141,10 +2137,10 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     a->issuer = text_of(v->p, issuer);
     if ((err = check_subject(v, assertion, a)) != NULL
         || (err = check_conditions(v, assertion, a)) != NULL
-        || (err = read_authn_statement(v, assertion, a)) != NULL) {
+        || (err = read_authn_statement(v, assertion, a)) != NULL
+        || (err = read_attributes(v, assertion, a)) != NULL) {
         return err;
     }
-    read_attributes(v, assertion, a);
     return NULL;
 }
 
@@ -2214,6 +2210,14 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
     if (iss == NULL) {
         c = child_elem(resp, NS_SAML, "Assertion", NULL);
         iss = c != NULL ? child_elem(c, NS_SAML, "Issuer", NULL) : NULL;
+    }
+    if (iss != NULL && !has_element_child(iss)
+        && btsso_text_has_control(text_of(p, iss))) {
+        return btsso_error_make(p, 403, "bad_issuer",
+                                "The login response names its identity "
+                                "provider in an unusable way.",
+                                "the Response's Issuer contains a control "
+                                "character");
     }
     if (iss == NULL || has_element_child(iss)
         || *(*issuer = text_of(p, iss)) == '\0') {

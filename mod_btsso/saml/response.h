@@ -186,6 +186,9 @@ typedef struct btsso_assertion_t {
  *   unsolicited            no request expected, IdP-initiated disallowed
  *   status_not_success     Status not Success (codes + message in detail)
  *   issuer_mismatch, no_issuer
+ *   bad_issuer             Response or Assertion Issuer holds a control
+ *                          character (core/text.h)
+ *   issuer_format          Issuer/@Format present and not ...:entity
  *   destination_mismatch, destination_missing (signed Response only)
  *   in_response_to_mismatch, in_response_to_unexpected
  *   no_assertion, multiple_assertions, assertion_misplaced
@@ -215,7 +218,10 @@ typedef struct btsso_assertion_t {
  *                          IdP's (no decryption oracle)
  *   not_signed             neither Response nor Assertion signed
  *   issued_in_future       IssueInstant > now + skew
- *   no_name_id, bad_name_id (element children or empty)
+ *   no_name_id, bad_name_id (element children, empty, or a control
+ *                          character in the NameID or its qualifiers)
+ *   bad_attribute          a control character in an attribute's Name,
+ *                          NameFormat, FriendlyName or any value
  *   no_bearer, recipient_mismatch, confirmation_no_expiry,
  *   confirmation_expired, confirmation_not_yet_valid
  *   conditions_missing, not_yet_valid, expired, condition_unknown,
@@ -236,7 +242,7 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
  * Issuer, else the Issuer of its single plain Assertion.  NOTHING is
  * verified: use the value only to choose what to validate against.
  * max_size: bound on the base64 input (0: the default).
- * Errors: those of decoding/parsing, plus no_issuer (403).
+ * Errors: those of decoding/parsing, plus no_issuer and bad_issuer (403).
  */
 btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
                                           apr_size_t len, apr_size_t max_size,

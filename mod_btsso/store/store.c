@@ -17,6 +17,7 @@
 #include <apr_lib.h>
 
 #include "store/store.h"
+#include "core/text.h"
 
 /* The shipped schema, per dialect, as upgrade steps.
  *
@@ -1170,6 +1171,7 @@ btsso_error_t *btsso_store_user_by_email(btsso_store_t *s, apr_pool_t *p,
     btsso_error_t *err;
     const db_row_t *r;
     btsso_user_t *u;
+    int i;
 
     *out = NULL;
     if (account == NULL || email == NULL) {
@@ -1179,12 +1181,23 @@ btsso_error_t *btsso_store_user_by_email(btsso_store_t *s, apr_pool_t *p,
                          ARGS(account, email))) != NULL) {
         return err;
     }
-    if (rows->nelts == 0) {
-        return NULL;
+    /* SQL's lower() may fold non-ASCII onto ASCII (PostgreSQL folds U+212A
+     * KELVIN SIGN onto 'k'): the match is decided here, ASCII-only, on the
+     * email the query returned.  The first row that truly matches wins. */
+    r = NULL;
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *c = &APR_ARRAY_IDX(rows, i, db_row_t);
+
+        if (c->ncols < 2) {
+            return short_row(s, BTSSO_Q_USER, 2);
+        }
+        if (btsso_email_equal(col_text(c, 1), email)) {
+            r = c;
+            break;
+        }
     }
-    r = &APR_ARRAY_IDX(rows, 0, db_row_t);
-    if (r->ncols < 2) {
-        return short_row(s, BTSSO_Q_USER, 2);
+    if (r == NULL) {
+        return NULL;
     }
     u = apr_pcalloc(p, sizeof(*u));
     u->account = apr_pstrdup(p, account);
@@ -1209,7 +1222,18 @@ btsso_error_t *btsso_store_is_admin(btsso_store_t *s, const char *account,
     apr_pool_create(&tmp, s->pool);
     err = db_select(s, tmp, BTSSO_Q_ADMIN, &rows, ARGS(account, remote_user));
     if (err == NULL) {
-        *is_admin = rows->nelts > 0;
+        int i;
+
+        /* A query that returns (extension, email) is re-checked: the
+         * extension exactly, the email ASCII-only (see user_by_email).  A
+         * one-column query is taken at its word. */
+        for (i = 0; i < rows->nelts && !*is_admin; i++) {
+            const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+
+            *is_admin = r->ncols < 2
+                        || strcmp(col_text(r, 0), remote_user) == 0
+                        || btsso_email_equal(col_text(r, 1), remote_user);
+        }
     }
     apr_pool_destroy(tmp);
     return err;
@@ -1260,9 +1284,16 @@ btsso_error_t *btsso_store_account_by_email(btsso_store_t *s, apr_pool_t *p,
     /* Distinct here too: an operator's query may repeat an account. */
     seen = apr_hash_make(p);
     for (i = 0; i < rows->nelts; i++) {
-        const char *acc = col_opt(&APR_ARRAY_IDX(rows, i, db_row_t), 0);
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        const char *acc = col_opt(r, 0);
 
         if (acc == NULL || apr_hash_get(seen, acc, APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        /* A query that also returns the email (the default does) is
+         * re-checked ASCII-only, as in btsso_store_user_by_email: SQL's
+         * lower() may fold non-ASCII onto ASCII. */
+        if (r->ncols >= 2 && !btsso_email_equal(col_text(r, 1), email)) {
             continue;
         }
         if (ea->holders->nelts >= BTSSO_EMAIL_ACCOUNTS_MAX) {

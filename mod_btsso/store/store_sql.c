@@ -33,20 +33,22 @@ static const btsso_stmt_def_t store_statements[] = {
      * accounts, so Basic user "101" would administer every account whose
      * extension 101 is an admin. */
     { BTSSO_Q_ADMIN,
-      "SELECT extension FROM users"
+      "SELECT extension, email FROM users"
       " WHERE account = %s AND is_admin = 1"
       " AND lower(trim(email)) = lower(trim(%s))",
-      "account, remote_user -> a row when remote_user administers account" },
+      "account, remote_user -> a row (extension, email) when remote_user"
+      " administers account (the email re-checked ASCII-only)" },
     /* Every account holding the email, not "the preferred" one: which
      * account an email belongs to is decided in store.c (a domain's
      * claimant first, else the only holder), never by an order one
      * account's settings can change.  51 rows: one beyond the 50 read
-     * tells that there were more. */
+     * tells that there were more.  The email comes back so that store.c
+     * re-checks it ASCII-only (SQL's lower() may fold U+212A onto k). */
     { BTSSO_Q_ACCOUNT_BY_EMAIL,
-      "SELECT DISTINCT account FROM users"
+      "SELECT DISTINCT account, email FROM users"
       " WHERE lower(trim(email)) = lower(trim(%s))"
       " ORDER BY account LIMIT 51",
-      "email -> rows (account): every account holding the email" },
+      "email -> rows (account, email): every account holding the email" },
 
     /* ---- accounts ---- */
     { "btsso_account_insert",

@@ -17,7 +17,11 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "crypto/cert.h"
+#include "core/b64.h"
 
 #ifndef TOP_SRCDIR
 #define TOP_SRCDIR "."
@@ -425,6 +429,90 @@ static void test_is_fingerprint(void **state)
     assert_false(btsso_cert_is_fingerprint(NULL));
 }
 
+/* ---- key strength (issue 8, item 11a) ----------------------------------- */
+
+/* A self-signed certificate (DER, pool) for a freshly made key. */
+static const unsigned char *self_signed(EVP_PKEY *k, apr_size_t *len)
+{
+    X509 *x = X509_new();
+    X509_NAME *n;
+    unsigned char *der = NULL, *copy;
+    int l;
+
+    assert_non_null(k);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                               (const unsigned char *)"weak", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    assert_true(X509_sign(x, k, EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519
+                                ? NULL : EVP_sha256()) > 0);
+    l = i2d_X509(x, &der);
+    assert_true(l > 0);
+    copy = apr_pmemdup(pool, der, (apr_size_t)l);
+    OPENSSL_free(der);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    *len = (apr_size_t)l;
+    return copy;
+}
+
+static void expect_key_refused(EVP_PKEY *k, const char *code,
+                               const char *detail_part)
+{
+    apr_size_t len;
+    const unsigned char *der = self_signed(k, &len);
+    btsso_cert_t *c = NULL;
+    btsso_error_t *e = btsso_cert_parse(pool, der, len, &c);
+
+    assert_non_null(e);
+    assert_string_equal(e->code, code);
+    assert_int_equal(e->status, 422);
+    assert_null(c);
+    assert_non_null(strstr(e->detail, detail_part));
+    /* read back from the store (base64): still readable, never usable */
+    assert_null(btsso_cert_parse_b64(pool, btsso_b64_encode(pool, der, len), &c));
+    assert_non_null(c);
+    assert_false(c->key_strong);
+    assert_false(btsso_cert_is_valid_at(c, apr_time_now()));
+    e = btsso_cert_check_key(pool, c);
+    assert_non_null(e);
+    assert_string_equal(e->code, code);
+}
+
+static void expect_key_accepted(EVP_PKEY *k, int bits)
+{
+    apr_size_t len;
+    const unsigned char *der = self_signed(k, &len);
+    btsso_cert_t *c = NULL;
+
+    assert_null(btsso_cert_parse(pool, der, len, &c));
+    assert_true(c->key_strong);
+    assert_int_equal(c->key_bits, bits);
+    assert_null(btsso_cert_check_key(pool, c));
+    assert_true(btsso_cert_is_valid_at(c, apr_time_now()));
+}
+
+static void test_key_strength(void **state)
+{
+    expect_key_refused(EVP_RSA_gen(1024), "weak_key", "RSA 1024");
+    expect_key_refused(EVP_RSA_gen(2047), "weak_key", "RSA 2047");
+    expect_key_refused(EVP_EC_gen("secp224r1"), "weak_key", "P-224");
+    expect_key_refused(EVP_EC_gen("prime192v1"), "weak_key", "P-192");
+    expect_key_refused(EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"),
+                       "key_unsupported", "Ed25519");
+    expect_key_accepted(EVP_RSA_gen(2048), 2048);
+    expect_key_accepted(EVP_EC_gen("prime256v1"), 256);
+    expect_key_accepted(EVP_EC_gen("secp384r1"), 384);
+    /* the fixtures keep working */
+    assert_true(parse_file_ok("okta.crt")->key_strong);
+    assert_true(parse_file_ok("ec-p256.crt")->key_strong);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_validity_window),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_is_fingerprint),
+        cmocka_unit_test(test_key_strength),
     };
 
     apr_initialize();

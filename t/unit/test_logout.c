@@ -415,6 +415,23 @@ static void test_covers_session(void **state)
     assert_true(btsso_logout_covers_session(m, NULL));
 }
 
+/* Control characters in the Issuer or NameID (issue 8, item 1). */
+static void test_control_characters(void **state)
+{
+    expect_code(REQ_HEAD "ID=\"a\" Version=\"2.0\" IssueInstant=\""
+                "2023-11-14T22:13:10Z\"><saml:Issuer>" IDP "&#13;&#10;x"
+                "</saml:Issuer><saml:NameID>ann@example.com</saml:NameID>"
+                "</samlp:LogoutRequest>", "bad_issuer", 400);
+    expect_code(REQ_HEAD "ID=\"a\" Version=\"2.0\" IssueInstant=\""
+                "2023-11-14T22:13:10Z\">" ISSUER "<saml:NameID>ann@example"
+                ".com&#10;X-Evil: 1</saml:NameID></samlp:LogoutRequest>",
+                "bad_name_id", 400);
+    expect_code(REQ_HEAD "ID=\"a\" Version=\"2.0\" IssueInstant=\""
+                "2023-11-14T22:13:10Z\">" ISSUER "<saml:NameID>ann@&#9;"
+                "example.com</saml:NameID></samlp:LogoutRequest>",
+                "bad_name_id", 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_check_destination_and_age),
         cmocka_unit_test(test_check_response),
         cmocka_unit_test(test_covers_session),
+        cmocka_unit_test(test_control_characters),
     };
 
     apr_initialize();

@@ -1076,6 +1076,116 @@ static void test_xml_init_settings(void **state)
                      xmlNoNetExternalEntityLoader);
 }
 
+/* ---- control characters and weak keys (issue 8, items 1 and 11a) ------- */
+
+static const char *cert_body(const char *file)
+{
+    apr_size_t len;
+    char *pem = slurp(apr_pstrcat(pool, TOP_SRCDIR "/t/fixtures/keys/", file,
+                                  NULL), &len);
+    char *b = strstr(pem, "-----BEGIN CERTIFICATE-----");
+    char *e;
+
+    assert_non_null(b);
+    b += strlen("-----BEGIN CERTIFICATE-----");
+    e = strstr(b, "-----END");
+    assert_non_null(e);
+    *e = '\0';
+    return b;
+}
+
+static const char *inj_idp_doc(const char *entity, const char *cert_file,
+                           const char *extra)
+{
+    return apr_psprintf(pool,
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:"
+        "metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" "
+        "xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" "
+        "entityID=\"%s\"><md:IDPSSODescriptor protocolSupportEnumeration="
+        "\"urn:oasis:names:tc:SAML:2.0:protocol\"><md:KeyDescriptor "
+        "use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>%s"
+        "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+        "%s<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:"
+        "bindings:HTTP-Redirect\" Location=\"https://idp.example.test/sso\"/>"
+        "</md:IDPSSODescriptor></md:EntityDescriptor>",
+        entity, cert_body(cert_file), extra);
+}
+
+static void test_entity_id_control_characters(void **state)
+{
+    static const char *const bad[] = {
+        "https://idp.example.test/x&#13;&#10;X-BTSSO-Account: victim",
+        "https://idp.example.test/x&#10;y",
+        "https://idp.example.test/&#9;x",
+        "https://idp.example.test/x&#127;",
+        "https://idp.example.test/x&#133;",
+        "https://idp.example.test/x&#8232;",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *doc = inj_idp_doc(bad[i], "okta.crt", "");
+        btsso_error_t *e = parse_buf_fails(doc, strlen(doc), MAX_SIZE, NULL,
+                                           "bad_entity_id", 422);
+
+        assert_null(strpbrk(e->detail, "\r\n"));
+    }
+    /* only the ends are trimmed, and only those are harmless */
+    {
+        const char *doc = inj_idp_doc("  https://idp.example.test/ok ",
+                                  "okta.crt", "");
+        btsso_idp_metadata_t *md = NULL;
+
+        assert_null(btsso_metadata_parse(pool, doc, strlen(doc), MAX_SIZE,
+                                         NULL, &md));
+        assert_string_equal(md->entity_id, "https://idp.example.test/ok");
+    }
+}
+
+static void test_control_characters_left_out(void **state)
+{
+    const char *doc = inj_idp_doc("https://idp.example.test/ok", "okta.crt",
+        "<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:"
+        "bindings:HTTP-Redirect\" Location=\"https://idp.example.test/slo"
+        "&#13;&#10;Set-Cookie: x=1\"/>"
+        "<md:NameIDFormat>urn:x&#10;y</md:NameIDFormat>"
+        "<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:"
+        "emailAddress</md:NameIDFormat>"
+        "<saml:Attribute Name=\"mail&#10;X-Evil\"/>"
+        "<saml:Attribute Name=\"mail\"/>");
+    btsso_idp_metadata_t *md = NULL;
+    const btsso_md_attribute_t *a;
+
+    assert_null(btsso_metadata_parse(pool, doc, strlen(doc), MAX_SIZE, NULL,
+                                     &md));
+    assert_int_equal(md->slo->nelts, 0);
+    assert_int_equal(md->nameid_formats->nelts, 1);
+    assert_int_equal(md->attributes->nelts, 1);
+    a = &APR_ARRAY_IDX(md->attributes, 0, btsso_md_attribute_t);
+    assert_string_equal(a->name, "mail");
+}
+
+static void test_weak_signing_key_refused(void **state)
+{
+    const char *doc = inj_idp_doc("https://idp.example.test/weak",
+                              "weak-rsa1024.crt", "");
+    btsso_error_t *e = parse_buf_fails(doc, strlen(doc), MAX_SIZE, NULL,
+                                       "weak_key", 422);
+
+    assert_detail_has(e, "KeyDescriptor #1");
+    assert_detail_has(e, "RSA 1024");
+    /* EC P-256 and RSA 3072 are fine */
+    parse_ok("okta.xml", NULL);
+    doc = inj_idp_doc("https://idp.example.test/ec", "ec-p256.crt", "");
+    {
+        btsso_idp_metadata_t *md = NULL;
+
+        assert_null(btsso_metadata_parse(pool, doc, strlen(doc), MAX_SIZE,
+                                         NULL, &md));
+        assert_int_equal(md->signing_certs->nelts, 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1099,6 +1209,9 @@ int main(void)
         cmocka_unit_test(test_utf8_stored_as_received),
         cmocka_unit_test(test_other_encodings_stored_as_utf8),
         cmocka_unit_test(test_conversion_keeps_the_bounds),
+        cmocka_unit_test(test_entity_id_control_characters),
+        cmocka_unit_test(test_control_characters_left_out),
+        cmocka_unit_test(test_weak_signing_key_refused),
     };
     int rc;
 

@@ -875,6 +875,81 @@ static void test_error_detail_content(void **state)
     assert_non_null(strstr(e->detail, "#_resp-20260115120000"));
 }
 
+/* ---- control characters and Issuer Format (issue 8, items 1 and 11c) ---
+ * Signed fixtures from t/fixtures/responses-injection/generate.py. */
+
+static btsso_error_t *run_injection(const char *name, btsso_assertion_t **a)
+{
+    btsso_response_expect_t ex = expect();
+    apr_size_t len;
+    const char *b64 = slurp(pool, apr_pstrcat(pool,
+                                              "t/fixtures/responses-injection/",
+                                              name, ".b64", NULL), &len);
+
+    return btsso_response_validate(pool, b64, len, &ex, a);
+}
+
+static void test_control_characters_refused(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *code;
+    } refused[] = {
+        { "ctl_nameid_crlf", "bad_name_id" },
+        { "ctl_nameid_lf", "bad_name_id" },
+        { "ctl_nameid_tab", "bad_name_id" },
+        { "ctl_nameid_del", "bad_name_id" },
+        { "ctl_nameid_c1", "bad_name_id" },
+        { "ctl_nameid_u2028", "bad_name_id" },
+        { "ctl_nameid_format_lf", "bad_name_id" },
+        { "ctl_attr_value_crlf", "bad_attribute" },
+        { "ctl_attr_second_value_lf", "bad_attribute" },
+        { "ctl_attr_name_lf", "bad_attribute" },
+        { "ctl_assertion_issuer_crlf", "bad_issuer" },
+        { "ctl_assertion_issuer_format", "issuer_format" },
+        { "ctl_response_issuer_format", "issuer_format" },
+    };
+    btsso_assertion_t *a = NULL;
+    btsso_error_t *e;
+    size_t i;
+
+    e = run_injection("ctl_ok_entity_format", &a);
+    if (e != NULL) {
+        fail_msg("ctl_ok_entity_format: %s", btsso_error_line(pool, e));
+    }
+    assert_string_equal(a->name_id, "alice@example.com");
+    for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        a = NULL;
+        e = run_injection(refused[i].name, &a);
+        if (e == NULL || strcmp(e->code, refused[i].code) != 0) {
+            fail_msg("%s: expected %s, got %s", refused[i].name,
+                     refused[i].code,
+                     e != NULL ? btsso_error_line(pool, e) : "ACCEPTED");
+        }
+        assert_int_equal(e->status, 403);
+        assert_null(a);
+        /* the operator detail never carries the raw control character */
+        assert_null(strpbrk(e->detail, "\r\n"));
+    }
+}
+
+/* peek_issuer (the global ACS finds the account by it) refuses a control
+ * character too, rather than looking an account up with it. */
+static void test_peek_issuer_control_characters(void **state)
+{
+    const char *xml = "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:"
+                      "SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:"
+                      "SAML:2.0:assertion\"><saml:Issuer>https://idp&#10;"
+                      "X-BTSSO-Account: v</saml:Issuer></samlp:Response>";
+    const char *issuer = "unset";
+    btsso_error_t *e;
+
+    e = btsso_response_peek_issuer(pool, xml, strlen(xml), 0, &issuer);
+    assert_non_null(e);
+    assert_string_equal(e->code, "bad_issuer");
+    assert_null(issuer);
+}
+
 static void test_peek_issuer(void **state)
 {
     const char *no_issuer = "<samlp:Response xmlns:samlp=\"urn:oasis:names:"
@@ -1069,6 +1144,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_detail_content, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_peek_issuer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_characters_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_issuer_control_characters,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncations_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_byte_flips_cannot_change_facts,

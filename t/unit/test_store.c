@@ -413,6 +413,60 @@ static void test_override_and_wrap(void **state)
     apr_dbd_close(drv, h);
 }
 
+/* ---- non-ASCII case folding (issue 8, item 11b) ------------------------ */
+
+#define KELVIN_KATE "\xe2\x84\xaa" "ate@example.com"   /* U+212A */
+
+static void check_kelvin(btsso_store_t *s, apr_pool_t *p)
+{
+    btsso_user_t *u = NULL;
+    const char *acct = NULL;
+    int admin = -1;
+
+    ok(btsso_store_user_by_email(s, p, "acme", KELVIN_KATE, &u), "kelvin");
+    assert_null(u);
+    ok(btsso_store_account_by_email(s, p, KELVIN_KATE, &acct), "kelvin acc");
+    assert_null(acct);
+    ok(btsso_store_is_admin(s, "acme", KELVIN_KATE, &admin), "kelvin adm");
+    assert_int_equal(admin, 0);
+    /* the ASCII address, in another case, still matches */
+    ok(btsso_store_user_by_email(s, p, "acme", " KATE@example.COM", &u),
+       "kate");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "100");
+    ok(btsso_store_account_by_email(s, p, "Kate@Example.com", &acct), "acc");
+    assert_non_null(acct);
+    assert_string_equal(acct, "acme");
+    ok(btsso_store_is_admin(s, "acme", "KATE@example.com", &admin), "adm");
+    assert_int_equal(admin, 1);
+}
+
+static void test_non_ascii_never_folds_onto_ascii(void **state)
+{
+    fx_t *f = *state;
+    apr_hash_t *ov = apr_hash_make(f->p);
+    btsso_store_t *s2;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_user_add(f->s, "acme", "100", "kate@example.com", "user",
+                            1, ACTOR), "user");
+    /* the default queries (on PostgreSQL, lower() does fold U+212A) */
+    check_kelvin(f->s, f->p);
+    /* operator queries that match more than they should: the store still
+     * decides on the returned email, ASCII-only */
+    apr_hash_set(ov, BTSSO_Q_USER, APR_HASH_KEY_STRING,
+                 "SELECT extension, email FROM users"
+                 " WHERE account = %s AND length(%s) > 0");
+    apr_hash_set(ov, BTSSO_Q_ACCOUNT_BY_EMAIL, APR_HASH_KEY_STRING,
+                 "SELECT account, email FROM users WHERE length(%s) > 0");
+    apr_hash_set(ov, BTSSO_Q_ADMIN, APR_HASH_KEY_STRING,
+                 "SELECT extension, email FROM users"
+                 " WHERE account = %s AND is_admin = 1 AND length(%s) > 0");
+    ok(btsso_store_open(f->p, backend_driver, f->params, ov, &s2), "open ov");
+    check_kelvin(s2, f->p);
+    btsso_store_close(s2);
+}
+
 /* ---- accounts and users --------------------------------------------------------- */
 
 static void test_accounts(void **state)
@@ -1475,6 +1529,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_open_errors),
     T(test_override_and_wrap),
     T(test_accounts),
+    T(test_non_ascii_never_folds_onto_ascii),
     T(test_users),
     T(test_duplicates),
     T(test_enable_refused_duplicates),
