@@ -955,8 +955,8 @@ static const char *rich_doc(void)
         "    " SSO_REDIRECT "\n"
         "    <saml:Attribute Name=\"urn:oid:2.5.4.42\" FriendlyName=\""
         "Pr\xC3\xA9nom\" NameFormat=\"" FMT_URI "\"/>\n"
-        "    <saml:Attribute Name=\"x\" FriendlyName=\"tab&#9;cr&#13;"
-        "lf&#10;lt&lt;amp&amp;quot&quot;\"/>\n"
+        "    <saml:Attribute Name=\"x\" FriendlyName=\"gt&#62;apos&#39;"
+        "lt&lt;amp&amp;quot&quot;\"/>\n"
         "  </md:IDPSSODescriptor>\n"
         "  <md:Organization><md:OrganizationName xml:lang=\"fr\">"
         "Soci\xC3\xA9t\xC3\xA9 <![CDATA[<G\xC3\xA9n\xC3\xA9rale>]]>"
@@ -1003,7 +1003,7 @@ static void test_other_encodings_stored_as_utf8(void **state)
     assert_string_equal(reference->organization,
                         "Soci\xC3\xA9t\xC3\xA9 G\xC3\xA9n\xC3\xA9rale "
                         "\xE2\x82\xAC");
-    assert_attr(reference, 1, "x", NULL, "tab\tcr\rlf\nlt<amp&quot\"");
+    assert_attr(reference, 1, "x", NULL, "gt>apos'lt<amp&quot\"");
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *text = cases[i].decl != NULL
                            ? apr_pstrcat(pool, cases[i].decl, rich, NULL)

@@ -420,13 +420,14 @@ static void test_override_and_wrap(void **state)
 static void check_kelvin(btsso_store_t *s, apr_pool_t *p)
 {
     btsso_user_t *u = NULL;
-    const char *acct = NULL;
+    btsso_email_accounts_t *acct = NULL;
     int admin = -1;
 
     ok(btsso_store_user_by_email(s, p, "acme", KELVIN_KATE, &u), "kelvin");
     assert_null(u);
     ok(btsso_store_account_by_email(s, p, KELVIN_KATE, &acct), "kelvin acc");
-    assert_null(acct);
+    assert_null(acct->account);
+    assert_int_equal(acct->holders->nelts, 0);
     ok(btsso_store_is_admin(s, "acme", KELVIN_KATE, &admin), "kelvin adm");
     assert_int_equal(admin, 0);
     /* the ASCII address, in another case, still matches */
@@ -435,8 +436,8 @@ static void check_kelvin(btsso_store_t *s, apr_pool_t *p)
     assert_non_null(u);
     assert_string_equal(u->extension, "100");
     ok(btsso_store_account_by_email(s, p, "Kate@Example.com", &acct), "acc");
-    assert_non_null(acct);
-    assert_string_equal(acct, "acme");
+    assert_non_null(acct->account);
+    assert_string_equal(acct->account, "acme");
     ok(btsso_store_is_admin(s, "acme", "KATE@example.com", &admin), "adm");
     assert_int_equal(admin, 1);
 }
