@@ -7,6 +7,8 @@
 #   - every directive appears in mod_btsso(5), every command and option of
 #     `btssoctl --help` in btssoctl(8) (a "### command" heading, an option
 #     item);
+#   - every BTSSOnnnn log tag of the code is explained (docs/runbook.md or
+#     docs/operator-guide.md);
 #   - both man pages render with no groff/man warning at 80 columns;
 #   - schema/btsso-sqlite3.sql (and btsso-pgsql.sql, when BTSSO_TEST_PGSQL
 #     names a PostgreSQL server) builds the same tables, indexes and
@@ -150,6 +152,18 @@ if len(commands) < 10 or not options:
     bad = 1
 sys.exit(bad)
 PY
+
+# ---- every log tag is explained ---------------------------------------------
+# in the runbook or (for tags added with their own documentation) in the
+# operator guide's table
+for tag in $(grep -rhoE '"BTSSO[0-9]{4}' "$top/mod_btsso" | tr -d '"' | sort -u); do
+    if ! grep -q "$tag" "$top/docs/runbook.md" \
+            && ! grep -q "$tag" "$top/docs/operator-guide.md"; then
+        echo "check-docs: log tag $tag is explained neither in" \
+             "docs/runbook.md nor in docs/operator-guide.md" >&2
+        fail=1
+    fi
+done
 
 # ---- the man pages render cleanly -------------------------------------------
 if command -v man >/dev/null 2>&1; then
