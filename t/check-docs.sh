@@ -196,7 +196,10 @@ if command -v sqlite3 >/dev/null 2>&1; then
            fail=1 ;;
     esac
     q="SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
-    if [ "$(sqlite3 "$tmp/script.db" "$q")" != "$(sqlite3 "$tmp/init.db" "$q")" ]; then
+    sqlite3 "$tmp/script.db" "$q" > "$tmp/lite-script.txt"
+    sqlite3 "$tmp/init.db" "$q" > "$tmp/lite-init.txt"
+    if [ "$(wc -l < "$tmp/lite-init.txt")" -lt 10 ] \
+            || ! cmp -s "$tmp/lite-script.txt" "$tmp/lite-init.txt"; then
         echo "check-docs: btsso-sqlite3.sql and btssoctl init build different" \
              "schemas" >&2
         fail=1
@@ -227,7 +230,10 @@ if [ -n "${BTSSO_TEST_PGSQL:-}" ] && command -v psql >/dev/null 2>&1; then
        UNION ALL SELECT proname || ' ' || md5(prosrc) FROM pg_proc
          WHERE pronamespace = 'public'::regnamespace
        ORDER BY 1"
-    if [ "$(psql -X -At "$pa" -c "$q")" != "$(psql -X -At "$pb" -c "$q")" ]; then
+    psql -X -At -v ON_ERROR_STOP=1 "$pa" -c "$q" > "$tmp/pg-script.txt"
+    psql -X -At -v ON_ERROR_STOP=1 "$pb" -c "$q" > "$tmp/pg-init.txt"
+    if [ "$(wc -l < "$tmp/pg-init.txt")" -lt 20 ] \
+            || ! cmp -s "$tmp/pg-script.txt" "$tmp/pg-init.txt"; then
         echo "check-docs: btsso-pgsql.sql and btssoctl init build different" \
              "schemas" >&2
         fail=1

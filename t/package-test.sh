@@ -54,6 +54,7 @@ mkdir "$tmp/src"
 if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     (cd "$top" && git ls-files -z -c -o --exclude-standard \
         | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\n" "$f"; done' sh \
+        | grep -v -E '^(build|build-asan|debian/build|debian/tmp)/' \
         | tar -cf - -T -) | tar -xf - -C "$tmp/src"
 else
     (cd "$top" && tar -cf - --exclude=./build --exclude=./build-asan \
@@ -101,7 +102,8 @@ if [ -e "$tmp/control/postinst" ]; then
         die "postinst enables the module or touches httpd (above)"
     fi
 fi
-grep -q 'dismod btsso' "$tmp/control/prerm" \
+grep -q 'apache2_invoke dismod' "$tmp/control/prerm" \
+    && grep -q 'for conf in btsso' "$tmp/control/prerm" \
     || die "prerm does not disable the module before its file goes"
 
 # ---- 4. the unpacked package, run -----------------------------------------------
