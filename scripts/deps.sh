@@ -12,7 +12,8 @@ TEST="python3 python3-pytest python3-pysaml2 python3-lxml python3-xmlsec
   python3-requests python3-psycopg2 python3-pytest-xdist postgresql
   memcached redis-server valgrind wrk
   simplesamlphp php8.2-xml php8.2-mbstring libapache2-mod-php8.2
-  chromium chromium-driver python3-selenium"
+  chromium chromium-driver python3-selenium
+  debhelper dh-autoreconf lintian man-db"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
 [ "${1:-build}" = demo ] && want="$BUILD $TEST"

@@ -691,89 +691,117 @@ static const char *set_dir_flag(cmd_parms *cmd, void *dcfg, int flag)
 
 const command_rec btsso_cmds[] = {
     AP_INIT_TAKE1("BTSSOBaseURL", set_base_url, NULL, RSRC_CONF,
-        "Public base URL of the portal, e.g. https://portal.example.com "
-        "(required; never taken from the Host header)"),
+        "Public base URL of the portal: https:// or http://, a host, an "
+        "optional port, no path, e.g. https://portal.example.com (default "
+        "none: required; never taken from the Host header)"),
     AP_INIT_TAKE1("BTSSOSPPath", set_sp_path, NULL, RSRC_CONF,
-        "Path under which the SP endpoints are served (default /sso)"),
+        "Path under which the SP endpoints are served: starts with /, no "
+        "trailing /, letters, digits and / - . _ ~ (default /sso)"),
     AP_INIT_TAKE1("BTSSOSPEntityID", set_sp_entity_id, NULL, RSRC_CONF,
-        "SP entityID (default <BTSSOBaseURL><BTSSOSPPath>)"),
+        "SP entityID of self-service accounts: an absolute URI, at most 1024 "
+        "characters (default <BTSSOBaseURL><BTSSOSPPath>)"),
     AP_INIT_TAKE1("BTSSOSPCertificate", set_readable_file,
         SRV_OFF(sp_cert_file), RSRC_CONF,
-        "PEM file of the SP signing/encryption certificate (default none)"),
+        "PEM file of the SP signing/encryption certificate; set with "
+        "BTSSOSPPrivateKey (default none: requests go unsigned)"),
     AP_INIT_TAKE1("BTSSOSPPrivateKey", set_readable_file,
         SRV_OFF(sp_key_file), RSRC_CONF,
-        "PEM file of the SP private key (default none)"),
+        "PEM file of the SP private key, unencrypted, matching "
+        "BTSSOSPCertificate (default none)"),
     AP_INIT_TAKE1("BTSSOSPNextCertificate", set_readable_file,
         SRV_OFF(sp_next_cert_file), RSRC_CONF,
-        "PEM file of the next SP certificate, for rollover (default none)"),
+        "PEM file of the next SP certificate, published ahead of a key "
+        "rollover; needs BTSSOSPCertificate (default none)"),
     AP_INIT_TAKE1("BTSSOSPNextPrivateKey", set_readable_file,
         SRV_OFF(sp_next_key_file), RSRC_CONF,
-        "PEM file of the next SP private key, for rollover (default none)"),
+        "PEM file of the next SP private key, unencrypted, tried second for "
+        "decryption (default none)"),
     AP_INIT_TAKE1("BTSSOSessionCache", set_session_cache, NULL, RSRC_CONF,
-        "socache provider[:args] holding sessions (default shmcb)"),
+        "socache provider[:args] holding sessions: shmcb[:path(size)], "
+        "memcache:host:port[,...], redis:host:port (default shmcb)"),
     AP_INIT_TAKE1("BTSSOSessionMaxAge", set_duration,
         SRV_OFF(session_max_age), RSRC_CONF,
-        "Longest life of a session (default 8h)"),
+        "Longest life of a session: a duration (90, 90s, 30mi, 8h), at least "
+        "1s (default 8h)"),
     AP_INIT_TAKE1("BTSSOSessionIdleTimeout", set_duration,
         SRV_OFF(session_idle_timeout), RSRC_CONF,
-        "A session unused this long ends (default 1h)"),
+        "A session unused this long ends: a duration (90, 90s, 30mi, 8h), at "
+        "least 1s (default 1h)"),
     AP_INIT_TAKE1("BTSSOCookieName", set_cookie_name, NULL, RSRC_CONF,
-        "Name of the session cookie (default btsso_session)"),
+        "Name of the session cookie: 1-64 letters, digits, _ - . (default "
+        "btsso_session)"),
     AP_INIT_FLAG("BTSSOCookieSecure", set_srv_flag,
         SRV_OFF(cookie_secure), RSRC_CONF,
-        "Mark the session cookie Secure (default On)"),
+        "Mark the session cookie Secure: On or Off (default On)"),
     AP_INIT_TAKE1("BTSSOCookieSameSite", set_samesite, NULL, RSRC_CONF,
-        "SameSite of the session cookie: Lax, Strict or None (default Lax)"),
+        "SameSite of the session cookie: Lax, Strict or None; None needs "
+        "BTSSOCookieSecure On (default Lax)"),
     AP_INIT_TAKE1("BTSSOClockSkew", set_duration,
         SRV_OFF(clock_skew), RSRC_CONF,
-        "Clock difference tolerated with IdPs (default 180s)"),
+        "Clock difference tolerated with IdPs: a duration (90, 90s, 3mi, "
+        "1h), 0 allowed (default 180s)"),
     AP_INIT_TAKE1("BTSSOConfigTTL", set_duration,
         SRV_OFF(config_ttl), RSRC_CONF,
-        "How long an account's settings are cached (default 10s)"),
+        "How long an account's settings are cached per process: a duration "
+        "(10, 10s, 1mi), 0 = read the store every time (default 10s)"),
     AP_INIT_TAKE1("BTSSOAccountCacheSize", set_account_cache_size, NULL,
         RSRC_CONF, "How much parsed account configuration one process "
-        "keeps, least recently used out first (default 32M)"),
+        "keeps, least recently used out first: a size (64K to 4G; 512K, "
+        "32M, 1G) (default 32M)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
-        "SQL: (account, email) -> extension, email of the user "
+        "SQL SELECT, 2 %s: (account, email) -> extension, email of the user "
         "(default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSODuplicateEmailQuery", set_sql,
         SRV_OFF(duplicate_email_query), RSRC_CONF,
-        "SQL: (account) -> email, extension, kind of shared contact emails "
-        "(default: the shipped users table)"),
+        "SQL SELECT, 1 %s: (account) -> email, extension, kind of shared "
+        "contact emails (default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSOAdminQuery", set_sql, SRV_OFF(admin_query), RSRC_CONF,
-        "SQL: (account, REMOTE_USER) -> a row when an administrator "
-        "(default: the shipped users table)"),
+        "SQL SELECT, 2 %s: (account, REMOTE_USER) -> a row when an "
+        "administrator (default: the shipped users table)"),
     AP_INIT_TAKE1("BTSSOAccountByEmailQuery", set_sql,
         SRV_OFF(account_by_email_query), RSRC_CONF,
-        "SQL: (email) -> account (default: the shipped users table)"),
+        "SQL SELECT, 1 %s: (email) -> account (default: the shipped users "
+        "and accounts tables)"),
     AP_INIT_TAKE1("BTSSOMetadataMaxSize", set_size, NULL, RSRC_CONF,
-        "Largest IdP metadata accepted (default 1M)"),
+        "Largest IdP metadata accepted: bytes with an optional K, M or G "
+        "suffix, 1K to 64M (default 1M)"),
     AP_INIT_TAKE1("BTSSOMetadataFetchTimeout", set_duration,
         SRV_OFF(metadata_fetch_timeout), RSRC_CONF,
-        "Time limit for fetching metadata by URL (default 10s)"),
+        "Time limit for fetching metadata by URL: a duration (10, 10s, 1mi), "
+        "at least 1s (default 10s)"),
     AP_INIT_FLAG("BTSSOMetadataFetchHTTP", set_srv_flag,
         SRV_OFF(metadata_fetch_http), RSRC_CONF,
-        "Allow plain http:// metadata URLs (default Off)"),
+        "Allow plain http:// metadata URLs: On or Off (default Off: https "
+        "only)"),
     AP_INIT_ITERATE("BTSSOMetadataFetchAllow", add_fetch_allow, NULL,
-        RSRC_CONF, "Addresses/CIDR blocks metadata may be fetched from "
-        "despite being loopback/private/link-local (default none)"),
+        RSRC_CONF,
+        "Addresses/CIDR blocks (IPv4 or IPv6, several allowed) metadata may "
+        "be fetched from despite being loopback/private/link-local (default "
+        "none)"),
     AP_INIT_TAKE_ARGV("BTSSOSignatureAlgorithms", set_sigalgs, NULL,
-        RSRC_CONF, "Accepted signature algorithms (default rsa-sha256 "
-        "rsa-sha384 rsa-sha512 ecdsa-sha256 ecdsa-sha384 ecdsa-sha512)"),
+        RSRC_CONF,
+        "Accepted signature algorithms, one or more of rsa-sha256 rsa-sha384 "
+        "rsa-sha512 ecdsa-sha256 ecdsa-sha384 ecdsa-sha512 rsa-sha1 "
+        "ecdsa-sha1 (default the six SHA-2 ones)"),
     AP_INIT_FLAG("BTSSOAllowIdPInitiated", set_srv_flag,
         SRV_OFF(allow_idp_initiated), RSRC_CONF,
-        "Accept unsolicited (IdP-initiated) responses (default On)"),
+        "Accept unsolicited (IdP-initiated) responses: On or Off (default "
+        "On)"),
     AP_INIT_TAKE1("BTSSOPasswordLoginURL", set_password_login_url, NULL,
-        RSRC_CONF, "Where discovery sends users of accounts without SSO "
-        "(default none: discovery shows a message)"),
+        RSRC_CONF,
+        "Where discovery sends users of accounts without SSO: a local /path "
+        "or an http(s) URL (default none: discovery shows a message)"),
     AP_INIT_TAKE1("BTSSOAccount", set_account_expr, NULL, OR_AUTHCFG,
         "ap_expr giving the account whose IdP a browser without session is "
-        "sent to (default none: the discovery page)"),
+        "sent to, e.g. %{env:PORTAL_ACCOUNT} (default none: the discovery "
+        "page)"),
     AP_INIT_FLAG("BTSSOPasswordGuard", set_dir_flag, DIR_OFF(password_guard),
-        OR_AUTHCFG, "Refuse password-authenticated users of SSO-enforced "
-        "accounts (default Off)"),
+        OR_AUTHCFG,
+        "Refuse password-authenticated users of SSO-enforced accounts: On or "
+        "Off (default Off)"),
     AP_INIT_FLAG("BTSSOSetHeaders", set_dir_flag, DIR_OFF(set_headers),
-        OR_AUTHCFG, "Pass the session as X-BTSSO-* request headers "
-        "(default Off)"),
+        OR_AUTHCFG,
+        "Pass the session as X-BTSSO-* request headers: On or Off (default "
+        "Off)"),
     { NULL }
 };

@@ -61,6 +61,11 @@ const char *btsso_store_dialect(const btsso_store_t *s);
  * not prepared).  *from is 0 for a new database. */
 btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to);
 
+/* The same schema as one SQL script (statements ending in ";"), for a DBA
+ * who creates it by hand and for the packaged .sql files; NULL for an
+ * unknown dialect.  A database made with it is at BTSSO_SCHEMA_VERSION. */
+const char *btsso_store_schema_sql(apr_pool_t *p, const char *dialect);
+
 /* ---- records ---------------------------------------------------------- */
 
 typedef struct btsso_account_t {

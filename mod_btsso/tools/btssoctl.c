@@ -55,6 +55,7 @@ static const char usage_text[] =
     "  cert expiring [--days N]\n"
     "  enable ACCOUNT [--allow-password] | disable ACCOUNT\n"
     "  sp-metadata ACCOUNT\n"
+    "  schema sqlite3|pgsql                   print the schema as SQL\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
@@ -393,6 +394,23 @@ static int cmd_init(ctl_t *ctl, int argc, const char *const *argv, int at)
         printf("schema upgraded from version %d to %d (%s)\n", from, to,
                btsso_store_dialect(ctl->store));
     }
+    return 0;
+}
+
+/* The DDL of init as a script, without a configuration or a store. */
+static int cmd_schema(ctl_t *ctl, int argc, const char *const *argv, int at)
+{
+    const char *sql;
+
+    if (argc != at + 1) {
+        return usage_error(ctl, "schema sqlite3|pgsql");
+    }
+    if ((sql = btsso_store_schema_sql(ctl->p, argv[at])) == NULL) {
+        return usage_error(ctl, apr_psprintf(ctl->p, "schema: unknown "
+                                             "driver %s (sqlite3 or pgsql)",
+                                             argv[at]));
+    }
+    fputs(sql, stdout);
     return 0;
 }
 
@@ -1579,6 +1597,9 @@ static int run(ctl_t *ctl, int argc, const char *const *argv)
     }
     if (strcmp(cmd, "disable") == 0) {
         return cmd_enable(ctl, argc, argv, 1, 0);
+    }
+    if (strcmp(cmd, "schema") == 0) {
+        return cmd_schema(ctl, argc, argv, 1);
     }
     if (strcmp(cmd, "sp-metadata") == 0) {
         return cmd_sp_metadata(ctl, argc, argv, 1);

@@ -295,6 +295,8 @@ DBDMax 8
         self.fix_perms()
         if os.path.exists(self.error_log):
             self.log_offset = os.path.getsize(self.error_log)
+        # counted before httpd starts: it may say it in milliseconds
+        gen = self.log_text().count("resuming normal operations")
         self.proc = subprocess.Popen(
             [HTTPD, "-f", self.conf_path, "-DFOREGROUND"],
             stdout=subprocess.DEVNULL, stderr=open(
@@ -303,7 +305,6 @@ DBDMax 8
         # operations": before that the parent has not set its signal
         # handlers yet, and a SIGTERM (a test that stops at once, slower
         # under ASan) would kill it outright instead of stopping it.
-        gen = self.log_text().count("resuming normal operations")
         deadline = time.time() + 30
         listening = False
         while time.time() < deadline:
