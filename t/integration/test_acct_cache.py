@@ -352,9 +352,15 @@ def test_stale_refresh_single_flight(make_httpd):
     for _ in range(3):
         time.sleep(1.2)
         mark = len(h.log_text())
+        t0 = time.monotonic()
         codes = stampede(h, ["/sso/login/acme"] * 48, threads=48)
+        took = time.monotonic() - t0
         assert codes == [302] * 48, sorted(set(map(str, codes)))
-        assert LOADED.findall(new_log(h, mark)) == ["acme"]
+        # one load per TTL period the stampede spanned (one, unless a
+        # loaded machine stretched it past the TTL)
+        loads = LOADED.findall(new_log(h, mark))
+        assert loads and set(loads) == {"acme"}, loads
+        assert len(loads) <= 1 + int(took / 1.0), (loads, took)
 
 
 # ---- 4. unknown accounts ------------------------------------------------------------
@@ -363,12 +369,18 @@ def test_unknown_account_cached_briefly(make_httpd):
     h = cache_httpd(make_httpd, "BTSSOConfigTTL 2s\n")
     h.start()
     mark = len(h.log_text())
+    t0 = time.monotonic()
     codes = stampede(h, ["/sso/login/nosuch"] * 32, threads=32)
     assert codes == [404] * 32
     s = requests.Session()
     for _ in range(50):
         assert login(h, "nosuch", s).status_code == 404
-    assert NEGATIVE.findall(new_log(h, mark)) == ["nosuch"]
+    took = time.monotonic() - t0
+    # read once per TTL period (once, unless a loaded machine stretched
+    # the 82 requests past the 2 s TTL)
+    seen = NEGATIVE.findall(new_log(h, mark))
+    assert seen and set(seen) == {"nosuch"}, seen
+    assert len(seen) <= 1 + int(took / 2.0), (seen, took)
     # created meanwhile (by btssoctl, elsewhere): seen within the TTL
     add_account(h, "nosuch", KEYCLOAK_MD)
     time.sleep(2.2)
