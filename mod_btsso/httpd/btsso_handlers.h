@@ -10,43 +10,45 @@
 #include "store/store.h"
 #include "saml/response.h"
 
-/* h_login.c */
+/* ---- helpers the endpoints stand on (never an endpoint's code) ---------- */
+
+/* glue_util.c: request arguments, redirects, return targets. */
 const char *btsso_query_arg(request_rec *r, const char *name);
 const char *btsso_return_arg(request_rec *r);
 int btsso_redirect(request_rec *r, int status, const char *location);
+const char *btsso_discovery_url(request_rec *r, const char *return_to);
+/* glue_util.c: the SP metadata for an account (NULL: global). */
+const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
+                                  int shared, btsso_error_t **err);
+
+/* glue_signin.c: send the browser to the account's IdP. */
 int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
                       const char *return_to, int test);
-int btsso_handle_login(request_rec *r, const char *account);
-int btsso_handle_test(request_rec *r, const char *account);
 
-/* h_discovery.c */
-int btsso_handle_discovery(request_rec *r);
-const char *btsso_discovery_url(request_rec *r, const char *return_to);
-
-/* h_acs.c */
-int btsso_handle_acs(request_rec *r, const char *path_account);
-
-/* h_test.c: the result page of a /test/<account> round trip. */
+/* test_result.c: the result page of a /test/<account> round trip. */
 int btsso_send_test_result(request_rec *r, const char *account,
                            const btsso_assertion_t *a, const char *email,
                            const btsso_user_t *user,
                            const btsso_error_t *err);
 
-/* h_metadata.c: the SP metadata for an account (NULL: global). */
-const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
-                                  int shared, btsso_error_t **err);
+/* ---- the endpoints, one file each (sp_routes.c dispatches) -------------- */
+
+/* h_login.c */
+int btsso_handle_login(request_rec *r, const char *account);
+int btsso_handle_test(request_rec *r, const char *account);
+
+/* h_discovery.c */
+int btsso_handle_discovery(request_rec *r);
+
+/* h_acs.c */
+int btsso_handle_acs(request_rec *r, const char *path_account);
 
 /* h_session.c */
 int btsso_handle_session(request_rec *r);
-int btsso_handle_logout(request_rec *r);
 
-/* h_slo.c: Single Logout.  btsso_slo_start is called by /logout after the
- * local session ended: a redirect to the IdP with a LogoutRequest, or
- * DECLINED when there is no IdP SLO endpoint or it fails (target, an
- * absolute URL already validated, is where the person ends up). */
-struct btsso_session_t;
-int btsso_slo_start(request_rec *r, const struct btsso_session_t *ss,
-                    const char *target);
+/* h_slo.c: GET /logout (local logout, then Single Logout at the IdP) and
+ * GET /slo (the IdP's LogoutResponse or LogoutRequest). */
+int btsso_handle_logout(request_rec *r);
 int btsso_handle_slo(request_rec *r);
 
 #endif /* BTSSO_HANDLERS_H */

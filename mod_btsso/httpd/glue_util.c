@@ -1,7 +1,10 @@
 /*
  * glue_util.c - what every handler needs: a store on the request's
- * connection, tagged logging of core errors, JSON errors and pages for
- * people.
+ * connection (mod_dbd's functions, retrieved at post_config, live here),
+ * tagged logging of core errors, JSON errors and pages for people, query
+ * arguments and return targets, redirects, the discovery page's URL and
+ * the SP metadata document.  Endpoint files (h_*.c) stand on these and
+ * on glue_signin.c; nothing here calls an endpoint file.
  */
 #include <string.h>
 
@@ -13,8 +16,17 @@
 #include <jansson.h>
 
 #include "btsso_glue.h"
+#include "btsso_handlers.h"
+#include "core/addressing.h"
+#include "core/b64.h"
+#include "core/url.h"
+#include "saml/spmeta.h"
 
 APLOG_USE_MODULE(btsso);
+
+/* mod_dbd's functions, set by mod_btsso.c at post_config. */
+ap_dbd_t *(*btsso_dbd_acquire)(request_rec *) = NULL;
+void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
 
 /*
  * mod_dbd opens a connection and prepares every statement in one go, with
@@ -145,4 +157,118 @@ int btsso_send_error_page(request_rec *r, const btsso_error_t *e)
     }
     return btsso_send_page(r, status, "Sign-in failed", e->message,
                            NULL, NULL);
+}
+
+/* ---- request arguments, redirects, return targets ----------------------- */
+
+/* Value of a query argument (decoded), or NULL. */
+const char *btsso_query_arg(request_rec *r, const char *name)
+{
+    apr_size_t n = strlen(name);
+    const char *q = r->args;
+
+    while (q != NULL && *q != '\0') {
+        const char *end = strchr(q, '&');
+        apr_size_t len = end ? (apr_size_t)(end - q) : strlen(q);
+
+        if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
+            char *v = NULL;
+            apr_size_t vlen = 0;
+
+            /* Form decoding: '+' is a space, %XX any octet (ap_unescape_url
+             * would refuse the %2F every encoded path holds).  A value with
+             * a NUL octet is refused whole. */
+            if (btsso_pct_decode(r->pool, q + n + 1, len - n - 1, &v, &vlen)
+                != NULL || strlen(v) != vlen) {
+                return NULL;
+            }
+            return v;
+        }
+        q = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+int btsso_redirect(request_rec *r, int status, const char *location)
+{
+    apr_table_setn(r->headers_out, "Location", location);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    return status;
+}
+
+/* The validated ?return= of this request, "" when absent or too long
+ * (the person then lands on "/"), NULL when bad. */
+const char *btsso_return_arg(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *ret = btsso_query_arg(r, "return");
+    const char *norm = NULL;
+
+    if (ret == NULL || *ret == '\0') {
+        return "";
+    }
+    if (strlen(ret) > BTSSO_URL_MAX_RETURN) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0241: return target of %" APR_SIZE_T_FMT
+                      " octets not kept (at most %d): the sign-in lands "
+                      "on /", strlen(ret), BTSSO_URL_MAX_RETURN);
+        return "";
+    }
+    if (!btsso_url_is_safe_return(r->pool, ret, sc->base_url, &norm)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0205: refused return target %s: not a local "
+                      "path nor on %s", ap_escape_logitem(r->pool, ret),
+                      sc->base_url);
+        return NULL;
+    }
+    return norm;
+}
+
+/* The discovery page's URL; return_to is carried along only when it is a
+ * return target that may be used (checked here, again on the page, and
+ * again after sign-in). */
+const char *btsso_discovery_url(request_rec *r, const char *return_to)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const char *url = apr_pstrcat(r->pool, sc->base_url, sc->sp_path,
+                                  "/login", NULL);
+
+    if (return_to != NULL && *return_to != '\0'
+        && btsso_url_is_safe_return(r->pool, return_to, sc->base_url,
+                                    &return_to)) {
+        url = apr_pstrcat(r->pool, url, "?return=",
+                          btsso_pct_encode(r->pool, return_to,
+                                           strlen(return_to)), NULL);
+    }
+    return url;
+}
+
+/* ---- the SP metadata (GET <SPPath>/metadata and the admin download) ---- */
+
+const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
+                                  int shared, btsso_error_t **err)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    btsso_sp_addr_t addr;
+    btsso_spmeta_t md;
+    const char *xml = NULL;
+
+    btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
+                        account, shared, &addr);
+    memset(&md, 0, sizeof(md));
+    md.entity_id = addr.entity_id;
+    md.acs_url = addr.acs_url;
+    md.slo_url = addr.slo_url;
+    if (sc->rt->spkey != NULL) {
+        md.signing_current = btsso_spkey_cert(sc->rt->spkey);
+        md.encryption = md.signing_current;
+        md.authn_requests_signed = 1;
+    }
+    if (sc->rt->spkey_next != NULL) {
+        md.signing_next = btsso_spkey_cert(sc->rt->spkey_next);
+    }
+    md.want_assertions_signed = 1;
+    *err = btsso_spmeta_build(r->pool, &md, &xml);
+    return xml;
 }

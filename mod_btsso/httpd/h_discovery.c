@@ -20,25 +20,6 @@
 
 APLOG_USE_MODULE(btsso);
 
-/* The discovery page's URL; return_to is carried along only when it is a
- * return target that may be used (checked here, again on the page, and
- * again after sign-in). */
-const char *btsso_discovery_url(request_rec *r, const char *return_to)
-{
-    btsso_srv_cfg *sc = btsso_srv(r->server);
-    const char *url = apr_pstrcat(r->pool, sc->base_url, sc->sp_path,
-                                  "/login", NULL);
-
-    if (return_to != NULL && *return_to != '\0'
-        && btsso_url_is_safe_return(r->pool, return_to, sc->base_url,
-                                    &return_to)) {
-        url = apr_pstrcat(r->pool, url, "?return=",
-                          btsso_pct_encode(r->pool, return_to,
-                                           strlen(return_to)), NULL);
-    }
-    return url;
-}
-
 static int show_form(request_rec *r, const char *ret, const char *notice)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);

@@ -19,33 +19,6 @@
 
 APLOG_USE_MODULE(btsso);
 
-const char *btsso_sp_metadata_xml(request_rec *r, const char *account,
-                                  int shared, btsso_error_t **err)
-{
-    btsso_srv_cfg *sc = btsso_srv(r->server);
-    btsso_sp_addr_t addr;
-    btsso_spmeta_t md;
-    const char *xml = NULL;
-
-    btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
-                        account, shared, &addr);
-    memset(&md, 0, sizeof(md));
-    md.entity_id = addr.entity_id;
-    md.acs_url = addr.acs_url;
-    md.slo_url = addr.slo_url;
-    if (sc->rt->spkey != NULL) {
-        md.signing_current = btsso_spkey_cert(sc->rt->spkey);
-        md.encryption = md.signing_current;
-        md.authn_requests_signed = 1;
-    }
-    if (sc->rt->spkey_next != NULL) {
-        md.signing_next = btsso_spkey_cert(sc->rt->spkey_next);
-    }
-    md.want_assertions_signed = 1;
-    *err = btsso_spmeta_build(r->pool, &md, &xml);
-    return xml;
-}
-
 int btsso_handle_sp_metadata(request_rec *r, const char *account)
 {
     const btsso_acct_entry *e = NULL;

@@ -1,7 +1,8 @@
 /*
- * h_slo.c - SAML Single Logout (HTTP-Redirect binding):
- *   - btsso_slo_start: GET <SPPath>/logout continues here once the local
- *     session has ended, with a signed LogoutRequest to the IdP;
+ * h_slo.c - logout and SAML Single Logout (HTTP-Redirect binding):
+ *   - GET <SPPath>/logout?return=...: ends the local session, then
+ *     continues with a signed LogoutRequest to the IdP when it has an SLO
+ *     endpoint (slo_start);
  *   - GET <SPPath>/slo: the IdP's LogoutResponse to it, or a LogoutRequest
  *     of the IdP's own, which ends the sessions it names and is answered
  *     with a signed LogoutResponse.
@@ -96,8 +97,8 @@ static int signed_out_page(request_rec *r, const char *text,
 
 /* ---- SP-initiated: /logout continues here ------------------------------- */
 
-int btsso_slo_start(request_rec *r, const btsso_session_t *ss,
-                    const char *target)
+static int slo_start(request_rec *r, const btsso_session_t *ss,
+                     const char *target)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const btsso_acct_entry *e = NULL;
@@ -160,6 +161,48 @@ int btsso_slo_start(request_rec *r, const btsso_session_t *ss,
                   "BTSSO0502: account %s: LogoutRequest %s to IdP %s for "
                   "user %s", ss->account, msg->id, ss->idp, ss->email);
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
+}
+
+/* GET <SPPath>/logout */
+int btsso_handle_logout(request_rec *r)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    btsso_session_t *ss;
+    const char *ret;
+
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    ret = btsso_return_arg(r);
+    if (ret == NULL) {
+        ret = "";
+    }
+    ss = btsso_session_get(r);
+    /* The local session ends first, whatever happens next: local logout
+     * never fails. */
+    btsso_session_destroy(r);
+    if (ss != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0501: logout: account %s, user %s", ss->account,
+                      ss->email);
+    }
+    if (*ret == '\0') {
+        ret = "/";
+    }
+    if (ret[0] == '/') {
+        ret = apr_pstrcat(r->pool, sc->base_url, ret, NULL);
+    }
+    if (ss != NULL) {
+        /* With an IdP SLO endpoint, on to the IdP (slo_start); any failure
+         * there leaves the local logout done and ends at ret. */
+        int rc = slo_start(r, ss, ret);
+
+        if (rc != DECLINED) {
+            return rc;
+        }
+    }
+    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, ret);
 }
 
 /* ---- the IdP's answer to our LogoutRequest ------------------------------ */

@@ -31,9 +31,6 @@
 
 #define BTSSO_MUTEX_TYPE "btsso-session"
 
-ap_dbd_t *(*btsso_dbd_acquire)(request_rec *) = NULL;
-void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
-
 /* ---- start-up ------------------------------------------------------------ */
 
 static int btsso_pre_config(apr_pool_t *pconf, apr_pool_t *plog,

@@ -1,5 +1,5 @@
 /*
- * h_test.c - the result page of GET <SPPath>/test/<account>: what the IdP
+ * test_result.c - the result page of GET <SPPath>/test/<account>: what the IdP
  * sent and what mod_btsso made of it, so an administrator can check the
  * set-up before enforcing SSO.  No session is created.
  */
