@@ -289,7 +289,7 @@ def test_fresh_entry_reads_no_store(make_httpd, tmp_path):
     assert session_status(p.url, ann) == 200
 
 
-# ---- two nodes sharing memcached ---------------------------------------------
+# ---- two nodes sharing memcached (or redis) and the store ----------------------
 
 def wait_port(port, proc):
     import socket
@@ -322,8 +322,25 @@ def memcached():
     proc.wait(10)
 
 
+@pytest.fixture
+def redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (scripts/deps.sh test)")
+    port = btsso_httpd.free_port()
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1",
+                             "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    yield "redis:127.0.0.1:%d" % port
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+
+
 def two_nodes(make_httpd, tmp_path, spec, extra=""):
-    mods = [("socache_memcache_module", "mod_socache_memcache.so")]
+    name = spec.split(":", 1)[0]
+    mods = [("socache_%s_module" % name, "mod_socache_%s.so" % name)]
     a = make_portal(make_httpd, tmp_path, conf="BTSSOSessionCache %s\n%s"
                     % (spec, extra), modules=mods)
     start(a)
@@ -342,8 +359,11 @@ def two_nodes(make_httpd, tmp_path, spec, extra=""):
     return a, b
 
 
-def test_two_nodes_revocation_and_disable(make_httpd, tmp_path, memcached):
-    a, b = two_nodes(make_httpd, tmp_path, memcached)
+@pytest.mark.parametrize("cache_name", ["memcached", "redis"])
+def test_two_nodes_revocation_and_disable(make_httpd, tmp_path, request,
+                                          cache_name):
+    a, b = two_nodes(make_httpd, tmp_path,
+                     request.getfixturevalue(cache_name))
     urls = [a.url, b.url]
     ann = login(a)
     bob = login(a, "bob@example.com", url=b.url)   # made on node B
