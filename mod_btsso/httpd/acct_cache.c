@@ -248,7 +248,9 @@ static btsso_cert_t *flat_cert(flat *f, const btsso_cert_t *c)
 static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
                                     const btsso_idp_t *idp,
                                     const btsso_idp_metadata_t *md,
-                                    const apr_array_header_t *certs)
+                                    const apr_array_header_t *certs,
+                                    const apr_array_header_t *revs,
+                                    int revs_truncated)
 {
     btsso_acct_entry *e = flat_alloc(f, sizeof(*e));
     btsso_account_t *a = flat_alloc(f, sizeof(*a));
@@ -296,6 +298,18 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
         APR_ARRAY_IDX(ca, i, btsso_stored_cert_t *) = d;
     }
     e->certs = ca;
+    n = revs != NULL ? revs->nelts : 0;
+    ca = flat_array(f, sizeof(btsso_revocation_t), n);
+    for (i = 0; i < n; i++) {
+        const btsso_revocation_t *v = &APR_ARRAY_IDX(revs, i,
+                                                     btsso_revocation_t);
+        btsso_revocation_t *d = &APR_ARRAY_IDX(ca, i, btsso_revocation_t);
+
+        *d = *v;
+        d->email = flat_str(f, v->email);
+    }
+    e->revocations = ca;
+    e->revocations_truncated = revs_truncated;
     return e;
 }
 
@@ -307,6 +321,11 @@ static btsso_error_t *error_copy(apr_pool_t *p, const btsso_error_t *err)
     return btsso_error_make(p, err->status, apr_pstrdup(p, err->code),
                             apr_pstrdup(p, err->message),
                             err->detail ? "%s" : NULL, err->detail);
+}
+
+static apr_interval_time_t c_ttl(request_rec *r)
+{
+    return btsso_srv(r->server)->config_ttl;
 }
 
 /*
@@ -324,8 +343,9 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     btsso_error_t *err;
     btsso_account_t *acct = NULL;
     btsso_idp_t *idp = NULL;
-    apr_array_header_t *certs = NULL;
+    apr_array_header_t *certs = NULL, *revs = NULL;
     btsso_idp_metadata_t *md = NULL;
+    int revs_truncated = 0;
     flat f;
 
     *missing = 0;
@@ -347,6 +367,14 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     }
     if (err == NULL) {
         err = btsso_store_cert_list(st, p, account, &certs);
+    }
+    if (err == NULL) {
+        /* A revocation older than the longest session life (and the
+         * clock skew between nodes) can concern no live session. */
+        err = btsso_store_session_revocations(
+            st, p, account, apr_time_now() - sc->session_max_age
+                            - sc->clock_skew - c_ttl(r),
+            BTSSO_ACCT_REVOCATIONS, &revs, &revs_truncated);
     }
     if (err == NULL && idp != NULL) {
         *xml_len = strlen(idp->metadata_xml);
@@ -370,7 +398,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     }
     memset(&f, 0, sizeof(f));
     f.scratch = p;
-    (void)flat_entry(&f, acct, idp, md, certs);
+    (void)flat_entry(&f, acct, idp, md, certs, revs, revs_truncated);
     f.cap = f.used;
     f.used = 0;
     f.base = malloc(f.cap);
@@ -379,7 +407,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
         return btsso_error_make(r->pool, 500, "internal",
                                 "Out of memory.", NULL);
     }
-    e = flat_entry(&f, acct, idp, md, certs);
+    e = flat_entry(&f, acct, idp, md, certs, revs, revs_truncated);
     e->size = f.cap;
     apr_pool_destroy(p);
     *out = e;

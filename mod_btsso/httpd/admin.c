@@ -9,6 +9,7 @@
  *                                        certificates, sp-metadata,
  *                                        duplicate-emails, enabled
  *   .../<account>/certificates/<sha256>  one certificate
+ *   .../<account>/sessions/revoke        end sessions (POST)
  *
  * Every request: REMOTE_USER must administer the account per
  * BTSSOAdminQuery (else 403, also for an unknown account, so ids cannot be
@@ -143,13 +144,21 @@ static int parse_route(admin_req *ar)
             ar->endpoint = seg;
         }
         else {
-            /* certificates/<sha256> */
+            /* certificates/<sha256>, sessions/revoke */
             const char *prev = last_segment(ar->r->pool, uri, len, &at);
-            if (strcmp(prev, "certificates") != 0 || at == 0) {
+            if (at == 0) {
                 return 0;
             }
-            ar->endpoint = "certificates";
-            ar->arg = seg;
+            if (strcmp(prev, "sessions") == 0 && strcmp(seg, "revoke") == 0) {
+                ar->endpoint = "sessions/revoke";
+            }
+            else if (strcmp(prev, "certificates") == 0) {
+                ar->endpoint = "certificates";
+                ar->arg = seg;
+            }
+            else {
+                return 0;
+            }
             len = at - 1;
         }
     }
@@ -1100,6 +1109,48 @@ static int put_enabled(admin_req *ar)
     return btsso_send_json(r, e->status, body);
 }
 
+/* POST sessions/revoke {"email": "..."} or {}: end that user's sessions
+ * of this account, or every one, on every node within BTSSOConfigTTL
+ * (sessions follow the account cache: session.c). */
+static int post_sessions_revoke(admin_req *ar)
+{
+    request_rec *r = ar->r;
+    btsso_error_t *e;
+    json_t *j, *email;
+
+    if ((e = read_json(ar, &j)) != NULL) {
+        return send_error(ar, e);
+    }
+    email = json_object_get(j, "email");
+    if (email != NULL && !json_is_null(email) && !json_is_string(email)) {
+        return send_error(ar, err_make(ar, 400, "bad_request",
+                                       "Send {\"email\": \"<email>\"} to "
+                                       "end one user's sessions, or {} to "
+                                       "end every session of the "
+                                       "account."));
+    }
+    e = btsso_store_sessions_revoke(ar->store, ar->account,
+                                    json_is_string(email)
+                                        ? json_string_value(email) : NULL,
+                                    apr_time_now(), ar->user);
+    if (e != NULL) {
+        return send_error(ar, e);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "BTSSO0430: account %s: %s revoked %s", ar->account,
+                  ap_escape_logitem(r->pool, ar->user),
+                  json_is_string(email)
+                      ? apr_pstrcat(r->pool, "the sessions of ",
+                                    ap_escape_logitem(r->pool,
+                                        json_string_value(email)), NULL)
+                      : "every session");
+    /* this process at once; the others within BTSSOConfigTTL */
+    btsso_acct_invalidate(r->server, ar->account);
+    return btsso_send_json(r, 200, json_pack("{s:s}", "revoked",
+                                             json_is_string(email)
+                                                 ? "user" : "account"));
+}
+
 /* ---- the handler ----------------------------------------------------------------- */
 
 static int method_not_allowed(request_rec *r, apr_int64_t allowed)
@@ -1135,6 +1186,12 @@ static int dispatch(admin_req *ar)
         }
         return !strcmp(ep, "sp-metadata") ? get_sp_metadata(ar)
                                           : get_duplicates(ar);
+    }
+    if (!strcmp(ep, "sessions/revoke")) {
+        if (m != M_POST) {
+            return method_not_allowed(r, BIT(M_POST));
+        }
+        return post_sessions_revoke(ar);
     }
     if (!strcmp(ep, "metadata") || !strcmp(ep, "certificates")) {
         if (m != M_POST) {

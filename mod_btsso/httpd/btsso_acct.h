@@ -10,6 +10,9 @@
 
 typedef struct btsso_acct_cache btsso_acct_cache;
 
+/* User revocations an entry keeps (btsso_acct_entry.revocations). */
+#define BTSSO_ACCT_REVOCATIONS 64
+
 /*
  * What a login needs of an account, copied out of the store rows into one
  * compact block.  Not kept: idp->metadata_xml (NULL; the admin API reads
@@ -23,6 +26,11 @@ typedef struct btsso_acct_entry {
     const btsso_idp_t *idp;             /* NULL: no IdP configured */
     const btsso_idp_metadata_t *md;     /* NULL when idp is */
     const apr_array_header_t *certs;    /* btsso_stored_cert_t * */
+    /* The account's user revocations recent enough to matter (made within
+     * BTSSOSessionMaxAge), newest first, at most BTSSO_ACCT_REVOCATIONS;
+     * revocations_truncated: older ones exist that are not here. */
+    const apr_array_header_t *revocations;  /* btsso_revocation_t */
+    int revocations_truncated;
     /* private (acct_cache.c) */
     apr_size_t size;                    /* bytes of the block */
     int refs;                           /* table + requests holding it */

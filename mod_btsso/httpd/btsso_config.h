@@ -35,6 +35,7 @@ typedef struct btsso_srv_cfg {
     const char *session_cache;      /* "provider[:args]", "shmcb" */
     apr_interval_time_t session_max_age;     /* 8h */
     apr_interval_time_t session_idle_timeout; /* 1h */
+    apr_interval_time_t user_recheck; /* BTSSOUserRecheck, 300 s */
     const char *cookie_name;        /* "btsso_session" */
     int cookie_secure;              /* On */
     const char *cookie_samesite;    /* "Lax" */

@@ -23,6 +23,13 @@ typedef struct btsso_session_t {
     apr_time_t created;
     apr_time_t expires;         /* absolute end (max age or the IdP's) */
     apr_time_t last_seen;       /* for the idle timeout */
+    /* Following the account (btsso_session_get): the account's
+     * sessions_epoch and revoke_seq when it was made (set by
+     * btsso_session_create), and when its user was last found by
+     * BTSSOUserQuery. */
+    apr_int64_t epoch;
+    apr_int64_t revoke_seq;
+    apr_time_t user_checked;
 } btsso_session_t;
 
 typedef struct btsso_pending_t {
@@ -43,7 +50,13 @@ const char *btsso_random_token(apr_pool_t *p, apr_size_t nbytes);
 /* New session with a new id; sets the cookie. ss->expires may carry the
  * IdP's SessionNotOnOrAfter (capped by BTSSOSessionMaxAge). */
 btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss);
-/* The caller's live session, or NULL. */
+/* The caller's live session, or NULL.  A session follows its account:
+ * it ends (is deleted, and stays ended) once SSO is disabled, the IdP's
+ * entityID changed, the account's sessions or its user's were revoked
+ * (all seen through the account cache, so within BTSSOConfigTTL and
+ * without a store query while the entry is fresh), or once BTSSOUserQuery,
+ * run again every BTSSOUserRecheck, no longer finds its user.  NULL also
+ * when that cannot be told (store unavailable), without ending it. */
 btsso_session_t *btsso_session_get(request_rec *r);
 /* End the caller's session and clear the cookie. */
 void btsso_session_destroy(request_rec *r);

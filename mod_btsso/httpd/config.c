@@ -28,6 +28,7 @@
 #define DEF_SESSION_CACHE      "shmcb"
 #define DEF_SESSION_MAX_AGE    apr_time_from_sec(8 * 3600)
 #define DEF_SESSION_IDLE       apr_time_from_sec(3600)
+#define DEF_USER_RECHECK       apr_time_from_sec(300)
 #define DEF_COOKIE_NAME        "btsso_session"
 #define DEF_COOKIE_SECURE      1
 #define DEF_COOKIE_SAMESITE    "Lax"
@@ -54,6 +55,7 @@ void *btsso_create_srv_cfg(apr_pool_t *p, server_rec *s)
 
     c->session_max_age = BTSSO_UNSET;
     c->session_idle_timeout = BTSSO_UNSET;
+    c->user_recheck = BTSSO_UNSET;
     c->cookie_secure = BTSSO_UNSET;
     c->clock_skew = BTSSO_UNSET;
     c->config_ttl = BTSSO_UNSET;
@@ -82,6 +84,7 @@ void *btsso_merge_srv_cfg(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(session_cache);
     MERGE_INT(session_max_age);
     MERGE_INT(session_idle_timeout);
+    MERGE_INT(user_recheck);
     MERGE_PTR(cookie_name);
     MERGE_INT(cookie_secure);
     MERGE_PTR(cookie_samesite);
@@ -177,6 +180,9 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
     }
     if (sc->session_idle_timeout == BTSSO_UNSET) {
         sc->session_idle_timeout = DEF_SESSION_IDLE;
+    }
+    if (sc->user_recheck == BTSSO_UNSET) {
+        sc->user_recheck = DEF_USER_RECHECK;
     }
     if (sc->cookie_name == NULL) {
         sc->cookie_name = DEF_COOKIE_NAME;
@@ -411,7 +417,8 @@ static const char *set_duration(cmd_parms *cmd, void *dummy, const char *arg)
         return err;
     }
     if (offset == APR_OFFSETOF(btsso_srv_cfg, clock_skew)
-        || offset == APR_OFFSETOF(btsso_srv_cfg, config_ttl)) {
+        || offset == APR_OFFSETOF(btsso_srv_cfg, config_ttl)
+        || offset == APR_OFFSETOF(btsso_srv_cfg, user_recheck)) {
         min = 0;
     }
     return parse_duration(cmd, arg, min,
@@ -727,6 +734,10 @@ const command_rec btsso_cmds[] = {
         SRV_OFF(session_idle_timeout), RSRC_CONF,
         "A session unused this long ends: a duration (90, 90s, 30mi, 8h), at "
         "least 1s (default 1h)"),
+    AP_INIT_TAKE1("BTSSOUserRecheck", set_duration,
+        SRV_OFF(user_recheck), RSRC_CONF,
+        "How often a session's user is looked up again with BTSSOUserQuery;"
+        " a duration (300, 5mi), 0: on every request (default 300s)"),
     AP_INIT_TAKE1("BTSSOCookieName", set_cookie_name, NULL, RSRC_CONF,
         "Name of the session cookie: 1-64 letters, digits, _ - . (default "
         "btsso_session)"),

@@ -31,6 +31,7 @@
 
 #include "btsso_glue.h"
 #include "btsso_session.h"
+#include "btsso_acct.h"
 #include "core/url.h"
 
 APLOG_USE_MODULE(btsso);
@@ -307,7 +308,7 @@ static const char *jstr(json_t *o, const char *k, apr_pool_t *p)
 static char *session_to_json(const btsso_session_t *ss)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:I, "
-                          "s:I, s:I}",
+                          "s:I, s:I, s:I, s:I, s:I}",
                           "sp", ss->sp_id,
                           "account", ss->account,
                           "email", ss->email,
@@ -318,7 +319,10 @@ static char *session_to_json(const btsso_session_t *ss)
                           "extension", ss->extension,
                           "created", (json_int_t)apr_time_sec(ss->created),
                           "expires", (json_int_t)apr_time_sec(ss->expires),
-                          "last", (json_int_t)apr_time_sec(ss->last_seen));
+                          "last", (json_int_t)apr_time_sec(ss->last_seen),
+                          "ep", (json_int_t)ss->epoch,
+                          "rs", (json_int_t)ss->revoke_seq,
+                          "uc", (json_int_t)apr_time_sec(ss->user_checked));
     char *text;
 
     if (o == NULL) {
@@ -353,6 +357,12 @@ static btsso_session_t *session_from_json(apr_pool_t *p, const char *text)
         json_integer_value(json_object_get(o, "expires")));
     ss->last_seen = apr_time_from_sec(
         json_integer_value(json_object_get(o, "last")));
+    /* absent (a session made before sessions followed the account): 0,
+     * older than any account's epoch, so it ends */
+    ss->epoch = json_integer_value(json_object_get(o, "ep"));
+    ss->revoke_seq = json_integer_value(json_object_get(o, "rs"));
+    ss->user_checked = apr_time_from_sec(
+        json_integer_value(json_object_get(o, "uc")));
     json_decref(o);
     if (ss->account == NULL || ss->email == NULL || ss->name_id == NULL
         || ss->idp == NULL) {
@@ -581,6 +591,8 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
     btsso_srv_cfg *sc = btsso_srv(r->server);
     apr_time_t now = apr_time_now();
     const char *old = session_cookie(r);
+    const btsso_acct_entry *e = NULL;
+    btsso_error_t *err;
 
     /* A login always mints a new id (no fixation): any session the browser
      * brought along is ended first. */
@@ -593,9 +605,18 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
                                 "The login could not be completed.",
                                 "no randomness for a session id");
     }
+    /* What the session must keep matching (btsso_session_get): the ACS
+     * has just used this entry, so this reads no store. */
+    err = btsso_acct_get(r, ss->account, &e);
+    if (err != NULL) {
+        return err;
+    }
+    ss->epoch = e->account->sessions_epoch;
+    ss->revoke_seq = e->account->revoke_seq;
     ss->sp_id = sp_of(r);
     ss->created = now;
     ss->last_seen = now;
+    ss->user_checked = now;     /* the ACS has just found the user */
     if (ss->expires == 0 || ss->expires > now + sc->session_max_age) {
         ss->expires = now + sc->session_max_age;
     }
@@ -614,6 +635,125 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
     return NULL;
 }
 
+/* Whether two emails are the same as BTSSOUserQuery compares them
+ * (lower(trim())); rev is already lowercased and trimmed. */
+static int email_is(const char *rev, const char *email)
+{
+    apr_size_t n;
+
+    while (*email == ' ') {
+        email++;
+    }
+    n = strlen(email);
+    while (n > 0 && email[n - 1] == ' ') {
+        n--;
+    }
+    return strlen(rev) == n && strncasecmp(rev, email, n) == 0;
+}
+
+/*
+ * Whether the session still follows its account: 1 yes, 0 it ended
+ * (*why set), -1 cannot be told now (logged).  *dirty: the session
+ * record changed and must be written back.
+ */
+static int session_follows(request_rec *r, btsso_session_t *ss,
+                           apr_time_t now, const char **why, int *dirty)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const btsso_acct_entry *e = NULL;
+    btsso_error_t *err;
+    btsso_store_t *st;
+    btsso_user_t *user = NULL;
+    int i, n;
+
+    err = btsso_acct_get(r, ss->account, &e);
+    if (err != NULL && err->status == 404) {
+        *why = "the account no longer exists";
+        return 0;
+    }
+    if (err != NULL) {
+        btsso_log_error(r, APLOG_ERR, "BTSSO0330", ss->account, err);
+        return -1;
+    }
+    if (!e->account->sso_enabled) {
+        *why = "SSO was disabled for the account";
+        return 0;
+    }
+    if (e->idp == NULL || strcmp(e->idp->entity_id, ss->idp) != 0) {
+        *why = "the account's IdP was replaced";
+        return 0;
+    }
+    if (ss->epoch < e->account->sessions_epoch) {
+        *why = "the account's sessions were revoked";
+        return 0;
+    }
+    /* The policy session cap is not enforced here yet: accounts have no
+     * policy (PUT policy is issue 12). */
+    n = e->revocations->nelts;
+    for (i = 0; i < n; i++) {
+        const btsso_revocation_t *v = &APR_ARRAY_IDX(e->revocations, i,
+                                                     btsso_revocation_t);
+        if (email_is(v->email, ss->email)) {
+            if (v->seq > ss->revoke_seq) {
+                *why = "the user's sessions were revoked";
+                return 0;
+            }
+            break;
+        }
+    }
+    if (i == n && e->revocations_truncated
+        && (n == 0 || ss->revoke_seq
+                      < APR_ARRAY_IDX(e->revocations, n - 1,
+                                      btsso_revocation_t).seq)) {
+        /* More revocations than the entry keeps, and this session is
+         * older than the ones it kept: ask the store, once; the answer
+         * holds up to the account's current number. */
+        apr_int64_t seq = 0;
+
+        st = btsso_request_store(r);
+        err = st == NULL ? btsso_error_make(r->pool, 503,
+                                            "store_unavailable", "-", NULL)
+                         : btsso_store_session_revoked(st, r->pool,
+                                                       ss->account,
+                                                       ss->email, &seq);
+        if (err != NULL) {
+            btsso_log_error(r, APLOG_ERR, "BTSSO0330", ss->account, err);
+            return -1;
+        }
+        if (seq > ss->revoke_seq) {
+            *why = "the user's sessions were revoked";
+            return 0;
+        }
+        if (e->account->revoke_seq > ss->revoke_seq) {
+            ss->revoke_seq = e->account->revoke_seq;
+            *dirty = 1;
+        }
+    }
+    if (now - ss->user_checked >= sc->user_recheck) {
+        st = btsso_request_store(r);
+        err = st == NULL ? btsso_error_make(r->pool, 503,
+                                            "store_unavailable", "-", NULL)
+                         : btsso_store_user_by_email(st, r->pool,
+                                                     ss->account, ss->email,
+                                                     &user);
+        if (err != NULL) {
+            btsso_log_error(r, APLOG_ERR, "BTSSO0330", ss->account, err);
+            return -1;
+        }
+        if (user == NULL) {
+            *why = "BTSSOUserQuery no longer finds the user in the account";
+            return 0;
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "BTSSO0332: account %s: user %s looked up again "
+                      "(BTSSOUserRecheck)", ss->account,
+                      ap_escape_logitem(r->pool, ss->email));
+        ss->user_checked = now;
+        *dirty = 1;
+    }
+    return 1;
+}
+
 btsso_session_t *btsso_session_get(request_rec *r)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -621,6 +761,8 @@ btsso_session_t *btsso_session_get(request_rec *r)
     const char *text;
     btsso_session_t *ss;
     apr_time_t now;
+    const char *why = NULL;
+    int follows, dirty = 0;
 
     ss = ap_get_module_config(r->request_config, &btsso_module);
     if (ss != NULL) {
@@ -649,10 +791,27 @@ btsso_session_t *btsso_session_get(request_rec *r)
         cache_del(r, session_key(r, token));
         return NULL;
     }
+    follows = session_follows(r, ss, now, &why, &dirty);
+    if (follows < 0) {
+        return NULL;    /* cannot be told: refused, but not ended */
+    }
+    if (follows == 0) {
+        /* Ended for good: a later change (SSO enabled again, the user
+         * back) revives nothing. */
+        cache_del(r, session_key(r, token));
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0331: account %s: session of %s ended: %s",
+                      ss->account, ap_escape_logitem(r->pool, ss->email),
+                      why);
+        return NULL;
+    }
     /* Refresh the idle clock at most once a minute: one cache write per
      * minute per user, not one per request. */
     if (now - ss->last_seen > apr_time_from_sec(60)) {
         ss->last_seen = now;
+        dirty = 1;
+    }
+    if (dirty) {
         session_store(r, ss);
     }
     ap_set_module_config(r->request_config, &btsso_module, ss);

@@ -244,9 +244,52 @@ static const char *const v2_pgsql[] = {
     NULL
 };
 
+/* ---- version 3 ---------------------------------------------------------- */
+
+/* Sessions follow the account (SPEC "Enforcement").  sessions_epoch grows
+ * whenever every session of the account must end (SSO disabled, the IdP's
+ * entityID changed, btssoctl session revoke / POST sessions/revoke of the
+ * whole account); a session remembers the epoch it was made in.
+ * revoke_seq numbers the revocations of single users: a user's row holds
+ * the number of their last revocation, and a session remembers the number
+ * current when it was made, so it ends when its user's row is newer.  Both
+ * only grow: re-enabling SSO revives nothing. */
+static const char *const v3_sqlite3[] = {
+    "ALTER TABLE accounts ADD COLUMN sessions_epoch BIGINT NOT NULL"
+    " DEFAULT 1",
+    "ALTER TABLE accounts ADD COLUMN revoke_seq BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE session_revocations ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " email VARCHAR(254) NOT NULL,"
+    " seq BIGINT NOT NULL,"
+    " revoked BIGINT NOT NULL,"
+    " PRIMARY KEY (account, email))",
+    "CREATE INDEX session_revocations_seq ON session_revocations"
+    " (account, seq)",
+    NULL
+};
+
+static const char *const v3_pgsql[] = {
+    "ALTER TABLE accounts ADD COLUMN sessions_epoch BIGINT NOT NULL"
+    " DEFAULT 1",
+    "ALTER TABLE accounts ADD COLUMN revoke_seq BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE session_revocations ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " email VARCHAR(254) NOT NULL,"
+    " seq BIGINT NOT NULL,"
+    " revoked BIGINT NOT NULL,"
+    " PRIMARY KEY (account, email))",
+    "CREATE INDEX session_revocations_seq ON session_revocations"
+    " (account, seq)",
+    NULL
+};
+
 static const schema_step_t schema_steps[] = {
     { 1, v1_sqlite3, v1_pgsql },
     { 2, v2_sqlite3, v2_pgsql },
+    { 3, v3_sqlite3, v3_pgsql },
 };
 
 #define SCHEMA_STEP_COUNT \
@@ -977,6 +1020,8 @@ static btsso_account_t *account_from_row(apr_pool_t *p, const db_row_t *r)
     a->version = col_i64(r, 4);
     a->created = apr_time_from_sec(col_i64(r, 5));
     a->updated = apr_time_from_sec(col_i64(r, 6));
+    a->sessions_epoch = col_i64(r, 7);
+    a->revoke_seq = col_i64(r, 8);
     return a;
 }
 
@@ -1934,6 +1979,13 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                       ARGS(md->entity_id, shared ? "1" : "0", xml,
                            source_url, at, account));
     }
+    if (err == NULL && old != NULL
+        && strcmp(old->entity_id, md->entity_id) != 0) {
+        /* Another IdP (say after a compromise): the sessions the old one
+         * vouched for end. */
+        err = db_exec(s, tmp, "btsso_account_sessions_end", NULL,
+                      ARGS(account));
+    }
     if (err == NULL) {
         err = btsso_store_cert_list(s, tmp, account, &stored);
     }
@@ -2383,6 +2435,11 @@ btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
                       ARGS(enabled ? "1" : "0", allow_password ? "1" : "0",
                            account));
     }
+    if (err == NULL && !enabled) {
+        /* every session of the account ends (and stays ended) */
+        err = db_exec(s, tmp, "btsso_account_sessions_end", NULL,
+                      ARGS(account));
+    }
     if (err == NULL) {
         err = audit_write(s, tmp, now, account, actor,
                           enabled ? "sso.enable" : "sso.disable",
@@ -2393,6 +2450,137 @@ btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
 done:
     apr_pool_destroy(tmp);
     return err;
+}
+
+/* ---- sessions -------------------------------------------------------------- */
+
+btsso_error_t *btsso_store_sessions_revoke(btsso_store_t *s,
+                                           const char *account,
+                                           const char *email,
+                                           apr_time_t now, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const char *norm = NULL, *seq;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (email != NULL) {
+        const char *n = normalized_email(s->pool, email);
+        char *c;
+
+        if (n == NULL) {
+            return btsso_error_make(s->pool, 400, "bad_email",
+                                    "The email address is not valid.",
+                                    "email '%s'", email);
+        }
+        /* stored as BTSSOUserQuery compares: lower(trim()) */
+        norm = c = apr_pstrdup(s->pool, n);
+        for (; *c != '\0'; c++) {
+            *c = (char)apr_tolower((unsigned char)*c);
+        }
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    /* Bumping first: 404 for no account, and the account row's lock
+     * orders concurrent revocations. */
+    err = bump_version(s, tmp, account, 0, now);
+    if (err == NULL && norm == NULL) {
+        err = db_exec(s, tmp, "btsso_account_sessions_end", NULL,
+                      ARGS(account));
+    }
+    else if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_account_revoke_seq", NULL,
+                      ARGS(account));
+        if (err == NULL) {
+            err = db_select(s, tmp, "btsso_account_get", &rows,
+                            ARGS(account));
+        }
+        if (err == NULL && rows->nelts == 0) {
+            err = not_found(s, account);
+        }
+        if (err == NULL) {
+            seq = i64(tmp, col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 8));
+            err = db_exec(s, tmp, "btsso_revocation_delete", NULL,
+                          ARGS(account, norm));
+            if (err == NULL) {
+                err = db_exec(s, tmp, "btsso_revocation_insert", NULL,
+                              ARGS(account, norm, seq,
+                                   i64(tmp, apr_time_sec(now))));
+            }
+        }
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor,
+                          norm ? "sessions.revoke_user"
+                               : "sessions.revoke_all",
+                          norm ? apr_psprintf(tmp, "email=%s", norm) : "");
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_session_revocations(btsso_store_t *s,
+                                               apr_pool_t *p,
+                                               const char *account,
+                                               apr_time_t since, int limit,
+                                               apr_array_header_t **out,
+                                               int *truncated)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_revocation_t));
+    *truncated = 0;
+    if (limit < 1) {
+        limit = 1;
+    }
+    if ((err = db_select(s, p, "btsso_revocation_recent", &rows,
+                         ARGS(account, i64(p, apr_time_sec(since)),
+                              apr_itoa(p, limit + 1)))) != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_revocation_t *v;
+
+        if (i == limit) {
+            *truncated = 1;
+            break;
+        }
+        v = apr_array_push(*out);
+        v->email = col_text(r, 0);
+        v->seq = col_i64(r, 1);
+        v->revoked = apr_time_from_sec(col_i64(r, 2));
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_session_revoked(btsso_store_t *s, apr_pool_t *p,
+                                           const char *account,
+                                           const char *email,
+                                           apr_int64_t *seq)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *seq = 0;
+    if ((err = db_select(s, p, "btsso_revocation_get", &rows,
+                         ARGS(account, email))) != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        *seq = col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 0);
+    }
+    return NULL;
 }
 
 /* ---- audit -------------------------------------------------------------- */

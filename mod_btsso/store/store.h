@@ -21,7 +21,7 @@
 #include "crypto/cert.h"
 #include "saml/metadata.h"
 
-#define BTSSO_SCHEMA_VERSION 2
+#define BTSSO_SCHEMA_VERSION 3
 
 /* Labels of the statements an operator may override by directive. */
 #define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */
@@ -76,6 +76,8 @@ typedef struct btsso_account_t {
     apr_int64_t version;        /* bumped by every change */
     apr_time_t created;
     apr_time_t updated;
+    apr_int64_t sessions_epoch; /* grows when every session must end */
+    apr_int64_t revoke_seq;     /* number of the last user revocation */
 } btsso_account_t;
 
 typedef struct btsso_idp_t {
@@ -299,6 +301,42 @@ btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
                                        apr_time_t now, const char *actor,
                                        apr_array_header_t **dups,
                                        apr_array_header_t **missing);
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+/* A revocation of one user's sessions: sessions of the account made before
+ * revocation number seq (their revoke_seq < seq) of that email end. */
+typedef struct btsso_revocation_t {
+    const char *email;          /* lowercased, trimmed */
+    apr_int64_t seq;
+    apr_time_t revoked;
+} btsso_revocation_t;
+
+/*
+ * End sessions of the account (SPEC "Sessions follow the account"): email
+ * NULL, every one (sessions_epoch grows); else those of that user
+ * (revoke_seq grows and the user's revocation row takes its number).
+ * Sessions made later are not affected.  Audit "sessions.revoke_all" or
+ * "sessions.revoke_user".  Errors: not_found 404, bad_email 400.
+ * Disabling SSO and changing the IdP's entityID also grow sessions_epoch.
+ */
+btsso_error_t *btsso_store_sessions_revoke(btsso_store_t *s,
+                                           const char *account,
+                                           const char *email,
+                                           apr_time_t now, const char *actor);
+/* User revocations of the account made at or after since, newest (highest
+ * seq) first, at most limit of them (*truncated: there were more). */
+btsso_error_t *btsso_store_session_revocations(btsso_store_t *s,
+                                               apr_pool_t *p,
+                                               const char *account,
+                                               apr_time_t since, int limit,
+                                               apr_array_header_t **out,
+                                               int *truncated);
+/* The number of the last revocation of email's sessions, 0 when none. */
+btsso_error_t *btsso_store_session_revoked(btsso_store_t *s, apr_pool_t *p,
+                                           const char *account,
+                                           const char *email,
+                                           apr_int64_t *seq);
 
 /* ---- audit ----------------------------------------------------------------------- */
 

@@ -58,11 +58,11 @@ static const btsso_stmt_def_t store_statements[] = {
       "account, name, created, updated" },
     { "btsso_account_get",
       "SELECT account, name, sso_enabled, allow_password, version, created,"
-      " updated FROM accounts WHERE account = %s",
+      " updated, sessions_epoch, revoke_seq FROM accounts WHERE account = %s",
       "account" },
     { "btsso_account_list",
       "SELECT account, name, sso_enabled, allow_password, version, created,"
-      " updated FROM accounts ORDER BY account",
+      " updated, sessions_epoch, revoke_seq FROM accounts ORDER BY account",
       "" },
     { "btsso_account_bump",
       "UPDATE accounts SET version = version + 1,"
@@ -77,6 +77,32 @@ static const btsso_stmt_def_t store_statements[] = {
       "UPDATE accounts SET sso_enabled = CAST(%s AS INTEGER),"
       " allow_password = CAST(%s AS INTEGER) WHERE account = %s",
       "sso_enabled, allow_password, account" },
+
+    { "btsso_account_sessions_end",
+      "UPDATE accounts SET sessions_epoch = sessions_epoch + 1"
+      " WHERE account = %s",
+      "account" },
+    { "btsso_account_revoke_seq",
+      "UPDATE accounts SET revoke_seq = revoke_seq + 1 WHERE account = %s",
+      "account" },
+
+    /* ---- session revocations of single users ---- */
+    { "btsso_revocation_delete",
+      "DELETE FROM session_revocations WHERE account = %s AND email = %s",
+      "account, lowercased trimmed email" },
+    { "btsso_revocation_insert",
+      "INSERT INTO session_revocations (account, email, seq, revoked)"
+      " VALUES (%s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))",
+      "account, lowercased trimmed email, seq, revoked" },
+    { "btsso_revocation_recent",
+      "SELECT email, seq, revoked FROM session_revocations"
+      " WHERE account = %s AND revoked >= CAST(%s AS BIGINT)"
+      " ORDER BY seq DESC LIMIT CAST(%s AS INTEGER)",
+      "account, unix time bound, limit" },
+    { "btsso_revocation_get",
+      "SELECT seq FROM session_revocations"
+      " WHERE account = %s AND email = lower(trim(%s))",
+      "account, email" },
 
     /* ---- users ---- */
     { "btsso_user_insert",

@@ -56,6 +56,8 @@ static const char usage_text[] =
     "  enable ACCOUNT [--allow-password] | disable ACCOUNT\n"
     "  sp-metadata ACCOUNT\n"
     "  schema sqlite3|pgsql                   print the schema as SQL\n"
+    "  session revoke ACCOUNT [EMAIL]         end that user's sessions, or every\n"
+    "                                         session of the account\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
@@ -1184,6 +1186,38 @@ static int cmd_attr(ctl_t *ctl, int argc, const char *const *argv, int at)
     return 0;
 }
 
+/* ---- sessions -------------------------------------------------------------- */
+
+/* Every node sees it within BTSSOConfigTTL (its account cache). */
+static int cmd_session(ctl_t *ctl, int argc, const char *const *argv, int at)
+{
+    cmd_args_t a;
+    btsso_error_t *err;
+    int rc;
+
+    if (at >= argc || strcmp(argv[at], "revoke") != 0) {
+        return usage_error(ctl, "session revoke ACCOUNT [EMAIL]");
+    }
+    if ((rc = parse_args(ctl, argc, argv, at + 1, NULL, 1, 2, &a)) != 0) {
+        return rc;
+    }
+    if ((err = open_store(ctl)) != NULL
+        || (err = btsso_store_sessions_revoke(ctl->store, pos(&a, 0),
+                                              pos(&a, 1), ctl->now,
+                                              ctl->actor)) != NULL) {
+        return fail(ctl, err);
+    }
+    if (pos(&a, 1) != NULL) {
+        printf("account %s: sessions of %s revoked (every node within "
+               "BTSSOConfigTTL)\n", pos(&a, 0), pos(&a, 1));
+    }
+    else {
+        printf("account %s: every session revoked (every node within "
+               "BTSSOConfigTTL)\n", pos(&a, 0));
+    }
+    return 0;
+}
+
 /* ---- certificates ------------------------------------------------------- */
 
 static int parse_role(ctl_t *ctl, const char *text, btsso_cert_role_e *role)
@@ -1600,6 +1634,9 @@ static int run(ctl_t *ctl, int argc, const char *const *argv)
     }
     if (strcmp(cmd, "schema") == 0) {
         return cmd_schema(ctl, argc, argv, 1);
+    }
+    if (strcmp(cmd, "session") == 0) {
+        return cmd_session(ctl, argc, argv, 1);
     }
     if (strcmp(cmd, "sp-metadata") == 0) {
         return cmd_sp_metadata(ctl, argc, argv, 1);

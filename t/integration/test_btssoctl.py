@@ -228,7 +228,7 @@ def test_usage(store):
                  "idp import ACCOUNT FILE|URL [--entity ENTITYID] [--shared]",
                  "idp refresh ACCOUNT|--all", "cert expiring [--days N]",
                  "enable ACCOUNT [--allow-password] | disable ACCOUNT",
-                 "sp-metadata ACCOUNT"):
+                 "sp-metadata ACCOUNT", "session revoke ACCOUNT [EMAIL]"):
         assert line in r.stdout
     ctl(store, rc=2)
     ctl(store, "frobnicate", rc=2)
@@ -245,15 +245,18 @@ def test_usage(store):
     ctl(store, "idp", "refresh", rc=2)
     ctl(store, "idp", "refresh", "a", "--all", rc=2)
     ctl(store, "disable", "a", "--allow-password", rc=2)
+    ctl(store, "session", rc=2)
+    ctl(store, "session", "revoke", rc=2)
+    ctl(store, "session", "revoke", "a", "b@c.d", "e", rc=2)
 
 
 # ---- init and accounts ------------------------------------------------------------------
 
 def test_init_idempotent(store):
-    assert "from version 0 to 2" in ctl(store, "init").stdout
+    assert "from version 0 to 3" in ctl(store, "init").stdout
     assert "nothing to do" in ctl(store, "init").stdout
     assert store.sql("SELECT version FROM btsso_schema_version"
-                     " ORDER BY version") == [(1,), (2,)]
+                     " ORDER BY version") == [(1,), (2,), (3,)]
 
 
 def test_accounts(store):

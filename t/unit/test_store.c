@@ -764,12 +764,28 @@ static void test_domains(void **state)
                                "('domain.add', 'domain.remove')"), 4);
 }
 
+/* Takes a new database back to version 2 (before sessions followed the
+ * account). */
+static void downgrade_to_v2(fx_t *f)
+{
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "DROP TABLE session_revocations", NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "ALTER TABLE accounts DROP "
+                              "COLUMN sessions_epoch", NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "ALTER TABLE accounts DROP "
+                              "COLUMN revoke_seq", NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
+                              "btsso_schema_version WHERE version = 3",
+                              NULL), 0);
+}
+
 static void test_upgrade_v1_to_v2(void **state)
 {
     fx_t *f = *state;
     int from = -1, to = -1;
 
     /* a database at version 1, as deployed before domain claims */
+    downgrade_to_v2(f);
     assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE domains", NULL),
                      0);
     assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
@@ -782,12 +798,162 @@ static void test_upgrade_v1_to_v2(void **state)
        "reopen");
     ok(btsso_store_init(f->s, &from, &to), "upgrade");
     assert_int_equal(from, 1);
-    assert_int_equal(to, 2);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
     ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
     ok(btsso_store_domain_add(f->s, "alpha", "corp.example", ACTOR),
        "claim after upgrade");
     ok(btsso_store_init(f->s, &from, &to), "again");
+    assert_int_equal(from, BTSSO_SCHEMA_VERSION);
+}
+
+static void test_upgrade_v2_to_v3(void **state)
+{
+    fx_t *f = *state;
+    btsso_account_t *a;
+    int from = -1, to = -1;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    downgrade_to_v2(f);
+    btsso_store_close(f->s);
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "reopen");
+    ok(btsso_store_init(f->s, &from, &to), "upgrade");
     assert_int_equal(from, 2);
+    assert_int_equal(to, 3);
+    /* accounts made before keep their rows, at epoch 1 */
+    ok(btsso_store_account_get(f->s, f->p, "alpha", &a), "get");
+    assert_int_equal(a->sessions_epoch, 1);
+    assert_int_equal(a->revoke_seq, 0);
+    ok(btsso_store_sessions_revoke(f->s, "alpha", "a@corp.example",
+                                   apr_time_now(), ACTOR), "revoke");
+}
+
+static apr_int64_t epoch_of(fx_t *f, const char *account)
+{
+    btsso_account_t *a;
+
+    ok(btsso_store_account_get(f->s, f->p, account, &a), "account_get");
+    return a->sessions_epoch;
+}
+
+static void test_sessions_revoke(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    apr_array_header_t *revs;
+    btsso_account_t *a;
+    btsso_revocation_t *v;
+    apr_int64_t seq;
+    int truncated = -1;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_account_add(f->s, "other", NULL, ACTOR), "add other");
+    ok(btsso_store_account_get(f->s, f->p, "acme", &a), "get");
+    assert_int_equal(a->sessions_epoch, 1);
+    assert_int_equal(a->revoke_seq, 0);
+    ok(btsso_store_session_revocations(f->s, f->p, "acme", 0, 10, &revs,
+                                       &truncated), "none yet");
+    assert_int_equal(revs->nelts, 0);
+    assert_int_equal(truncated, 0);
+
+    /* every session: the epoch grows, nothing else */
+    ok(btsso_store_sessions_revoke(f->s, "acme", NULL, now, ACTOR), "all");
+    ok(btsso_store_account_get(f->s, f->p, "acme", &a), "get");
+    assert_int_equal(a->sessions_epoch, 2);
+    assert_int_equal(a->revoke_seq, 0);
+    assert_int_equal(epoch_of(f, "other"), 1);
+
+    /* one user, stored as BTSSOUserQuery compares */
+    ok(btsso_store_sessions_revoke(f->s, "acme", " Ann@Example.COM ", now,
+                                   ACTOR), "ann");
+    ok(btsso_store_sessions_revoke(f->s, "acme", "bob@example.com", now,
+                                   ACTOR), "bob");
+    ok(btsso_store_sessions_revoke(f->s, "acme", "ann@example.com", now,
+                                   ACTOR), "ann again");
+    ok(btsso_store_account_get(f->s, f->p, "acme", &a), "get");
+    assert_int_equal(a->sessions_epoch, 2);
+    assert_int_equal(a->revoke_seq, 3);
+    ok(btsso_store_session_revocations(f->s, f->p, "acme",
+                                       now - apr_time_from_sec(60), 10,
+                                       &revs, &truncated), "list");
+    assert_int_equal(revs->nelts, 2);   /* one row per user */
+    assert_int_equal(truncated, 0);
+    v = &APR_ARRAY_IDX(revs, 0, btsso_revocation_t);
+    assert_string_equal(v->email, "ann@example.com");
+    assert_int_equal(v->seq, 3);
+    v = &APR_ARRAY_IDX(revs, 1, btsso_revocation_t);
+    assert_string_equal(v->email, "bob@example.com");
+    assert_int_equal(v->seq, 2);
+    ok(btsso_store_session_revocations(f->s, f->p, "acme",
+                                       now - apr_time_from_sec(60), 1,
+                                       &revs, &truncated), "bounded");
+    assert_int_equal(revs->nelts, 1);
+    assert_int_equal(truncated, 1);
+    assert_string_equal(APR_ARRAY_IDX(revs, 0, btsso_revocation_t).email,
+                        "ann@example.com");
+    ok(btsso_store_session_revocations(f->s, f->p, "acme",
+                                       now + apr_time_from_sec(60), 10,
+                                       &revs, &truncated), "too old");
+    assert_int_equal(revs->nelts, 0);
+    ok(btsso_store_session_revocations(f->s, f->p, "other", 0, 10, &revs,
+                                       &truncated), "other account");
+    assert_int_equal(revs->nelts, 0);
+    ok(btsso_store_session_revoked(f->s, f->p, "acme", " ANN@example.com",
+                                   &seq), "revoked");
+    assert_int_equal(seq, 3);
+    ok(btsso_store_session_revoked(f->s, f->p, "other", "ann@example.com",
+                                   &seq), "not in other");
+    assert_int_equal(seq, 0);
+
+    expect_err(btsso_store_sessions_revoke(f->s, "nosuch", NULL, now, ACTOR),
+               "not_found", 404);
+    expect_err(btsso_store_sessions_revoke(f->s, "acme", "no-at-sign", now,
+                                           ACTOR), "bad_email", 400);
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM audit WHERE account = "
+                               "'acme' AND action = 'sessions.revoke_all'"),
+                     1);
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM audit WHERE account = "
+                               "'acme' AND action = 'sessions.revoke_user'"
+                               " AND detail = 'email=ann@example.com'"), 2);
+}
+
+static void test_sessions_end_on_disable_and_new_idp(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+
+    ready_account(f, "acme", "https://idp.example.com/1");
+    assert_int_equal(epoch_of(f, "acme"), 1);
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now, ACTOR,
+                               NULL, NULL), "enable");
+    assert_int_equal(epoch_of(f, "acme"), 1);
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 0, 0, 0, now, ACTOR,
+                               NULL, NULL), "disable");
+    assert_int_equal(epoch_of(f, "acme"), 2);
+    /* enabling again revives nothing: the epoch only grows */
+    ok(btsso_store_set_enabled(f->s, f->p, "acme", 1, 0, 0, now, ACTOR,
+                               NULL, NULL), "enable again");
+    assert_int_equal(epoch_of(f, "acme"), 2);
+    /* the same IdP's metadata again: sessions live on */
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com/1", "okta",
+                                   "entra", NULL),
+                           xml_for(f->p, "https://idp.example.com/1"), NULL,
+                           0, 0, now, ACTOR), "same idp");
+    assert_int_equal(epoch_of(f, "acme"), 2);
+    /* another IdP: they end */
+    ok(btsso_store_idp_set(f->s, "acme",
+                           md_make(f->p, "https://idp.example.com/2", "okta",
+                                   "entra", NULL),
+                           xml_for(f->p, "https://idp.example.com/2"), NULL,
+                           0, 0, now, ACTOR), "new idp");
+    assert_int_equal(epoch_of(f, "acme"), 3);
+    /* a refused change bumps nothing */
+    expect_err(btsso_store_set_enabled(f->s, f->p, "acme", 0, 0, 1, now,
+                                       ACTOR, NULL, NULL), "conflict", 409);
+    assert_int_equal(epoch_of(f, "acme"), 3);
 }
 
 static void test_duplicates(void **state)
@@ -1551,6 +1717,9 @@ static const struct CMUnitTest store_tests[] = {
     T(test_email_holders_bounded),
     T(test_domains),
     T(test_upgrade_v1_to_v2),
+    T(test_upgrade_v2_to_v3),
+    T(test_sessions_revoke),
+    T(test_sessions_end_on_disable_and_new_idp),
 };
 
 int main(void)
