@@ -211,6 +211,12 @@ def test_victim_admin_with_a_session_of_victim_can(tenants):
     t = tenants
     s = t.sso_session("victim", VICTIM_ADMIN)
     sso = t.url + "/admin/sso/"
+    # the session of victim cannot administer evil, although its email is
+    # an admin of evil too
+    t.httpd.expect_log("BTSSO0405")
+    r = api(s, "GET", sso, "evil/config")
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    # and it administers victim
     r = api(s, "GET", sso, "victim/config")
     assert r.status_code == 200, r.text
     assert r.json()["user"] == VICTIM_ADMIN and r.json()["enabled"] is True
@@ -220,11 +226,10 @@ def test_victim_admin_with_a_session_of_victim_can(tenants):
     assert r.status_code == 200, r.text
     assert r.json()["enabled"] is False
     assert t.audit("victim") == [(VICTIM_ADMIN, "sso.disable")]
-    # and the session of victim cannot administer evil, although its email
-    # is an admin of evil too
-    t.httpd.expect_log("BTSSO0405")
-    r = api(s, "GET", sso, "evil/config")
-    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    # disabling SSO ended victim's sessions, this one included (sessions
+    # follow the account): the next request has none
+    r = api(s, "GET", sso, "victim/config")
+    assert r.status_code == 302, r.status_code
 
 
 def test_csrf_token_bound_to_the_session_account(tenants):
