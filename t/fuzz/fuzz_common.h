@@ -9,7 +9,10 @@
  * fixtures hold no NUL, so they run with the default options; the fuzzer
  * learns to append "\0" + options and so reaches the checks that come
  * after a signature verified (times, audience, InResponseTo) with the
- * seeds' intact signatures.
+ * seeds' intact signatures.  The block itself cannot hold a NUL (the last
+ * NUL ends the message), so option bytes are chosen to need none: a flag
+ * byte 0x80 spells "no flags", and offsets are centred on 0x8080
+ * (fuzz_opt_offset).
  *
  * FUZZ_CHECK(cond) aborts on a broken invariant: libFuzzer reports it as a
  * crash and keeps the input; the replay driver dies with it.
@@ -122,6 +125,44 @@ static inline void fuzz_split(apr_pool_t *p, const uint8_t *data, size_t size,
 static inline unsigned fuzz_opt(const fuzz_input_t *in, size_t i)
 {
     return i < in->opt_len ? in->opt[i] : 0u;
+}
+
+#ifdef FUZZ_LIBXML
+#include <stdarg.h>
+#include <libxml/xmlerror.h>
+
+/* The core never writes to stderr (in httpd that is the error log, and a
+ * hostile document must not reach it): every libxml2 call of the core runs
+ * with a quiet structured error handler.  Anything that still falls
+ * through to libxml2's generic handler, whose default prints to stderr,
+ * aborts here so that the fuzzer reports it with its input. */
+static void fuzz_generic_error(void *ctx, const char *msg, ...)
+{
+    va_list ap;
+
+    (void)ctx;
+    fputs("fuzz: libxml2 would have written to stderr: ", stderr);
+    va_start(ap, msg);
+    vfprintf(stderr, msg, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+static inline void fuzz_trap_libxml_stderr(void)
+{
+    xmlSetGenericErrorFunc(NULL, fuzz_generic_error);
+}
+#endif
+
+/* Options i and i+1 as a signed offset: 0x80 0x80 is 0, so no NUL is
+ * needed for small values (range -32896..32895); 0 when absent. */
+static inline int fuzz_opt_offset(const fuzz_input_t *in, size_t i)
+{
+    if (in->opt_len < i + 2) {
+        return 0;
+    }
+    return (int)(fuzz_opt(in, i) << 8 | fuzz_opt(in, i + 1)) - 0x8080;
 }
 
 /* Read a whole file under TOP_SRCDIR into the pool (abort when missing:

@@ -11,7 +11,8 @@
  * the session layer) must never let an attribute or a header be injected.
  *
  * Input: name, value, path and samesite separated by '\n' (samesite absent:
- * NULL).  Control block: opt[0] as a signed max-age, opt[1] bit 0 secure.
+ * NULL).  Control block: opt[0] - 2 as the max-age (-1 without a block),
+ * opt[1] bit 0 secure.
  * Checked on every header made: printable ASCII only (no CR/LF, no NUL),
  * it starts with name=value, the rest is only the attributes Path, Max-Age,
  * Expires, Secure, HttpOnly and SameSite, HttpOnly always there, Secure
@@ -47,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             s = NULL;
         }
     }
-    max_age = (long)(int8_t)fuzz_opt(&in, 0);
+    /* 0x01 is -1 (a session cookie), 0x02 is 0 (delete): no NUL needed */
+    max_age = in.opt_len > 0 ? (long)fuzz_opt(&in, 0) - 2 : -1;
     secure = (int)(fuzz_opt(&in, 1) & 1);
     hdr = btsso_cookie_header(p, field[0], field[1], field[2] ? field[2] : "",
                               max_age, secure, field[3]);

@@ -9,6 +9,7 @@
  * endpoint with a binding and a location, and certificates with DER and a
  * 64-digit fingerprint; an error has a code, a message and a 4xx status.
  */
+#define FUZZ_LIBXML 1
 #include "fuzz_common.h"
 
 #include "saml/metadata.h"
@@ -57,6 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_LSAN_OFF();
     fuzz_root_pool();
     btsso_xml_init();
+    fuzz_trap_libxml_stderr();
     FUZZ_LSAN_ON();
     return 0;
 }

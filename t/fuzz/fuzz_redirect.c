@@ -14,6 +14,7 @@
  * signature and SigAlg come together with the signed octets, which are
  * "param=...[&RelayState=...]&SigAlg=..." and no longer than the query.
  */
+#define FUZZ_LIBXML 1
 #include "fuzz_common.h"
 
 #include "saml/authnreq.h"
@@ -42,6 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     FUZZ_LSAN_OFF();
     setup();
+    fuzz_trap_libxml_stderr();
     FUZZ_LSAN_ON();
     return 0;
 }

@@ -11,13 +11,15 @@
  * control block (fuzz_common.h) varies the expectation:
  *   opt[0] bit 0: expect REQUEST_ID; bit 1: refuse IdP-initiated;
  *          bit 2: no SP key; bit 3: only the attacker's certificate;
- *          bit 4: allow SHA-1 algorithms
- *   opt[1..2]: clock offset from FIXED_NOW, signed, in minutes
+ *          bit 4: allow SHA-1 algorithms; bit 7: ignored (a flag byte
+ *          without a NUL)
+ *   opt[1..2]: clock offset from FIXED_NOW in minutes, 0x8080 being 0
  *   opt[3]: clock skew in seconds
  * Checked: an accepted response names what it was validated against and
  * says which signature verified; an error carries a code, a message and
  * one of the documented statuses.
  */
+#define FUZZ_LIBXML 1
 #include "fuzz_common.h"
 
 #include "saml/response.h"
@@ -30,6 +32,7 @@
 #define REQUEST_ID      "_req-4f1c2a9e0b7d"
 
 static apr_array_header_t *trusted, *untrusted, *sp_keys;
+static int verbose;
 
 static const btsso_cert_t *load_der(apr_pool_t *p, const char *name)
 {
@@ -78,7 +81,9 @@ static int status_ok(int s)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     FUZZ_LSAN_OFF();
+    verbose = getenv("FUZZ_VERBOSE") != NULL;
     setup();
+    fuzz_trap_libxml_stderr();
     FUZZ_LSAN_ON();
     return 0;
 }
@@ -99,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fuzz_split(p, data, size, &in);
     flags = fuzz_opt(&in, 0);
-    minutes = (int16_t)(uint16_t)(fuzz_opt(&in, 1) << 8 | fuzz_opt(&in, 2));
+    minutes = fuzz_opt_offset(&in, 1);
 
     memset(&ex, 0, sizeof(ex));
     ex.sp_entity_id = SP_ENTITY_ID;
@@ -119,6 +124,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     e = btsso_response_validate(p, in.msg, in.msg_len, &ex, &a);
+    if (verbose) {
+        /* FUZZ_VERBOSE=1: which check each input reached (corpus review) */
+        fprintf(stderr, "fuzz_response: flags %02x minutes %d: %s\n", flags,
+                minutes, e == NULL ? "ACCEPTED" : e->code);
+    }
     if (e == NULL) {
         FUZZ_CHECK(a != NULL);
         FUZZ_CHECK(!(flags & 8));          /* nothing the attacker signed */
