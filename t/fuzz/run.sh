@@ -46,17 +46,29 @@ if [ ! -f "$B/Makefile" ]; then
         CFLAGS="-fsanitize=fuzzer-no-link $SAN -fno-omit-frame-pointer -g -O1" \
         LDFLAGS="$SAN")
 fi
-nice -n 19 make -s -C "$B" libbtsso.la >/dev/null
-eval "$(make -s -C "$B" fuzz-flags)"
-mkdir -p "$B/fuzz/corpus-$name" "$B/fuzz/artifacts-$name"
+build() {
+    nice -n 19 make -s -C "$B" libbtsso.la >/dev/null
+    eval "$(make -s -C "$B" fuzz-flags)"
+    mkdir -p "$B/fuzz/corpus-$name" "$B/fuzz/artifacts-$name"
+    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] \
+       || [ "$top/t/fuzz/fuzz_common.h" -nt "$bin" ] \
+       || [ "$B/.libs/libbtsso.a" -nt "$bin" ]; then
+        # shellcheck disable=SC2086
+        nice -n 19 "$CC" -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer \
+            $SAN $FUZZ_CPPFLAGS -I"$top/mod_btsso" -DTOP_SRCDIR="\"$top\"" \
+            "$src" "$B/.libs/libbtsso.a" $FUZZ_LIBS -o "$bin"
+    fi
+}
 bin=$B/fuzz/fuzz_$name
-if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] \
-   || [ "$top/t/fuzz/fuzz_common.h" -nt "$bin" ] \
-   || [ "$B/.libs/libbtsso.a" -nt "$bin" ]; then
-    # shellcheck disable=SC2086
-    nice -n 19 "$CC" -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer $SAN \
-        $FUZZ_CPPFLAGS -I"$top/mod_btsso" -DTOP_SRCDIR="\"$top\"" \
-        "$src" "$B/.libs/libbtsso.a" $FUZZ_LIBS -o "$bin"
+# two runs started together must not rebuild the library at the same time
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$B/.fuzz-build.lock"
+    flock 9
+    build
+    flock -u 9
+    exec 9>&-
+else
+    build
 fi
 
 dictarg=
