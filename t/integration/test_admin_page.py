@@ -9,7 +9,6 @@ Run: BTSSO_BUILDDIR=<build dir> /usr/bin/python3 -m pytest -q \
 import base64
 import os
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -41,9 +40,7 @@ EMAIL_CLAIM = ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return btsso_httpd.free_port()
 
 
 class Browser:

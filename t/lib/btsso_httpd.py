@@ -10,6 +10,7 @@ stopped by PID.  The error log is checked after each test: an [error] or
 import atexit
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -115,6 +116,25 @@ def btssoctl_path():
 
 
 def free_port():
+    """A free 127.0.0.1 port for a server of the tests, below the kernel's
+    ephemeral range: a port the kernel handed out (bind to 0) is also what
+    the next outgoing connection of any client may take as its local port
+    before the server binds it ("Address already in use" under load)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = max(min(low, 32768), 12000)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
