@@ -21,7 +21,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-.}" && pwd)
 ctl="$build/btssoctl"
 fail=0
-tmp=$(mktemp -d /tmp/btsso-check-docs-XXXXXX)
+tmp=$(mktemp -d)
 pgdbs=""
 cleanup() {
     for db in $pgdbs; do

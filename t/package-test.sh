@@ -27,7 +27,7 @@ done
 HTTPD=${HTTPD:-/usr/sbin/apache2}
 MODDIR=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
 
-tmp=$(mktemp -d /tmp/btsso-package-XXXXXX)
+tmp=$(mktemp -d)
 chmod 755 "$tmp"
 httpd_pid=""
 cleanup() {

@@ -317,3 +317,77 @@ btsso_error_t *btsso_inflate_raw(apr_pool_t *p, const void *in, apr_size_t len,
     inflateEnd(&zs);
     return err;
 }
+
+/* ---- base64url (RFC 4648 section 5), unpadded ---------------------------- */
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *btsso_b64url_encode(apr_pool_t *p, const unsigned char *in,
+                          apr_size_t len)
+{
+    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1);
+    char *o = out;
+    apr_size_t i;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        *o++ = b64url_alphabet[in[i] >> 2];
+        *o++ = b64url_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+        *o++ = b64url_alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+        *o++ = b64url_alphabet[in[i + 2] & 63];
+    }
+    if (len - i == 1) {
+        *o++ = b64url_alphabet[in[i] >> 2];
+        *o++ = b64url_alphabet[(in[i] & 3) << 4];
+    }
+    else if (len - i == 2) {
+        *o++ = b64url_alphabet[in[i] >> 2];
+        *o++ = b64url_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+        *o++ = b64url_alphabet[(in[i + 1] & 15) << 2];
+    }
+    *o = '\0';
+    return out;
+}
+
+static int b64url_value(char c)
+{
+    const char *at = c != '\0' ? strchr(b64url_alphabet, c) : NULL;
+
+    return at != NULL ? (int)(at - b64url_alphabet) : -1;
+}
+
+/* Strict: unpadded, canonical (unused low bits zero).  NUL-terminated. */
+int btsso_b64url_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                        unsigned char **out, apr_size_t *out_len)
+{
+    unsigned char *buf;
+    apr_size_t i, n = 0;
+    unsigned int acc = 0;
+    int bits = 0;
+
+    if (len % 4 == 1) {
+        return 0;
+    }
+    buf = apr_palloc(p, len * 3 / 4 + 1);
+    for (i = 0; i < len; i++) {
+        int v = b64url_value(in[i]);
+
+        if (v < 0) {
+            return 0;
+        }
+        acc = (acc << 6) | (unsigned int)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return 1;
+}

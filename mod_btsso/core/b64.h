@@ -22,6 +22,14 @@ const char *btsso_b64_encode(apr_pool_t *p, const void *data, apr_size_t len);
 btsso_error_t *btsso_b64_decode(apr_pool_t *p, const char *s, apr_size_t len,
                                 unsigned char **out, apr_size_t *out_len);
 
+/* Base64url (RFC 4648 section 5) without padding, as cookies carry it. */
+char *btsso_b64url_encode(apr_pool_t *p, const unsigned char *in,
+                          apr_size_t len);
+/* Strict base64url decode: unpadded, canonical (unused low bits zero),
+ * nothing outside the alphabet.  NUL-terminated output.  1 ok, 0 refused. */
+int btsso_b64url_decode(apr_pool_t *p, const char *in, apr_size_t len,
+                        unsigned char **out, apr_size_t *out_len);
+
 /* Percent-encode every octet except RFC 3986 unreserved characters
  * (ALPHA DIGIT - . _ ~), with uppercase hex digits. */
 const char *btsso_pct_encode(apr_pool_t *p, const void *data, apr_size_t len);

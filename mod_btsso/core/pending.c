@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 
 #include "core/pending.h"
+#include "core/b64.h"
 
 #define VERSION "v1"
 #define FIELDS 7
@@ -17,78 +18,6 @@
 /* a record is a few hundred octets plus a return target of at most
  * 2 KiB; anything much longer is not ours */
 #define MAX_VALUE 8192
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *b64url_encode(apr_pool_t *p, const unsigned char *in,
-                           apr_size_t len)
-{
-    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1);
-    char *o = out;
-    apr_size_t i;
-
-    for (i = 0; i + 2 < len; i += 3) {
-        *o++ = b64url_alphabet[in[i] >> 2];
-        *o++ = b64url_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        *o++ = b64url_alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-        *o++ = b64url_alphabet[in[i + 2] & 63];
-    }
-    if (len - i == 1) {
-        *o++ = b64url_alphabet[in[i] >> 2];
-        *o++ = b64url_alphabet[(in[i] & 3) << 4];
-    }
-    else if (len - i == 2) {
-        *o++ = b64url_alphabet[in[i] >> 2];
-        *o++ = b64url_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        *o++ = b64url_alphabet[(in[i + 1] & 15) << 2];
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64url_value(char c)
-{
-    const char *at = c != '\0' ? strchr(b64url_alphabet, c) : NULL;
-
-    return at != NULL ? (int)(at - b64url_alphabet) : -1;
-}
-
-/* Strict: unpadded, canonical (unused low bits zero).  NUL-terminated. */
-static int b64url_decode(apr_pool_t *p, const char *in, apr_size_t len,
-                         unsigned char **out, apr_size_t *out_len)
-{
-    unsigned char *buf;
-    apr_size_t i, n = 0;
-    unsigned int acc = 0;
-    int bits = 0;
-
-    if (len % 4 == 1) {
-        return 0;
-    }
-    buf = apr_palloc(p, len * 3 / 4 + 1);
-    for (i = 0; i < len; i++) {
-        int v = b64url_value(in[i]);
-
-        if (v < 0) {
-            return 0;
-        }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) {
-        return 0;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *out_len = n;
-    return 1;
-}
 
 static int field_ok(const char *s, int may_be_empty)
 {
@@ -142,14 +71,14 @@ btsso_error_t *btsso_pending_rec_encode(apr_pool_t *p,
                            rec->test ? 1 : 0, apr_time_sec(rec->expires),
                            rec->sp_id);
     text = apr_pstrcat(p, VERSION ".",
-                       b64url_encode(p, (const unsigned char *)payload,
+                       btsso_b64url_encode(p, (const unsigned char *)payload,
                                      strlen(payload)), NULL);
     if (!mac_of(key, key_len, text, strlen(text), mac)) {
         return btsso_error_make(p, 500, "pending_encode",
                                 "The sign-in could not be started.",
                                 "HMAC failed");
     }
-    *out = apr_pstrcat(p, text, ".", b64url_encode(p, mac, sizeof(mac)),
+    *out = apr_pstrcat(p, text, ".", btsso_b64url_encode(p, mac, sizeof(mac)),
                        NULL);
     return NULL;
 }
@@ -201,7 +130,7 @@ btsso_error_t *btsso_pending_rec_decode(apr_pool_t *p,
     dot1 = value + sizeof(VERSION) - 1;
     dot2 = strrchr(value, '.');
     if (dot2 == dot1
-        || !b64url_decode(p, dot2 + 1, len - (apr_size_t)(dot2 + 1 - value),
+        || !btsso_b64url_decode(p, dot2 + 1, len - (apr_size_t)(dot2 + 1 - value),
                           &given, &given_len)
         || given_len != MAC_LEN) {
         return invalid(p, "malformed");
@@ -212,7 +141,7 @@ btsso_error_t *btsso_pending_rec_decode(apr_pool_t *p,
         return invalid(p, "MAC mismatch (altered, or made with another "
                        "key)");
     }
-    if (!b64url_decode(p, dot1 + 1, (apr_size_t)(dot2 - dot1 - 1), &payload,
+    if (!btsso_b64url_decode(p, dot1 + 1, (apr_size_t)(dot2 - dot1 - 1), &payload,
                        &payload_len)
         || strlen((const char *)payload) != payload_len) {
         return invalid(p, "malformed payload");
