@@ -290,6 +290,34 @@ done:
     return err;
 }
 
+/* ---- ready keys ------------------------------------------------------------ */
+
+/* The handle is the EVP_PKEY itself: OpenSSL 3 keys are reference counted
+ * and safe to share between threads once built. */
+btsso_cert_key_t *btsso_cert_key_load(const btsso_cert_t *c)
+{
+    const unsigned char *cursor;
+    EVP_PKEY *pkey;
+    X509 *x;
+
+    if (c == NULL || c->der == NULL || c->der_len > (apr_size_t)LONG_MAX) {
+        return NULL;
+    }
+    cursor = c->der;
+    x = d2i_X509(NULL, &cursor, (long)c->der_len);
+    if (x == NULL) {
+        return NULL;
+    }
+    pkey = X509_get_pubkey(x);          /* a reference of its own */
+    X509_free(x);
+    return (btsso_cert_key_t *)pkey;
+}
+
+void btsso_cert_key_free(btsso_cert_key_t *k)
+{
+    EVP_PKEY_free((EVP_PKEY *)k);
+}
+
 /* ---- PEM ------------------------------------------------------------------- */
 
 static btsso_error_t *cert_from_pem(apr_pool_t *p, const char *text,

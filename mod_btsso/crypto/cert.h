@@ -3,7 +3,9 @@
  *
  * No OpenSSL type leaks through this header: a certificate is its DER bytes
  * plus the facts an administrator is shown (subject, SHA-256 fingerprint,
- * validity window).  Signature code turns the DER back into a key itself.
+ * validity window).  Signature code turns the DER back into a key itself,
+ * or takes the ready public key a long-lived holder (the account cache)
+ * loaded once with btsso_cert_key_load().
  */
 #ifndef BTSSO_CERT_H
 #define BTSSO_CERT_H
@@ -11,6 +13,10 @@
 #include <apr_pools.h>
 #include <apr_time.h>
 #include "core/btsso_error.h"
+
+/* An opaque, reference-counted public key (an OpenSSL EVP_PKEY inside),
+ * immutable once loaded, so any number of threads may verify with it. */
+typedef struct btsso_cert_key_t btsso_cert_key_t;
 
 typedef struct btsso_cert_t {
     const unsigned char *der;   /* DER encoding, pool-owned */
@@ -23,6 +29,8 @@ typedef struct btsso_cert_t {
     const char *key_type;       /* "RSA 2048", "EC P-256", ... */
     int key_bits;               /* RSA modulus / EC group order bits */
     int key_strong;             /* RSA >= 2048 or EC >= P-256 (below) */
+    btsso_cert_key_t *ready_key; /* NULL, or the public key loaded once by
+                                    whoever owns this copy (and frees it) */
 } btsso_cert_t;
 
 /* The weakest IdP keys accepted: RSA (or RSA-PSS) moduli, EC curves. */
@@ -67,6 +75,12 @@ const char *btsso_cert_b64(apr_pool_t *p, const btsso_cert_t *c);
  * strong enough (key_strong): the one test every "usable certificate"
  * decision goes through, so a weak key is never used to verify. */
 int btsso_cert_is_valid_at(const btsso_cert_t *c, apr_time_t now);
+
+/* The certificate's public key, loaded from its DER (NULL when it cannot
+ * be), for a holder that verifies many signatures with it.  Freed with
+ * btsso_cert_key_free (NULL is fine). */
+btsso_cert_key_t *btsso_cert_key_load(const btsso_cert_t *c);
+void btsso_cert_key_free(btsso_cert_key_t *k);
 
 /* "primary", "secondary", "none" */
 const char *btsso_cert_role_name(btsso_cert_role_e role);

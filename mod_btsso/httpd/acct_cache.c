@@ -315,6 +315,8 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
 
 /* ---- loading ------------------------------------------------------------------ */
 
+static apr_size_t entry_load_keys(btsso_acct_entry *e);
+
 /* Copy an error out of a pool that is about to go. */
 static btsso_error_t *error_copy(apr_pool_t *p, const btsso_error_t *err)
 {
@@ -408,7 +410,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
                                 "Out of memory.", NULL);
     }
     e = flat_entry(&f, acct, idp, md, certs, revs, revs_truncated);
-    e->size = f.cap;
+    e->size = f.cap + entry_load_keys(e);
     apr_pool_destroy(p);
     *out = e;
     return NULL;
@@ -416,10 +418,44 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
 
 /* ---- the table (all under c->lock) ------------------------------------------ */
 
+/* What a loaded public key is counted as against BTSSOAccountCacheSize
+ * (an RSA-2048 EVP_PKEY is about that, an EC one less). */
+#define KEY_CHARGE 2048
+
+/* Signature keys loaded once per entry, not once per verification (that
+ * DER-to-key step was 40 % of a login). */
+static apr_size_t entry_load_keys(btsso_acct_entry *e)
+{
+    apr_size_t charge = 0;
+    int i;
+
+    for (i = 0; e->certs != NULL && i < e->certs->nelts; i++) {
+        btsso_stored_cert_t *sc = APR_ARRAY_IDX(e->certs, i,
+                                                btsso_stored_cert_t *);
+        if (sc->role != BTSSO_ROLE_NONE) {
+            sc->cert->ready_key = btsso_cert_key_load(sc->cert);
+            charge += sc->cert->ready_key != NULL ? KEY_CHARGE : 0;
+        }
+    }
+    return charge;
+}
+
+static void entry_free(btsso_acct_entry *e)
+{
+    int i;
+
+    for (i = 0; e->certs != NULL && i < e->certs->nelts; i++) {
+        btsso_stored_cert_t *sc = APR_ARRAY_IDX(e->certs, i,
+                                                btsso_stored_cert_t *);
+        btsso_cert_key_free(sc->cert->ready_key);
+    }
+    free(e);
+}
+
 static void entry_release_locked(btsso_acct_entry *e)
 {
     if (--e->refs == 0) {
-        free(e);
+        entry_free(e);
     }
 }
 

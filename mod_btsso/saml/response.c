@@ -987,6 +987,34 @@ static int enable_dsig_transforms(xmlSecDSigCtxPtr ctx, unsigned int sigs,
     return rc;
 }
 
+/* An xmlsec key around a ready public key: no DER parsed, no X.509 data
+ * attached (nothing in a signature can reach for it), the EVP_PKEY shared
+ * by reference. */
+static xmlSecKeyPtr ready_key(btsso_cert_key_t *k)
+{
+    EVP_PKEY *pkey = (EVP_PKEY *)k;
+    xmlSecKeyDataPtr data;
+    xmlSecKeyPtr key;
+
+    if (EVP_PKEY_up_ref(pkey) != 1) {
+        return NULL;
+    }
+    data = xmlSecOpenSSLEvpKeyAdopt(pkey);
+    if (data == NULL) {
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+    key = xmlSecKeyCreate();
+    if (key == NULL || xmlSecKeySetValue(key, data) < 0) {
+        xmlSecKeyDataDestroy(data);
+        if (key != NULL) {
+            xmlSecKeyDestroy(key);
+        }
+        return NULL;
+    }
+    return key;
+}
+
 /* 1: the signature verifies with this certificate's key; 0: it does not;
  * -1: internal failure. */
 static int verify_with_cert(vctx_t *v, xmlNodePtr sig, const char *id,
@@ -996,9 +1024,10 @@ static int verify_with_cert(vctx_t *v, xmlNodePtr sig, const char *id,
     xmlSecKeyPtr key;
     int ok = 0;
 
-    key = xmlSecCryptoAppKeyLoadMemory(cert->der, (xmlSecSize)cert->der_len,
-                                       xmlSecKeyDataFormatCertDer, NULL,
-                                       NULL, NULL);
+    key = cert->ready_key != NULL ? ready_key(cert->ready_key)
+          : xmlSecCryptoAppKeyLoadMemory(cert->der, (xmlSecSize)cert->der_len,
+                                         xmlSecKeyDataFormatCertDer, NULL,
+                                         NULL, NULL);
     if (key == NULL) {
         return 0;   /* not a usable certificate: cannot verify anything */
     }

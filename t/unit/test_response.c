@@ -346,6 +346,54 @@ static void test_every_fixture_is_checked(void **state)
     assert_int_equal(count, (int)(sizeof(cases) / sizeof(cases[0])) - 1);
 }
 
+/* The account cache hands the validator certificates with their public
+ * key loaded once (ready_key): every fixture must get the same answer. */
+static apr_status_t free_ready_key(void *data)
+{
+    btsso_cert_key_free(data);
+    return APR_SUCCESS;
+}
+
+static const btsso_cert_t *ready(const btsso_cert_t *c)
+{
+    btsso_cert_t *d = apr_pmemdup(pool, c, sizeof(*c));
+
+    d->ready_key = btsso_cert_key_load(c);
+    assert_non_null(d->ready_key);
+    apr_pool_cleanup_register(pool, d->ready_key, free_ready_key,
+                              apr_pool_cleanup_null);
+    return d;
+}
+
+static void test_ready_keys_same_answers(void **state)
+{
+    int i, failures = 0;
+
+    for (i = 0; cases[i].name != NULL; i++) {
+        btsso_response_expect_t ex = expect();
+
+        ex.trusted_certs = certs(3, ready(cert_rsa), ready(cert_rsa_next),
+                                 ready(cert_ec));
+        if (cases[i].solicited) {
+            ex.in_response_to = REQUEST_ID;
+        }
+        failures += check_code(cases[i].name, &ex, cases[i].code);
+    }
+    assert_int_equal(failures, 0);
+    {
+        btsso_response_expect_t ex = expect();
+
+        ex.trusted_certs = certs(1, ready(cert_attacker));
+        expect_code("sig_cert_faking", &ex, NULL);
+        expect_code("ok_assertion_signed", &ex, "sig_invalid");
+        ex.trusted_certs = certs(1, ready(cert_rsa));
+        expect_code("ok_next_cert", &ex, "sig_invalid");
+        ex.trusted_certs = certs(1, ready(cert_ec));
+        expect_code("ok_assertion_signed", &ex, "sig_invalid");
+        expect_code("ok_ecdsa_sha256", &ex, NULL);
+    }
+}
+
 /* ---- what a valid response yields --------------------------------------- */
 
 static void test_fields_of_valid_response(void **state)
@@ -1108,6 +1156,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_all_fixtures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_keys_same_answers, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_every_fixture_is_checked, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fields_of_valid_response, setup,
