@@ -118,6 +118,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     acs_form form;
     const char *account = path_account;
     const char *issuer = NULL;
+    btsso_response_doc_t *rdoc = NULL;  /* parsed for the Issuer (global ACS) */
     const char *email;
     const char *target = NULL;
     apr_time_t now = apr_time_now();
@@ -173,8 +174,12 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     }
 
     if (account == NULL) {
-        err = btsso_response_peek_issuer(r->pool, form.saml_response,
-                                         form.saml_response_len, 0, &issuer);
+        /* Parsed once: the same document is validated below. */
+        err = btsso_response_load(r->pool, form.saml_response,
+                                  form.saml_response_len, 0, 0, &rdoc);
+        if (err == NULL) {
+            err = btsso_response_doc_issuer(r->pool, rdoc, &issuer);
+        }
         if (err != NULL) {
             return fail(r, NULL, NULL, err, test);
         }
@@ -247,8 +252,9 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
             test);
     }
 
-    err = btsso_response_validate(r->pool, form.saml_response,
-                                  form.saml_response_len, &ex, &a);
+    err = rdoc != NULL ? btsso_response_validate_doc(r->pool, rdoc, &ex, &a)
+          : btsso_response_validate(r->pool, form.saml_response,
+                                    form.saml_response_len, &ex, &a);
     if (err != NULL && pd == NULL
         && !strcmp(err->code, "in_response_to_unexpected")) {
         /* It answers an AuthnRequest, but this browser holds no pending

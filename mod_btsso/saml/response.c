@@ -1992,8 +1992,8 @@ static void quiet_errors_end(const quiet_errors_t *q)
     xmlSetStructuredErrorFunc(q->saved_ctx, q->saved_func);
 }
 
-static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
-                               btsso_assertion_t *a)
+/* Validate v->doc, a document load_document() made. */
+static btsso_error_t *validate(vctx_t *v, btsso_assertion_t *a)
 {
     const btsso_response_expect_t *ex = v->ex;
     xmlNodePtr resp, issuer, assertion = NULL, rsig, asig;
@@ -2003,10 +2003,6 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     apr_time_t resp_instant;
     int n, n_issuer;
 
-    if ((err = load_document(v->p, input, len, ex->max_size,
-                             ex->max_xml_size, &v->doc)) != NULL) {
-        return err;
-    }
     resp = xmlDocGetRootElement(v->doc);
     if (!is_elem(resp, NS_SAMLP, "Response")) {
         return btsso_error_make(v->p, 400, "not_response", MSG_BAD_INPUT,
@@ -2173,10 +2169,16 @@ static btsso_error_t *validate(vctx_t *v, const char *input, apr_size_t len,
     return NULL;
 }
 
-btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
-                                       apr_size_t len,
-                                       const btsso_response_expect_t *ex,
-                                       btsso_assertion_t **out)
+struct btsso_response_doc_t {
+    xmlDocPtr doc;              /* owned by the pool (doc_cleanup) */
+    int validated;              /* validation registers IDs: once only */
+};
+
+/* Validate d->doc (or, d NULL, what input decodes to) against ex. */
+static btsso_error_t *run_validate(apr_pool_t *p, btsso_response_doc_t *d,
+                                   const char *input, apr_size_t len,
+                                   const btsso_response_expect_t *ex,
+                                   btsso_assertion_t **out)
 {
     vctx_t v;
     btsso_assertion_t *a;
@@ -2194,13 +2196,25 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
                                 "acs_url, idp_entity_id and a clock_skew "
                                 ">= 0");
     }
+    if (d != NULL && (d->validated || d->doc == NULL)) {
+        return btsso_error_make(p, 500, "internal", MSG_INTERNAL,
+                                "a loaded response is validated once");
+    }
     v.sig_allowed = ex->sig_algs != 0 ? ex->sig_algs : BTSSO_SIG_DEFAULT;
     v.digest_allowed = ex->digest_algs != 0 ? ex->digest_algs
                        : BTSSO_DIGEST_DEFAULT;
     v.skew = apr_time_from_sec(ex->clock_skew);
     a = apr_pcalloc(p, sizeof(*a));
     quiet_errors_begin(&quiet);
-    err = validate(&v, input, len, a);
+    if (d != NULL) {
+        d->validated = 1;
+        v.doc = d->doc;
+        err = validate(&v, a);
+    }
+    else if ((err = load_document(p, input, len, ex->max_size,
+                                  ex->max_xml_size, &v.doc)) == NULL) {
+        err = validate(&v, a);
+    }
     /* v.doc is owned by a pool cleanup; the decrypted document and its
      * plaintext are freed now rather than lingering in the pool. */
     if (v.plain_doc != NULL) {
@@ -2213,23 +2227,54 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
     return err;
 }
 
-btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
-                                          apr_size_t len, apr_size_t max_size,
-                                          const char **issuer)
+btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
+                                       apr_size_t len,
+                                       const btsso_response_expect_t *ex,
+                                       btsso_assertion_t **out)
 {
-    xmlDocPtr doc;
-    xmlNodePtr resp, iss, c;
+    return run_validate(p, NULL, input, len, ex, out);
+}
+
+btsso_error_t *btsso_response_validate_doc(apr_pool_t *p,
+                                           btsso_response_doc_t *d,
+                                           const btsso_response_expect_t *ex,
+                                           btsso_assertion_t **out)
+{
+    *out = NULL;
+    if (d == NULL) {
+        return btsso_error_make(p, 500, "internal", MSG_INTERNAL,
+                                "no loaded response");
+    }
+    return run_validate(p, d, NULL, 0, ex, out);
+}
+
+btsso_error_t *btsso_response_load(apr_pool_t *p, const char *input,
+                                   apr_size_t len, apr_size_t max_b64,
+                                   apr_size_t max_xml,
+                                   btsso_response_doc_t **out)
+{
+    btsso_response_doc_t *d = apr_pcalloc(p, sizeof(*d));
     btsso_error_t *err;
     quiet_errors_t quiet;
 
-    *issuer = NULL;
+    *out = NULL;
     quiet_errors_begin(&quiet);
-    err = load_document(p, input, len, max_size, 0, &doc);
+    err = load_document(p, input, len, max_b64, max_xml, &d->doc);
     quiet_errors_end(&quiet);
-    if (err != NULL) {
-        return err;
+    if (err == NULL) {
+        *out = d;
     }
-    resp = xmlDocGetRootElement(doc);
+    return err;
+}
+
+btsso_error_t *btsso_response_doc_issuer(apr_pool_t *p,
+                                         const btsso_response_doc_t *d,
+                                         const char **issuer)
+{
+    xmlNodePtr resp, iss, c;
+
+    *issuer = NULL;
+    resp = d != NULL && d->doc != NULL ? xmlDocGetRootElement(d->doc) : NULL;
     if (!is_elem(resp, NS_SAMLP, "Response")) {
         return btsso_error_make(p, 400, "not_response", MSG_BAD_INPUT,
                                 "root element is <%s>, not samlp:Response",
@@ -2258,4 +2303,18 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
                                 "account cannot be determined");
     }
     return NULL;
+}
+
+btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
+                                          apr_size_t len, apr_size_t max_size,
+                                          const char **issuer)
+{
+    btsso_response_doc_t *d;
+    btsso_error_t *err;
+
+    *issuer = NULL;
+    if ((err = btsso_response_load(p, input, len, max_size, 0, &d)) != NULL) {
+        return err;
+    }
+    return btsso_response_doc_issuer(p, d, issuer);
 }

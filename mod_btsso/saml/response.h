@@ -248,6 +248,29 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
                                           apr_size_t len, apr_size_t max_size,
                                           const char **issuer);
 
+/*
+ * The same two steps on one parse (the global ACS peeks, then validates):
+ * btsso_response_load decodes and parses as btsso_response_validate does
+ * (max_b64/max_xml: 0 for the defaults) into a document owned by p;
+ * btsso_response_doc_issuer is btsso_response_peek_issuer on it; and
+ * btsso_response_validate_doc validates it with ex (whose max_size and
+ * max_xml_size are then not used: the load applied its own).  A document
+ * is validated at most once: a second call is refused (internal).
+ */
+typedef struct btsso_response_doc_t btsso_response_doc_t;
+
+btsso_error_t *btsso_response_load(apr_pool_t *p, const char *input,
+                                   apr_size_t len, apr_size_t max_b64,
+                                   apr_size_t max_xml,
+                                   btsso_response_doc_t **out);
+btsso_error_t *btsso_response_doc_issuer(apr_pool_t *p,
+                                         const btsso_response_doc_t *d,
+                                         const char **issuer);
+btsso_error_t *btsso_response_validate_doc(apr_pool_t *p,
+                                           btsso_response_doc_t *d,
+                                           const btsso_response_expect_t *ex,
+                                           btsso_assertion_t **out);
+
 /* Find an attribute by Name (exact) or, failing that, FriendlyName; NULL
  * when absent. */
 const btsso_attribute_t *btsso_assertion_attribute(const btsso_assertion_t *a,

@@ -148,13 +148,28 @@ static const char *fixture(const char *name, apr_size_t *len)
                                    ".b64", NULL), len);
 }
 
+/* Non-zero: run() goes the global ACS's way, one parse for the Issuer
+ * peek and the validation. */
+static int run_loaded;
+
 static btsso_error_t *run(const char *name, const btsso_response_expect_t *ex,
                           btsso_assertion_t **out)
 {
     apr_size_t len;
     const char *b64 = fixture(name, &len);
+    btsso_response_doc_t *d;
+    btsso_error_t *e;
+    const char *issuer;
 
-    return btsso_response_validate(pool, b64, len, ex, out);
+    if (!run_loaded) {
+        return btsso_response_validate(pool, b64, len, ex, out);
+    }
+    *out = NULL;
+    if ((e = btsso_response_load(pool, b64, len, 0, 0, &d)) != NULL) {
+        return e;
+    }
+    (void)btsso_response_doc_issuer(pool, d, &issuer);
+    return btsso_response_validate_doc(pool, d, ex, out);
 }
 
 /* 0 when `name` yields `code` (NULL: accepted); otherwise prints why. */
@@ -344,6 +359,43 @@ static void test_every_fixture_is_checked(void **state)
         }
     }
     assert_int_equal(count, (int)(sizeof(cases) / sizeof(cases[0])) - 1);
+}
+
+static void test_loaded_once_same_answers(void **state)
+{
+    btsso_response_expect_t ex = expect();
+    btsso_response_doc_t *d;
+    btsso_assertion_t *a;
+    const char *b64, *issuer;
+    apr_size_t len;
+    int i, failures = 0;
+
+    run_loaded = 1;
+    for (i = 0; cases[i].name != NULL; i++) {
+        btsso_response_expect_t e2 = expect();
+
+        if (cases[i].solicited) {
+            e2.in_response_to = REQUEST_ID;
+        }
+        failures += check_code(cases[i].name, &e2, cases[i].code);
+    }
+    run_loaded = 0;
+    assert_int_equal(failures, 0);
+
+    /* the peek on the loaded document is the peek on the input */
+    b64 = fixture("ok_assertion_signed", &len);
+    assert_null(btsso_response_load(pool, b64, len, 0, 0, &d));
+    assert_null(btsso_response_doc_issuer(pool, d, &issuer));
+    assert_string_equal(issuer, IDP_ENTITY_ID);
+    /* a document validates once: a second pass would see its IDs twice */
+    assert_null(btsso_response_validate_doc(pool, d, &ex, &a));
+    assert_non_null(a);
+    assert_non_null(btsso_response_validate_doc(pool, d, &ex, &a));
+    assert_null(a);
+    /* the load applies the bounds */
+    assert_string_equal(btsso_response_load(pool, b64, len, 16, 0,
+                                            &d)->code, "too_large");
+    assert_null(d);
 }
 
 /* The account cache hands the validator certificates with their public
@@ -1156,6 +1208,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_all_fixtures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loaded_once_same_answers, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ready_keys_same_answers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_every_fixture_is_checked, setup,
