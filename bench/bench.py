@@ -115,6 +115,12 @@ _signer = None
 
 def _init_signer(template):
     global _signer
+    # A pool worker is a fork of the benchmark: it must not inherit the
+    # SIGTERM handler that stops every httpd and removes its directory
+    # (the pool ends its workers with SIGTERM), or each pool shutdown
+    # deletes the running instance's SQLite file under it, and every
+    # database connection opened afterwards fails (503 store_unavailable).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _signer = ResponseSigner(template)
 
 
