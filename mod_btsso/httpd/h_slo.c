@@ -336,8 +336,9 @@ static int logout_response(request_rec *r, const slo_in_t *in,
                                "your browser to end that session.", target);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "BTSSO0503: account %s: IdP %s confirmed LogoutRequest %s",
-                  pd->account, e->idp->entity_id, pd->request_id);
+                  "BTSSO0503: account %s: IdP %s confirmed LogoutRequest %s%s",
+                  pd->account, e->idp->entity_id, pd->request_id,
+                  in->rm ? "" : " over HTTP-POST");
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, target);
 }
 
@@ -434,8 +435,10 @@ static int idp_logout_request(request_rec *r, const slo_in_t *in,
                                          lm->name_id, lm->session_indexes);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "BTSSO0504: account %s: IdP %s LogoutRequest %s for "
-                  "NameID %s ended %d session(s)", account, e->idp->entity_id,
-                  lm->id, ap_escape_logitem(r->pool, lm->name_id), ended);
+                  "NameID %s ended %d session(s)%s", account,
+                  e->idp->entity_id, lm->id,
+                  ap_escape_logitem(r->pool, lm->name_id), ended,
+                  in->rm ? "" : " (over HTTP-POST)");
 
     /* The answer goes over the binding the IdP offers (Redirect first),
      * whichever one the request came by, to its ResponseLocation. */

@@ -31,7 +31,7 @@ btsso_error_t *btsso_post_send(request_rec *r, const char *dest_url,
     btsso_post_page_t *pg = NULL;
     btsso_error_t *err;
 
-    err = btsso_post_page(r->pool, dest_url, param, xml, relay,
+    err = btsso_post_page(r->pool, dest_url, sc->base_url, param, xml, relay,
                           sc->rt->spkey, NULL, NULL, NULL, &pg);
     if (err != NULL) {
         return err;

@@ -333,6 +333,7 @@ static int openssl_random(void *baton, unsigned char *buf, apr_size_t len)
 }
 
 btsso_error_t *btsso_post_page(apr_pool_t *p, const char *dest_url,
+                               const char *sp_url,
                                const char *param, const char *xml,
                                const char *relay_state,
                                const btsso_spkey_t *key, const char *sigalg,
@@ -341,7 +342,7 @@ btsso_error_t *btsso_post_page(apr_pool_t *p, const char *dest_url,
 {
     btsso_post_page_t *pg;
     unsigned char octets[16];
-    const char *origin, *body, *title;
+    const char *origin, *sp_origin = NULL, *body, *title;
     btsso_error_t *err;
 
     *out = NULL;
@@ -351,8 +352,13 @@ btsso_error_t *btsso_post_page(apr_pool_t *p, const char *dest_url,
         return btsso_error_make(p, 500, "bad_message_params", MSG_INTERNAL,
                                 "POST binding: no message or no parameter");
     }
-    if ((err = btsso_post_origin(p, dest_url, &origin)) != NULL) {
+    if ((err = btsso_post_origin(p, dest_url, &origin)) != NULL
+        || (sp_url != NULL
+            && (err = btsso_post_origin(p, sp_url, &sp_origin)) != NULL)) {
         return err;
+    }
+    if (sp_origin != NULL && strcmp(sp_origin, origin) == 0) {
+        sp_origin = NULL;
     }
     if (strchr(dest_url, '#') != NULL) {
         return btsso_error_make(p, 500, "bad_endpoint", "The identity "
@@ -374,6 +380,7 @@ btsso_error_t *btsso_post_page(apr_pool_t *p, const char *dest_url,
     pg->nonce = btsso_b64_encode(p, octets, sizeof(octets));
     pg->csp = apr_pstrcat(p, "default-src 'none'; script-src 'nonce-",
                           pg->nonce, "'; form-action ", origin,
+                          sp_origin ? " " : "", sp_origin ? sp_origin : "",
                           "; base-uri 'none'; frame-ancestors 'none'", NULL);
     title = "Continue";
     body = btsso_b64_encode(p, xml, strlen(xml));

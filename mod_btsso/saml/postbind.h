@@ -63,15 +63,21 @@ typedef struct btsso_post_page_t {
  * Build the auto-submitting page that POSTs param ("SAMLRequest" or
  * "SAMLResponse") = base64(xml) and, when not NULL, RelayState to
  * dest_url.  With key, xml is signed first (btsso_post_sign).  The CSP is
- *   default-src 'none'; script-src 'nonce-N'; form-action <origin>;
- *   base-uri 'none'; frame-ancestors 'none'
- * (form-action also governs where the IdP may redirect that POST in
- * Chromium; an IdP endpoint is expected to answer on its own origin).
- * Without JavaScript a <noscript> button submits the same form.
+ *   default-src 'none'; script-src 'nonce-N';
+ *   form-action <dest origin> [<sp origin>]; base-uri 'none';
+ *   frame-ancestors 'none'
+ * form-action governs not only the form's action but every redirect that
+ * answers the submission (Chromium enforces it so): an IdP that receives
+ * our LogoutResponse and then sends the browser back to us (its ReturnTo
+ * or the RelayState target, on BTSSOBaseURL) would be blocked without
+ * the SP's own origin, given as sp_url (any URL on it, NULL: none).  A
+ * redirect to a third origin stays blocked: the form can only lead to the
+ * IdP and back.  Without JavaScript a <noscript> button submits the form.
  * Errors: bad_endpoint, bad_message_params, no_random, and those of
  * btsso_post_sign (all 500).
  */
 btsso_error_t *btsso_post_page(apr_pool_t *p, const char *dest_url,
+                               const char *sp_url,
                                const char *param, const char *xml,
                                const char *relay_state,
                                const btsso_spkey_t *key, const char *sigalg,

@@ -74,7 +74,7 @@ class _Form(html.parser.HTMLParser):
             self.scripts[-1]["text"] += data
 
 
-def post_page(r, action):
+def post_page(r, action, sp_url=None):
     """Check the auto-submitting page r and return its fields."""
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/html")
@@ -94,8 +94,14 @@ def post_page(r, action):
     assert len(f.scripts) == 1
     assert f.scripts[0]["nonce"] == nonce and f.scripts[0]["src"] is None
     assert "submit()" in f.scripts[0]["text"]
-    m = re.match(r"(https?://[^/?#]+)", action)
-    assert directives["form-action"] == m.group(1).lower()
+    # form-action: the IdP endpoint's origin, and ours (where the IdP may
+    # redirect the browser back after the POST)
+    origin = re.match(r"(https?://[^/?#]+)", action).group(1).lower()
+    sources = directives["form-action"].split()
+    assert sources[0] == origin
+    if sp_url is not None:
+        sp = re.match(r"(https?://[^/?#]+)", sp_url).group(1).lower()
+        assert sources == [origin] + ([sp] if sp != origin else [])
     return f.fields, nonce
 
 
@@ -114,7 +120,7 @@ def alive(portal, sid):
 def login(portal, email="ann@example.com"):
     """A login over a POST AuthnRequest; returns (session, SessionIndex)."""
     r = portal.get("/sso/login/" + portal.account)
-    fields, _ = post_page(r, portal.idp.sso_url)
+    fields, _ = post_page(r, portal.idp.sso_url, portal.url)
     req = portal.idp.server.parse_authn_request(fields["SAMLRequest"],
                                                 BINDING_HTTP_POST)
     req.relay_state = fields.get("RelayState")
@@ -191,7 +197,7 @@ def xmlsec_verify(tmp_path, xml, node, cert):
 
 def test_login_over_post_authnrequest(portal, tmp_path):
     r = portal.get("/sso/login/%s?return=/app/x" % portal.account)
-    fields, nonce = post_page(r, portal.idp.sso_url)
+    fields, nonce = post_page(r, portal.idp.sso_url, portal.url)
     # a fresh nonce per response
     _, nonce2 = post_page(portal.get("/sso/login/" + portal.account),
                           portal.idp.sso_url)
@@ -231,7 +237,7 @@ def test_login_over_post_authnrequest(portal, tmp_path):
 def test_protected_page_sends_post_form(portal):
     """AuthType BTSSO without a session: the same form, not a 302."""
     r = portal.get("/app/")
-    fields, _ = post_page(r, portal.idp.sso_url)
+    fields, _ = post_page(r, portal.idp.sso_url, portal.url)
     assert "SAMLRequest" in fields
 
 
@@ -243,7 +249,7 @@ def test_idp_post_logout_request_ends_session_and_answers(portal, tmp_path):
     xml = sign(portal.idp, logout_request_xml(portal, "ann@example.com",
                                               [si]))
     r = post_slo(portal, xml, relay="state-1", cookies={"btsso_session": ann})
-    fields, _ = post_page(r, portal.idp.slo_url)
+    fields, _ = post_page(r, portal.idp.slo_url, portal.url)
     assert not alive(portal, ann)
     assert alive(portal, bob)
     assert fields["RelayState"] == "state-1"
@@ -266,7 +272,7 @@ def test_sp_logout_over_post(portal):
     ann, si = login(portal)
     r = portal.get("/sso/logout?return=/app/bye", cookies={"btsso_session":
                                                            ann})
-    fields, _ = post_page(r, portal.idp.slo_url)
+    fields, _ = post_page(r, portal.idp.slo_url, portal.url)
     assert not alive(portal, ann)
     req = portal.idp.server.parse_logout_request(fields["SAMLRequest"],
                                                  BINDING_HTTP_POST)
@@ -292,7 +298,7 @@ def test_bad_post_logout_response_not_confirmed(portal, case):
     portal.httpd.expect_log("BTSSO0531")
     ann, _ = login(portal)
     r = portal.get("/sso/logout", cookies={"btsso_session": ann})
-    fields, _ = post_page(r, portal.idp.slo_url)
+    fields, _ = post_page(r, portal.idp.slo_url, portal.url)
     req = portal.idp.server.parse_logout_request(fields["SAMLRequest"],
                                                  BINDING_HTTP_POST)
     xml = (

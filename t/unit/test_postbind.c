@@ -311,7 +311,7 @@ static void test_page(void **state)
         "</samlp:AuthnRequest>";
     const char *nonce, *b64;
 
-    assert_null(btsso_post_page(pool, IDP_SSO, "SAMLRequest", xml,
+    assert_null(btsso_post_page(pool, IDP_SSO, NULL, "SAMLRequest", xml,
                                 "\"><script>alert(1)</script>", NULL, NULL,
                                 counting_random, NULL, &pg));
     nonce = btsso_b64_encode(pool, "\x01\x02\x03\x04\x05\x06\x07\x08\x09"
@@ -337,8 +337,20 @@ static void test_page(void **state)
     assert_null(strstr(strstr(pg->html, "<script") + 1, "<script"));
 
     /* signed with a key */
-    assert_null(btsso_post_page(pool, IDP_SSO, "SAMLRequest", xml, NULL,
+    assert_null(btsso_post_page(pool, IDP_SSO, NULL, "SAMLRequest", xml, NULL,
                                 sp_current, NULL, NULL, NULL, &pg));
+    assert_null(strstr(pg->csp, "portal"));
+    /* the SP's own origin too, for the IdP's redirect back to us */
+    assert_null(btsso_post_page(pool, IDP_SSO, "https://Portal.example.com"
+                                "/base", "SAMLRequest", xml, NULL, NULL,
+                                NULL, NULL, NULL, &pg));
+    assert_non_null(strstr(pg->csp, "; form-action https://idp.example.org:"
+                           "8443 https://portal.example.com; "));
+    assert_null(btsso_post_page(pool, "https://portal.example.com/x",
+                                "https://portal.example.com/", "SAMLRequest",
+                                xml, NULL, NULL, NULL, NULL, NULL, &pg));
+    assert_non_null(strstr(pg->csp, "; form-action https://portal.example."
+                           "com; "));
     assert_null(strstr(pg->html, "RelayState"));
     assert_non_null(pg->nonce);
     assert_true(strlen(pg->nonce) == 24);
@@ -349,14 +361,14 @@ static void test_page_refusals(void **state)
     btsso_post_page_t *pg = NULL;
     const char *xml = idp_logout_request("_z");
 
-    assert_string_equal(btsso_post_page(pool, "ftp://idp/x", "SAMLRequest",
+    assert_string_equal(btsso_post_page(pool, "ftp://idp/x", NULL, "SAMLRequest",
                                         xml, NULL, NULL, NULL, NULL, NULL,
                                         &pg)->code, "bad_endpoint");
-    assert_string_equal(btsso_post_page(pool, "https://idp/x#f",
+    assert_string_equal(btsso_post_page(pool, "https://idp/x#f", NULL,
                                         "SAMLRequest", xml, NULL, NULL,
                                         NULL, NULL, NULL, &pg)->code,
                         "bad_endpoint");
-    assert_string_equal(btsso_post_page(pool, "https://idp/x", "Other", xml,
+    assert_string_equal(btsso_post_page(pool, "https://idp/x", NULL, "Other", xml,
                                         NULL, NULL, NULL, NULL, NULL,
                                         &pg)->code, "bad_message_params");
     assert_null(pg);
