@@ -215,7 +215,7 @@ btsso_error_t *btsso_post_sign(apr_pool_t *p, const char *xml,
     return NULL;
 }
 
-/* ---- the page ------------------------------------------------------------ */
+/* ---- the page ---------------------------------------------------------- */
 
 static void lower(char *s)
 {

@@ -248,11 +248,15 @@ def test_idp_post_logout_request_ends_session_and_answers(portal, tmp_path):
     bob, _ = login(portal, "bob@example.com")
     xml = sign(portal.idp, logout_request_xml(portal, "ann@example.com",
                                               [si]))
-    r = post_slo(portal, xml, relay="state-1", cookies={"btsso_session": ann})
+    # RelayState is echoed as the IdP sent it, escaped in our page (one
+    # script only: post_page checks it)
+    relay = 'st"><script>alert(1)</script>&amp;'
+    r = post_slo(portal, xml, relay=relay, cookies={"btsso_session": ann})
     fields, _ = post_page(r, portal.idp.slo_url, portal.url)
+    assert "<script>alert" not in r.text
     assert not alive(portal, ann)
     assert alive(portal, bob)
-    assert fields["RelayState"] == "state-1"
+    assert fields["RelayState"] == relay
     resp_xml = base64.b64decode(fields["SAMLResponse"]).decode()
     in_resp = re.search(r' ID="([^"]+)"', xml).group(1)
     assert 'InResponseTo="%s"' % in_resp in resp_xml
@@ -459,4 +463,6 @@ def test_post_slo_form_refusals(portal):
     r = portal.post("/sso/slo", data=[("SAMLRequest", b64(xml)),
                                       ("SAMLRequest", b64(xml))])
     assert r.status_code == 400
+    r = portal.post("/sso/slo", data={"SAMLRequest": "A" * (300 * 1024)})
+    assert r.status_code == 413
     assert alive(portal, ann)

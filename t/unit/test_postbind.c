@@ -361,15 +361,16 @@ static void test_page_refusals(void **state)
     btsso_post_page_t *pg = NULL;
     const char *xml = idp_logout_request("_z");
 
-    assert_string_equal(btsso_post_page(pool, "ftp://idp/x", NULL, "SAMLRequest",
-                                        xml, NULL, NULL, NULL, NULL, NULL,
-                                        &pg)->code, "bad_endpoint");
+    assert_string_equal(btsso_post_page(pool, "ftp://idp/x", NULL,
+                                        "SAMLRequest", xml, NULL, NULL,
+                                        NULL, NULL, NULL, &pg)->code,
+                        "bad_endpoint");
     assert_string_equal(btsso_post_page(pool, "https://idp/x#f", NULL,
                                         "SAMLRequest", xml, NULL, NULL,
                                         NULL, NULL, NULL, &pg)->code,
                         "bad_endpoint");
-    assert_string_equal(btsso_post_page(pool, "https://idp/x", NULL, "Other", xml,
-                                        NULL, NULL, NULL, NULL, NULL,
+    assert_string_equal(btsso_post_page(pool, "https://idp/x", NULL, "Other",
+                                        xml, NULL, NULL, NULL, NULL, NULL,
                                         &pg)->code, "bad_message_params");
     assert_null(pg);
 }
