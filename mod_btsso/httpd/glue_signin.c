@@ -15,6 +15,7 @@
 #include "btsso_acct.h"
 #include "btsso_session.h"
 #include "btsso_handlers.h"
+#include "btsso_post.h"
 #include "core/addressing.h"
 #include "core/url.h"
 #include "saml/authnreq.h"
@@ -63,6 +64,7 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
     btsso_error_t *err;
     const char *relay;
     const char *account = e->account->account;
+    int post = 0;
 
     if (e->idp == NULL || e->md == NULL) {
         err = btsso_error_make(r->pool, 409, "no_idp",
@@ -71,13 +73,18 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
         btsso_log_error(r, APLOG_WARNING, "BTSSO0201", account, err);
         return btsso_send_error_page(r, err);
     }
+    /* Redirect when the IdP offers it, else the HTTP-POST form. */
     sso = btsso_metadata_endpoint(e->md->sso, BTSSO_BINDING_REDIRECT);
+    if (sso == NULL) {
+        sso = btsso_metadata_endpoint(e->md->sso, BTSSO_BINDING_POST);
+        post = sso != NULL;
+    }
     if (sso == NULL) {
         err = btsso_error_make(r->pool, 409, "no_redirect_sso",
             "Your organisation's identity provider cannot be reached "
             "for sign-in; contact your administrator.",
-            "IdP %s offers no HTTP-Redirect SingleSignOnService",
-            e->idp->entity_id);
+            "IdP %s offers no HTTP-Redirect nor HTTP-POST "
+            "SingleSignOnService", e->idp->entity_id);
         btsso_log_error(r, APLOG_WARNING, "BTSSO0202", account, err);
         return btsso_send_error_page(r, err);
     }
@@ -105,6 +112,10 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
                 "The sign-in could not be started; try again in a "
                 "moment.", "cannot make the pending sign-in cookie");
         }
+        else if (post) {
+            err = btsso_post_send(r, sso->location, "SAMLRequest", msg->xml,
+                                  relay);
+        }
         else {
             err = btsso_redirect_encode(r->pool, sso->location,
                                         "SAMLRequest", msg->xml, relay,
@@ -116,7 +127,8 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
         return btsso_send_error_page(r, err);
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "BTSSO0204: account %s: AuthnRequest %s to %s%s", account,
-                  msg->id, e->idp->entity_id, test ? " (test)" : "");
-    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
+                  "BTSSO0204: account %s: AuthnRequest %s to %s%s%s", account,
+                  msg->id, e->idp->entity_id, test ? " (test)" : "",
+                  post ? " over HTTP-POST" : "");
+    return post ? OK : btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
 }

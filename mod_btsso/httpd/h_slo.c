@@ -1,21 +1,27 @@
 /*
- * h_slo.c - logout and SAML Single Logout (HTTP-Redirect binding):
+ * h_slo.c - logout and SAML Single Logout (HTTP-Redirect and HTTP-POST
+ * bindings, both directions):
  *   - GET <SPPath>/logout?return=...: ends the local session, then
  *     continues with a signed LogoutRequest to the IdP when it has an SLO
- *     endpoint (slo_start);
- *   - GET <SPPath>/slo: the IdP's LogoutResponse to it, or a LogoutRequest
- *     of the IdP's own, which ends the sessions it names and is answered
- *     with a signed LogoutResponse.
+ *     endpoint (slo_start): over Redirect when the IdP offers it, else in
+ *     the auto-submitting POST form;
+ *   - GET or POST <SPPath>/slo: the IdP's LogoutResponse to it, or a
+ *     LogoutRequest of the IdP's own, which ends the sessions it names and
+ *     is answered with a signed LogoutResponse over the binding the IdP
+ *     offers (Redirect first) at its ResponseLocation.
  *
  * Local logout never fails: whatever the IdP does (unreachable, a wrong
  * or unsigned answer, an error status), the person stays signed out here
  * and is told so.  An IdP's LogoutRequest ends nothing before its
  * signature verified against the account's usable certificates.
  *
- * The POST binding is not accepted: its signature is an XML signature,
- * which only the response validator checks, and a LogoutRequest must not
- * end sessions unverified.  IdPs that read our metadata pick the Redirect
- * binding listed first.
+ * Both bindings are verified as strictly: over Redirect the query-string
+ * signature (btsso_redirect_verify), over POST the enveloped XML signature
+ * by the rules that guard a Response (btsso_logout_parse_verified: one
+ * signature on the root, referencing its ID, no wrapping, keys only from
+ * the account's usable certificates, KeyInfo never followed), and the
+ * message then used is the one read from the verified tree.  A message
+ * without a signature is refused either way.
  */
 #include <string.h>
 
@@ -29,6 +35,7 @@
 #include "btsso_acct.h"
 #include "btsso_session.h"
 #include "btsso_handlers.h"
+#include "btsso_post.h"
 #include "core/addressing.h"
 #include "saml/authnreq.h"
 #include "saml/metadata.h"
@@ -79,13 +86,65 @@ static const apr_array_header_t *allowed_sigalgs(request_rec *r)
     return out;
 }
 
-/* The IdP's SLO endpoint for the Redirect binding, or NULL. */
-static const btsso_endpoint_t *idp_slo(const btsso_acct_entry *e)
+/* The IdP's SLO endpoint: Redirect when it offers one, else POST (*post
+ * set), else NULL. */
+static const btsso_endpoint_t *idp_slo(const btsso_acct_entry *e, int *post)
 {
+    const btsso_endpoint_t *ep;
+
+    *post = 0;
     if (e == NULL || e->idp == NULL || e->md == NULL || e->md->slo == NULL) {
         return NULL;
     }
-    return btsso_metadata_endpoint(e->md->slo, BTSSO_BINDING_REDIRECT);
+    ep = btsso_metadata_endpoint(e->md->slo, BTSSO_BINDING_REDIRECT);
+    if (ep == NULL) {
+        ep = btsso_metadata_endpoint(e->md->slo, BTSSO_BINDING_POST);
+        *post = ep != NULL;
+    }
+    return ep;
+}
+
+/* A logout message as it arrived: over Redirect (rm) or POST (the XML,
+ * whose signature is inside). */
+typedef struct slo_in_t {
+    const btsso_redirect_msg_t *rm;     /* NULL over POST */
+    const char *xml;                    /* POST: the decoded message */
+    apr_size_t xml_len;
+    const char *relay_state;
+} slo_in_t;
+
+/* Verify the message's signature with the account's usable certificates.
+ * Over POST, *lm becomes the message read from the very tree whose
+ * signature verified (what was read before only chose the account). */
+static btsso_error_t *verify_in(request_rec *r, const slo_in_t *in,
+                                const btsso_acct_entry *e, apr_time_t now,
+                                const btsso_logout_msg_t **lm)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    const apr_array_header_t *certs = btsso_acct_usable_certs(r->pool, e,
+                                                              now);
+    btsso_logout_msg_t *v = NULL;
+    btsso_error_t *err;
+
+    if (in->rm != NULL) {
+        return btsso_redirect_verify(r->pool, in->rm, certs,
+                                     allowed_sigalgs(r), now);
+    }
+    err = btsso_logout_parse_verified(r->pool, in->xml, in->xml_len, 0,
+                                      certs,
+                                      (unsigned int)sc->signature_algorithms,
+                                      (unsigned int)sc->digest_algorithms,
+                                      &v);
+    if (err != NULL) {
+        return err;
+    }
+    if (v->kind != (*lm)->kind || strcmp(v->issuer, (*lm)->issuer) != 0) {
+        return btsso_error_make(r->pool, 500, "internal", "The sign-out "
+                                "message was refused.", "the verified "
+                                "message reads differently");
+    }
+    *lm = v;
+    return NULL;
 }
 
 static int signed_out_page(request_rec *r, const char *text,
@@ -109,6 +168,7 @@ static int slo_start(request_rec *r, const btsso_session_t *ss,
     btsso_saml_msg_t *msg = NULL;
     btsso_error_t *err;
     const char *relay;
+    int post = 0;
 
     err = btsso_acct_get(r, ss->account, &e);
     if (err != NULL) {
@@ -118,9 +178,9 @@ static int slo_start(request_rec *r, const btsso_session_t *ss,
     /* The IdP that issued the session may have been replaced since: only
      * that one is asked to end it. */
     if (e->idp == NULL || strcmp(e->idp->entity_id, ss->idp) != 0
-        || (slo = idp_slo(e)) == NULL) {
+        || (slo = idp_slo(e, &post)) == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "BTSSO0505: account %s: no HTTP-Redirect "
+                      "BTSSO0505: account %s: no HTTP-Redirect or HTTP-POST "
                       "SingleLogoutService of IdP %s: local logout only",
                       ss->account, ss->idp);
         return DECLINED;
@@ -147,6 +207,10 @@ static int slo_start(request_rec *r, const btsso_session_t *ss,
                                    "your organisation.", "cannot store the "
                                    "pending LogoutRequest");
         }
+        else if (post) {
+            err = btsso_post_send(r, slo->location, "SAMLRequest", msg->xml,
+                                  relay);
+        }
         else {
             err = btsso_redirect_encode(r->pool, slo->location,
                                         "SAMLRequest", msg->xml, relay,
@@ -159,8 +223,9 @@ static int slo_start(request_rec *r, const btsso_session_t *ss,
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "BTSSO0502: account %s: LogoutRequest %s to IdP %s for "
-                  "user %s", ss->account, msg->id, ss->idp, ss->email);
-    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
+                  "user %s%s", ss->account, msg->id, ss->idp, ss->email,
+                  post ? " over HTTP-POST" : "");
+    return post ? OK : btsso_redirect(r, HTTP_MOVED_TEMPORARILY, msg->url);
 }
 
 /* GET <SPPath>/logout */
@@ -207,7 +272,7 @@ int btsso_handle_logout(request_rec *r)
 
 /* ---- the IdP's answer to our LogoutRequest ------------------------------ */
 
-static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
+static int logout_response(request_rec *r, const slo_in_t *in,
                            const btsso_logout_msg_t *lm)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -219,7 +284,7 @@ static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
     const char *target;
     apr_time_t now = apr_time_now();
 
-    pd = btsso_logout_pending_take(r, rm->relay_state);
+    pd = btsso_logout_pending_take(r, in->relay_state);
     if (pd == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BTSSO0530: LogoutResponse %s from %s answers no "
@@ -238,9 +303,7 @@ static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
                                "IdP any more");
     }
     if (err == NULL) {
-        err = btsso_redirect_verify(r->pool, rm,
-                                    btsso_acct_usable_certs(r->pool, e, now),
-                                    allowed_sigalgs(r), now);
+        err = verify_in(r, in, e, now, &lm);
     }
     if (err == NULL) {
         btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path,
@@ -273,8 +336,9 @@ static int logout_response(request_rec *r, const btsso_redirect_msg_t *rm,
                                "your browser to end that session.", target);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "BTSSO0503: account %s: IdP %s confirmed LogoutRequest %s",
-                  pd->account, e->idp->entity_id, pd->request_id);
+                  "BTSSO0503: account %s: IdP %s confirmed LogoutRequest %s%s",
+                  pd->account, e->idp->entity_id, pd->request_id,
+                  in->rm ? "" : " over HTTP-POST");
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, target);
 }
 
@@ -305,7 +369,7 @@ static btsso_error_t *request_account(request_rec *r,
                             "entityID %s", lm->issuer);
 }
 
-static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
+static int idp_logout_request(request_rec *r, const slo_in_t *in,
                               const btsso_logout_msg_t *lm)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -318,7 +382,7 @@ static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
     btsso_saml_msg_t *out = NULL;
     btsso_error_t *err;
     apr_time_t now = apr_time_now();
-    int ended, replay;
+    int ended, replay, post = 0;
 
     err = request_account(r, lm, &account);
     if (err == NULL) {
@@ -332,9 +396,7 @@ static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
     }
     /* Nothing is ended, and nothing answered, before this verified. */
     if (err == NULL) {
-        err = btsso_redirect_verify(r->pool, rm,
-                                    btsso_acct_usable_certs(r->pool, e, now),
-                                    allowed_sigalgs(r), now);
+        err = verify_in(r, in, e, now, &lm);
     }
     if (err == NULL) {
         btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path,
@@ -373,10 +435,14 @@ static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
                                          lm->name_id, lm->session_indexes);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "BTSSO0504: account %s: IdP %s LogoutRequest %s for "
-                  "NameID %s ended %d session(s)", account, e->idp->entity_id,
-                  lm->id, ap_escape_logitem(r->pool, lm->name_id), ended);
+                  "NameID %s ended %d session(s)%s", account,
+                  e->idp->entity_id, lm->id,
+                  ap_escape_logitem(r->pool, lm->name_id), ended,
+                  in->rm ? "" : " (over HTTP-POST)");
 
-    slo = idp_slo(e);
+    /* The answer goes over the binding the IdP offers (Redirect first),
+     * whichever one the request came by, to its ResponseLocation. */
+    slo = idp_slo(e, &post);
     if (slo == NULL) {
         return signed_out_page(r, "You are signed out of the portal.", NULL);
     }
@@ -385,52 +451,73 @@ static int idp_logout_request(request_rec *r, const btsso_redirect_msg_t *rm,
     resp.destination = slo->response_location ? slo->response_location
                                               : slo->location;
     resp.in_response_to = lm->id;
-    err = btsso_logoutresp_redirect(r->pool, &resp, rm->relay_state,
-                                    sc->rt->spkey, NULL, now, NULL, NULL,
-                                    &out);
+    if (post) {
+        err = btsso_logoutresp_build(r->pool, &resp, now, NULL, NULL, &out);
+        if (err == NULL) {
+            err = btsso_post_send(r, resp.destination, "SAMLResponse",
+                                  out->xml, in->relay_state);
+        }
+    }
+    else {
+        err = btsso_logoutresp_redirect(r->pool, &resp, in->relay_state,
+                                        sc->rt->spkey, NULL, now, NULL, NULL,
+                                        &out);
+    }
     if (err != NULL) {
         btsso_log_error(r, APLOG_WARNING, "BTSSO0524", account, err);
         return signed_out_page(r, "You are signed out of the portal.", NULL);
     }
-    return btsso_redirect(r, HTTP_MOVED_TEMPORARILY, out->url);
+    return post ? OK : btsso_redirect(r, HTTP_MOVED_TEMPORARILY, out->url);
 }
 
-/* ---- GET <SPPath>/slo ------------------------------------------------- */
+/* ---- GET and POST <SPPath>/slo --------------------------------------- */
 
 int btsso_handle_slo(request_rec *r)
 {
     btsso_redirect_msg_t *rm = NULL;
+    btsso_post_form_t *pf = NULL;
     btsso_logout_msg_t *lm = NULL;
     btsso_error_t *err;
+    slo_in_t in;
+    const char *param = NULL;
 
+    memset(&in, 0, sizeof(in));
     if (r->method_number == M_POST) {
-        /* See the head of this file: no verification without the
-         * Redirect binding, so no session is ended here.  The person who
-         * signed out here is signed out whatever this was. */
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "BTSSO0525: Single Logout over the HTTP-POST binding "
-                      "is not supported: configure the IdP to use "
-                      "HTTP-Redirect for this SP");
-        return btsso_send_page(r, HTTP_BAD_REQUEST, "Sign-out not supported",
-                               "This sign-out message uses a binding the "
-                               "portal does not accept.", NULL, NULL);
+        err = btsso_post_read(r, &pf);
+        if (err == NULL) {
+            in.xml = pf->xml;
+            in.xml_len = pf->xml_len;
+            in.relay_state = pf->relay_state;
+            param = pf->param;
+        }
     }
-    if (r->method_number != M_GET) {
+    else if (r->method_number == M_GET) {
+        err = btsso_redirect_decode(r->pool, r->args ? r->args : "", 0, &rm);
+        if (err == NULL) {
+            in.rm = rm;
+            in.xml = rm->xml;
+            in.xml_len = rm->xml_len;
+            in.relay_state = rm->relay_state;
+            param = rm->param;
+        }
+    }
+    else {
         r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    err = btsso_redirect_decode(r->pool, r->args ? r->args : "", 0, &rm);
+    /* Read (not yet trusted) to find the account whose certificates
+     * verify it; over POST it is read again from the verified tree. */
     if (err == NULL) {
-        err = btsso_logout_parse(r->pool, rm->xml, rm->xml_len, 0, &lm);
+        err = btsso_logout_parse(r->pool, in.xml, in.xml_len, 0, &lm);
     }
     if (err == NULL
         && (lm->kind == BTSSO_LOGOUT_REQUEST)
-           != !strcmp(rm->param, "SAMLRequest")) {
+           != !strcmp(param, "SAMLRequest")) {
         err = btsso_error_make(r->pool, 400, "wrong_parameter",
                                "The sign-out message could not be read.",
                                "%s carried in %s", lm->kind
                                == BTSSO_LOGOUT_REQUEST ? "LogoutRequest"
-                               : "LogoutResponse", rm->param);
+                               : "LogoutResponse", param);
     }
     if (err != NULL) {
         btsso_log_error(r, APLOG_WARNING, "BTSSO0521", NULL, err);
@@ -439,7 +526,7 @@ int btsso_handle_slo(request_rec *r)
                                err->message, NULL, NULL);
     }
     if (lm->kind == BTSSO_LOGOUT_RESPONSE) {
-        return logout_response(r, rm, lm);
+        return logout_response(r, &in, lm);
     }
-    return idp_logout_request(r, rm, lm);
+    return idp_logout_request(r, &in, lm);
 }

@@ -13,6 +13,7 @@
 
 #include "saml/logout.h"
 #include "saml/xmlparse.h"
+#include "saml/xmldsig.h"
 #include "core/text.h"
 
 #define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -282,18 +283,10 @@ static btsso_error_t *read_response_body(apr_pool_t *p, xmlNodePtr root,
     return NULL;
 }
 
-btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
-                                  apr_size_t len, apr_size_t max_len,
-                                  btsso_logout_msg_t **out)
+/* Bound the input and parse it (the document lives as long as p). */
+static btsso_error_t *load(apr_pool_t *p, const char *xml, apr_size_t len,
+                           apr_size_t max_len, xmlDocPtr *doc)
 {
-    btsso_logout_msg_t *m;
-    btsso_error_t *err;
-    xmlDocPtr doc;
-    xmlNodePtr root, c;
-    const char *v;
-    int issuers = 0;
-
-    *out = NULL;
     if (max_len == 0) {
         max_len = BTSSO_LOGOUT_MAX_XML;
     }
@@ -306,10 +299,18 @@ btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
                                 "%" APR_SIZE_T_FMT " octets, at most %"
                                 APR_SIZE_T_FMT, len, max_len);
     }
-    err = parse_doc(p, xml, len, &doc);
-    if (err != NULL) {
-        return err;
-    }
+    return parse_doc(p, xml, len, doc);
+}
+
+static btsso_error_t *read_message(apr_pool_t *p, xmlDocPtr doc,
+                                   btsso_logout_msg_t **out)
+{
+    btsso_logout_msg_t *m;
+    btsso_error_t *err;
+    xmlNodePtr root, c;
+    const char *v;
+    int issuers = 0;
+
     root = xmlDocGetRootElement(doc);
     m = apr_pcalloc(p, sizeof(*m));
     m->session_indexes = apr_array_make(p, 1, sizeof(const char *));
@@ -364,6 +365,54 @@ btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
     }
     *out = m;
     return NULL;
+}
+
+btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
+                                  apr_size_t len, apr_size_t max_len,
+                                  btsso_logout_msg_t **out)
+{
+    btsso_error_t *err;
+    xmlDocPtr doc;
+
+    *out = NULL;
+    if ((err = load(p, xml, len, max_len, &doc)) != NULL) {
+        return err;
+    }
+    return read_message(p, doc, out);
+}
+
+btsso_error_t *btsso_logout_parse_verified(apr_pool_t *p, const char *xml,
+                                           apr_size_t len,
+                                           apr_size_t max_len,
+                                           const apr_array_header_t *certs,
+                                           unsigned int sig_algs,
+                                           unsigned int digest_algs,
+                                           btsso_logout_msg_t **out)
+{
+    btsso_error_t *err;
+    xmlDocPtr doc;
+    xmlNodePtr root;
+
+    *out = NULL;
+    if ((err = load(p, xml, len, max_len, &doc)) != NULL) {
+        return err;
+    }
+    root = xmlDocGetRootElement(doc);
+    if (!is_el(root, NS_SAMLP, "LogoutRequest")
+        && !is_el(root, NS_SAMLP, "LogoutResponse")) {
+        /* read_message names the wrong root */
+        return read_message(p, doc, out);
+    }
+    err = btsso_xmldsig_verify_root(p, doc, certs, sig_algs, digest_algs,
+                                    (const char *)root->name,
+                                    "The sign-out message is not correctly "
+                                    "signed by your organisation's sign-in "
+                                    "service.");
+    if (err != NULL) {
+        return err;
+    }
+    /* Everything returned comes from the tree whose signature verified. */
+    return read_message(p, doc, out);
 }
 
 btsso_error_t *btsso_logout_check(apr_pool_t *p,

@@ -3,10 +3,11 @@
  * <samlp:LogoutRequest> (it ends sessions) and its <samlp:LogoutResponse>
  * (the answer to ours).
  *
- * Only the HTTP-Redirect binding is accepted by the glue, where the
- * signature covers the query string (btsso_redirect_verify in authnreq.h)
- * and not the XML: this parser therefore sees the XML after the signature
- * was checked and only has to read it safely.  Hardened like response.c:
+ * Over HTTP-Redirect the signature covers the query string
+ * (btsso_redirect_verify in authnreq.h), not the XML: btsso_logout_parse
+ * then sees the XML after the signature was checked and only has to read
+ * it safely.  Over HTTP-POST the signature is in the XML:
+ * btsso_logout_parse_verified checks it on the very tree it then reads.  Hardened like response.c:
  * a size bound before parsing, any DOCTYPE refused, no entities, no
  * network, nothing written to stderr, and element children read only at
  * the places the schema puts them.
@@ -68,6 +69,25 @@ typedef struct btsso_logout_msg_t {
 btsso_error_t *btsso_logout_parse(apr_pool_t *p, const char *xml,
                                   apr_size_t len, apr_size_t max_len,
                                   btsso_logout_msg_t **out);
+
+/*
+ * The same for a message received over the HTTP-POST binding, whose
+ * signature is an enveloped XML signature on the root element: that
+ * signature must verify with one of certs (const btsso_cert_t *: the
+ * account's usable certificates) under the rules of saml/xmldsig.h
+ * (sig_algs/digest_algs: BTSSO_SIG_* / BTSSO_DIGEST_* bits, 0 the
+ * defaults) before anything is read; the message returned is read from
+ * the verified tree.  An unsigned message is refused (not_signed, 403),
+ * as the Redirect path refuses one without a query signature.  Errors:
+ * those of btsso_logout_parse and btsso_xmldsig_verify_root.
+ */
+btsso_error_t *btsso_logout_parse_verified(apr_pool_t *p, const char *xml,
+                                           apr_size_t len,
+                                           apr_size_t max_len,
+                                           const apr_array_header_t *certs,
+                                           unsigned int sig_algs,
+                                           unsigned int digest_algs,
+                                           btsso_logout_msg_t **out);
 
 typedef struct btsso_logout_expect_t {
     const char *idp_entity_id;   /* Issuer must equal it (required) */

@@ -28,6 +28,7 @@
 
 #include "saml/response.h"
 #include "saml/xmlparse.h"
+#include "saml/xmldsig.h"
 #include "core/text.h"
 
 #define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -2317,4 +2318,64 @@ btsso_error_t *btsso_response_peek_issuer(apr_pool_t *p, const char *input,
         return err;
     }
     return btsso_response_doc_issuer(p, d, issuer);
+}
+
+/* ---- the same signature rules for other root elements (xmldsig.h) ------ */
+
+btsso_error_t *btsso_xmldsig_verify_root(apr_pool_t *p, xmlDocPtr doc,
+                                         const apr_array_header_t *certs,
+                                         unsigned int sig_bits,
+                                         unsigned int digest_bits,
+                                         const char *what,
+                                         const char *message)
+{
+    btsso_response_expect_t ex;
+    vctx_t v;
+    quiet_errors_t quiet;
+    xmlNodePtr root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+    btsso_error_t *err = NULL;
+    const char *id;
+    survey_t *s;
+
+    memset(&ex, 0, sizeof(ex));
+    memset(&v, 0, sizeof(v));
+    ex.trusted_certs = certs;
+    v.p = p;
+    v.ex = &ex;
+    v.doc = doc;
+    v.sig_allowed = sig_bits != 0 ? sig_bits : BTSSO_SIG_DEFAULT;
+    v.digest_allowed = digest_bits != 0 ? digest_bits
+                                       : BTSSO_DIGEST_DEFAULT;
+    if (root == NULL) {
+        return btsso_error_make(p, 500, "internal", MSG_INTERNAL,
+                                "no document to verify");
+    }
+    id = attr(p, root, "ID");
+    if (id == NULL || *id == '\0') {
+        return malformed(&v, apr_psprintf(p, "%s has no ID", what));
+    }
+    quiet_errors_begin(&quiet);
+    s = survey(p, root);
+    if (doc->ids != NULL) {
+        err = refuse(&v, "xml_id_forbidden", "an xml:id attribute is "
+                     "present");
+    }
+    else if (s->signatures->nelts == 0) {
+        err = refuse(&v, "not_signed",
+                     apr_psprintf(p, "%s ID=\"%s\" carries no XML signature "
+                                  "(over HTTP-POST the signature is in the "
+                                  "message, and it is required)", what,
+                                  clip(p, id)));
+    }
+    else if ((err = register_id(&v, doc, s, root, id)) == NULL
+             && (err = check_signature_places(&v, s, root, NULL)) == NULL) {
+        err = verify_signature(&v, APR_ARRAY_IDX(s->signatures, 0,
+                                                 xmlNodePtr),
+                               root, id, what);
+    }
+    quiet_errors_end(&quiet);
+    if (err != NULL && message != NULL && err->status == 403) {
+        err->message = message;
+    }
+    return err;
 }

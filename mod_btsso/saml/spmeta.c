@@ -214,10 +214,12 @@ btsso_error_t *btsso_spmeta_build(apr_pool_t *p, const btsso_spmeta_t *md,
             set_prop(n, "Algorithm", enc_methods[i]);
         }
     }
-    /* Only the binding /slo serves: an IdP that picked POST from our
-     * metadata would have every logout refused. */
+    /* /slo serves both bindings; Redirect first, as most IdPs take the
+     * first one they support. */
     if (md->slo_url != NULL && *md->slo_url != '\0') {
         add_endpoint(sso, md_ns, "SingleLogoutService", BINDING_REDIRECT,
+                     md->slo_url);
+        add_endpoint(sso, md_ns, "SingleLogoutService", BINDING_POST,
                      md->slo_url);
     }
     for (i = 0; nameid_formats[i] != NULL; i++) {

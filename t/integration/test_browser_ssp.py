@@ -74,11 +74,23 @@ LOCATIONS = """
 """
 
 
+def post_slo_only(sp_md):
+    """Our SP metadata with its HTTP-Redirect SingleLogoutService removed,
+    as an IdP administrator who wants POST for this SP would set it up:
+    SimpleSAMLphp then sends its LogoutRequest and LogoutResponse to us
+    over HTTP-POST."""
+    import re
+    out = re.sub(r"<(\w+:)?SingleLogoutService [^>]*HTTP-Redirect[^>]*/>",
+                 "", sp_md)
+    assert out != sp_md and "HTTP-POST" in out
+    return out
+
+
 class Demo:
     """httpd + SimpleSAMLphp + SQLite store, set up the way the README's
     demo sets them up."""
 
-    def __init__(self):
+    def __init__(self, post_only=False):
         self.h = btsso_httpd.Httpd()
         h = self.h
         h.base_url = "http://localhost:%d" % h.port
@@ -111,8 +123,11 @@ class Demo:
         h.start()
         sp_md = requests.get(self.base.replace("localhost", "127.0.0.1")
                              + "/sso/metadata", timeout=10).text
+        if post_only:
+            sp_md = post_slo_only(sp_md)
         self.idp = SimpleSAMLphpIdP(os.path.join(h.dir, "ssp"), sp_md,
-                                    trusted_hosts=["localhost:%d" % h.port])
+                                    trusted_hosts=["localhost:%d" % h.port],
+                                    post_only=post_only)
         self.idp.start()
         md = os.path.join(h.dir, "ssp-metadata.xml")
         with open(md, "w") as f:
@@ -434,3 +449,63 @@ def test_demo_starts_and_stops(browser):
     for port in (sp_port, idp_port):
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get("http://127.0.0.1:%d/" % port, timeout=5)
+
+
+# ---- an IdP that offers HTTP-POST only ---------------------------------
+
+@pytest.fixture(scope="module")
+def post_demo():
+    d = Demo(post_only=True)
+    d.h.ctl("enable", "acme")
+    yield d
+    d.stop()
+    bad = d.h.unexpected_log_lines()
+    logs = d.h.log_text()[-8000:] + "\n" + d.idp.log_text()
+    d.cleanup()
+    assert not bad, "unexpected lines in the error log:\n" + \
+        "\n".join(bad) + "\n" + logs
+
+
+def test_post_only_idp_login_and_single_logout(browser, post_demo):
+    """SimpleSAMLphp publishing SSO and SLO over HTTP-POST only: our
+    AuthnRequest goes in the auto-submitting form (it wants it signed and
+    checks the XML signature), and Single Logout runs over POST both ways,
+    started here and started at the IdP."""
+    demo, b = post_demo, browser
+    b.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    b.get(demo.base + "/app/")
+    idp_login(b, demo, "ann", DEMO_USERS["ann"][0], "post-login")
+    wait_url(b, demo.base + "/app/")
+    wait_text(b, "Portal app")
+    shot(b, "post-login-landed")
+    assert demo.idp.requests_seen("POST /simplesaml/saml2/idp/SSOService"
+                                  ".php") == 1
+    assert demo.idp.requests_seen("GET /simplesaml/saml2/idp/SSOService") \
+        == 0
+    # SP-initiated: our POSTed LogoutRequest, the IdP's POSTed answer
+    b.get(demo.base + "/sso/logout?return=/index.html")
+    wait_url(b, demo.base + "/index.html")
+    wait_text(b, "Portal home")
+    shot(b, "post-slo-done")
+    log = demo.h.log_text()
+    assert "over HTTP-POST" in [line for line in log.splitlines()
+                                if "BTSSO0502" in line][-1]
+    assert "over HTTP-POST" in [line for line in log.splitlines()
+                                if "BTSSO0503" in line][-1]
+    assert "no_session" in session_json(b, demo)
+    # the IdP session ended too: sign in again there
+    b.get(demo.base + "/app/")
+    idp_login(b, demo, "ann", DEMO_USERS["ann"][0], "post-login-again")
+    wait_text(b, "Portal app")
+    # IdP-initiated: its POSTed LogoutRequest ends the session, our
+    # POSTed LogoutResponse goes back, and the IdP returns the browser
+    b.get(demo.idp.idp_logout_url(demo.base + "/index.html"))
+    wait_url(b, demo.base + "/index.html")
+    wait_text(b, "Portal home")
+    shot(b, "post-idp-slo-done")
+    last = [line for line in demo.h.log_text().splitlines()
+            if "BTSSO0504" in line][-1]
+    assert "ended 1 session(s) (over HTTP-POST)" in last
+    assert "no_session" in session_json(b, demo)
+    assert demo.idp.requests_seen("POST /simplesaml/saml2/idp/"
+                                  "SingleLogoutService.php") >= 2

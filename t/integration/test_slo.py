@@ -431,8 +431,9 @@ def test_idp_logout_request_for_shared_idp_uses_callers_session(
 
 # ---- what /sso/slo refuses to read --------------------------------------
 
-def test_slo_post_binding_refused(portal):
-    portal.httpd.expect_log("BTSSO0525")
+def test_slo_post_not_logout_refused(portal):
+    """POST is read (test_post_binding.py), but "<x>" is no logout."""
+    portal.httpd.expect_log("BTSSO0521")
     ann, _ = login(portal)
     r = portal.post("/sso/slo", data={"SAMLRequest": "PHg+"},
                     cookies={"btsso_session": ann})

@@ -48,6 +48,9 @@ def test_global_metadata(make_httpd, tmp_path):
     slo = doc.findall(".//{%s}SingleLogoutService" % MD)
     assert {s.get("Location") for s in slo} == {
         "https://portal.example.com/sso/slo"}
+    # both bindings, Redirect first
+    assert [s.get("Binding").rsplit(":", 1)[1] for s in slo] == [
+        "HTTP-Redirect", "HTTP-POST"]
     sp = doc.find("{%s}SPSSODescriptor" % MD)
     assert sp.get("AuthnRequestsSigned") == "true"
     kds = sp.findall("{%s}KeyDescriptor" % MD)

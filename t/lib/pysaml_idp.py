@@ -27,7 +27,10 @@ KEYS = os.path.join(TOP, "t", "fixtures", "keys")
 class PysamlIdP:
     def __init__(self, workdir, sp_metadata_xml,
                  entity_id="https://idp.test.example/idp",
-                 key="okta.key", cert="okta.crt", slo=True):
+                 key="okta.key", cert="okta.crt", slo=True, post_only=False):
+        """post_only: SingleSignOnService and SingleLogoutService over
+        HTTP-POST only (as some IdPs publish them), and AuthnRequests must
+        be signed."""
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.entity_id = entity_id
@@ -46,6 +49,12 @@ class PysamlIdP:
         if slo:
             endpoints["single_logout_service"] = [
                 (self.slo_url, BINDING_HTTP_REDIRECT)]
+        if post_only:
+            endpoints["single_sign_on_service"] = [
+                (self.sso_url, BINDING_HTTP_POST)]
+            if slo:
+                endpoints["single_logout_service"] = [
+                    (self.slo_url, BINDING_HTTP_POST)]
         conf = {
             "entityid": entity_id,
             "service": {"idp": {
@@ -55,7 +64,7 @@ class PysamlIdP:
                     "attribute_restrictions": None,
                     "name_form": NAME_FORMAT_URI}},
                 "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
-                "want_authn_requests_signed": False,
+                "want_authn_requests_signed": post_only,
             }},
             "key_file": self.key_file,
             "cert_file": self.cert_file,

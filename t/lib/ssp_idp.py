@@ -63,7 +63,13 @@ class SimpleSAMLphpIdP:
     def __init__(self, workdir, sp_metadata_xml, users=None, port=None,
                  trusted_hosts=(),
                  key=os.path.join(KEYS, "simplesamlphp.key"),
-                 cert=os.path.join(KEYS, "simplesamlphp.crt")):
+                 cert=os.path.join(KEYS, "simplesamlphp.crt"),
+                 post_only=False):
+        # post_only: the IdP publishes SingleSignOnService and
+        # SingleLogoutService over HTTP-POST only
+        self.binding = ("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+                        if post_only else
+                        "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect")
         self.dir = os.path.abspath(workdir)
         self.port = port or free_port()
         self.base = "http://127.0.0.1:%d/simplesaml" % self.port
@@ -193,13 +199,12 @@ $metadata[%s] = [
     'redirect.sign' => true,
     'validate.authnrequest' => true,
     'validate.logout' => true,
-    'SingleSignOnServiceBinding' => [
-        'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect'],
-    'SingleLogoutServiceBinding' => [
-        'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect'],
+    'SingleSignOnServiceBinding' => [%s],
+    'SingleLogoutServiceBinding' => [%s],
     'logouttype' => 'traditional',
 ];
-""" % (php_str(self.entity_id), php_str(EMAIL_FORMAT)))
+""" % (php_str(self.entity_id), php_str(EMAIL_FORMAT),
+       php_str(self.binding), php_str(self.binding)))
         # the IdP's remote-SP list comes from sp.xml; an empty flat file
         # keeps SimpleSAMLphp from complaining about a missing set
         for name in ("saml20-sp-remote.php", "saml20-idp-remote.php"):

@@ -201,9 +201,14 @@ static void test_full_metadata(void **state)
                               "names:tc:SAML:2.0:bindings:HTTP-Redirect' and "
                               "@Location='https://portal.example.com/sso/"
                               "slo']"), 1);
-    /* /slo serves the Redirect binding only: POST is not advertised */
+    /* /slo serves HTTP-POST too, listed after Redirect */
     assert_int_equal(count(d, "//md:SingleLogoutService[@Binding='urn:oasis:"
-                              "names:tc:SAML:2.0:bindings:HTTP-POST']"), 0);
+                              "names:tc:SAML:2.0:bindings:HTTP-POST' and "
+                              "@Location='https://portal.example.com/sso/"
+                              "slo']"), 1);
+    assert_int_equal(count(d, "//md:SingleLogoutService[1][@Binding='urn:"
+                              "oasis:names:tc:SAML:2.0:bindings:HTTP-"
+                              "Redirect']"), 1);
     assert_int_equal(count(d, "//md:NameIDFormat"), 3);
     assert_int_equal(count(d, "//md:NameIDFormat[.='" BTSSO_NAMEID_EMAIL
                               "']"), 1);
