@@ -1,7 +1,9 @@
 /*
  * test_store.c - the account store on a temporary SQLite file and, when
  * BTSSO_TEST_PGSQL holds APR DBD pgsql params (t/lib/pgtmp.sh start DIR
- * prints them), the same suite again on PostgreSQL.
+ * prints them), the same suite again on PostgreSQL; when BTSSO_TEST_MYSQL
+ * holds APR DBD mysql params (t/lib/mariadbtmp.sh start DIR), again on
+ * MySQL/MariaDB (its user may drop and create the database named).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +29,7 @@
 #define ACTOR "test:unit"
 
 static apr_pool_t *root_pool;
-static const char *backend_driver;      /* "sqlite3" or "pgsql" */
+static const char *backend_driver;      /* "sqlite3", "pgsql", "mysql" */
 static const char *backend_params;
 
 typedef struct fx_t {
@@ -94,7 +96,9 @@ static int raw_count(apr_pool_t *p, const char *params, const char *sql)
     apr_dbd_row_t *row = NULL;
     int count = -1;
 
-    if (apr_dbd_select(drv, p, h, &res, sql, 1) != 0) {
+    /* not random on mysql: its driver then returns no "next" row */
+    if (apr_dbd_select(drv, p, h, &res, sql,
+                       strcmp(backend_driver, "mysql") != 0) != 0) {
         fail_msg("raw select %s: %s", sql, apr_dbd_error(drv, h, 1));
     }
     while (apr_dbd_get_row(drv, p, res, &row, -1) == 0) {
@@ -219,6 +223,28 @@ static int setup(void **state)
         close(fd);
         f->params = apr_pstrdup(f->p, path);
     }
+    else if (strcmp(backend_driver, "mysql") == 0) {
+        /* a new, empty database, on one connection (it names the
+         * database it drops) */
+        const apr_dbd_driver_t *drv;
+        const char *db = strstr(backend_params, "dbname=");
+        apr_dbd_t *h;
+        int n = 0;
+        char *name;
+
+        assert_non_null(db);
+        name = apr_pstrdup(f->p, db + 7);
+        name[strcspn(name, " ")] = '\0';
+        f->params = backend_params;
+        h = raw_open(f->p, f->params, &drv);
+        if (apr_dbd_query(drv, h, &n, apr_pstrcat(f->p, "DROP DATABASE IF "
+                                                  "EXISTS ", name, NULL)) != 0
+            || apr_dbd_query(drv, h, &n, apr_pstrcat(f->p, "CREATE DATABASE ",
+                                                     name, NULL)) != 0) {
+            fail_msg("reset mysql database: %s", apr_dbd_error(drv, h, 1));
+        }
+        apr_dbd_close(drv, h);
+    }
     else {
         const char *error;
         f->params = backend_params;
@@ -341,6 +367,12 @@ static void test_open_errors(void **state)
                                     "/nonexistent-dir/x/y.db", NULL, &s),
                    "db_open", 500);
     }
+    else if (strcmp(backend_driver, "mysql") == 0) {
+        expect_err(btsso_store_open(f->p, "mysql",
+                                    "host=127.0.0.1 port=1 user=nobody "
+                                    "dbname=x", NULL, &s),
+                   "db_open", 500);
+    }
     else {
         expect_err(btsso_store_open(f->p, "pgsql",
                                     "host=127.0.0.1 port=1 user=nobody "
@@ -397,8 +429,12 @@ static void test_override_and_wrap(void **state)
     prepared = apr_hash_make(f->p);
     for (d = btsso_store_statements(); d->label != NULL; d++) {
         stmt = NULL;
-        assert_int_equal(apr_dbd_prepare(drv, f->p, h, d->sql, d->label,
-                                         &stmt), 0);
+        /* the text the module hands ap_dbd_prepare for this driver */
+        assert_int_equal(apr_dbd_prepare(drv, f->p, h,
+                                         btsso_store_stmt_sql(f->p,
+                                                              backend_driver,
+                                                              d),
+                                         d->label, &stmt), 0);
         apr_hash_set(prepared, d->label, APR_HASH_KEY_STRING, stmt);
     }
     wrapped = btsso_store_wrap(f->p, drv, h, prepared);
@@ -1726,6 +1762,7 @@ int main(void)
 {
     int failed;
     const char *pg = getenv("BTSSO_TEST_PGSQL");
+    const char *my = getenv("BTSSO_TEST_MYSQL");
 
     apr_initialize();
     apr_pool_create(&root_pool, NULL);
@@ -1743,6 +1780,16 @@ int main(void)
     else {
         printf("store on pgsql: skipped (set BTSSO_TEST_PGSQL to APR DBD "
                "pgsql params, e.g. from t/lib/pgtmp.sh start DIR)\n");
+    }
+    if (my != NULL && *my != '\0') {
+        backend_driver = "mysql";
+        backend_params = my;
+        failed += cmocka_run_group_tests_name("store on mysql", store_tests,
+                                              NULL, NULL);
+    }
+    else {
+        printf("store on mysql: skipped (set BTSSO_TEST_MYSQL to APR DBD "
+               "mysql params, e.g. from t/lib/mariadbtmp.sh start DIR)\n");
     }
     apr_pool_destroy(root_pool);
     apr_terminate();
