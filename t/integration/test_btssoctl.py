@@ -1,9 +1,10 @@
-"""btssoctl, the real binary, on SQLite and on PostgreSQL.
+"""btssoctl, the real binary, on SQLite, PostgreSQL and MariaDB.
 
 Every command and every refusal: the exit status, exactly one line on
 stderr, and nothing changed afterwards (compared through show/list --json).
 PostgreSQL runs in a throwaway cluster made by t/lib/pgtmp.sh for the
-session; each test gets a fresh database (or SQLite file).
+session, MariaDB in one made by t/lib/mariadbtmp.sh (or the one t/run
+started); each test gets a fresh database (or SQLite file).
 
 Run: BTSSO_BUILDDIR=<build dir> /usr/bin/python3 -m pytest -q \
      t/integration/test_btssoctl.py
@@ -21,6 +22,9 @@ import threading
 import uuid
 
 import pytest
+
+import mariadbtmp
+from mariadbtmp import mariadb_server  # noqa: F401 (fixture)
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILDDIR = os.environ.get("BTSSO_BUILDDIR", TOP)
@@ -94,11 +98,13 @@ def pg_params_with_db(params, dbname):
 class Store:
     """One empty database and a btssoctl configuration pointing at it."""
 
-    def __init__(self, kind, workdir, pg_params=None):
+    def __init__(self, kind, workdir, pg_params=None, my_params=None):
         self.kind = kind
         self.dir = workdir
         if kind == "sqlite3":
             self.params = os.path.join(workdir, "btsso.db")
+        elif kind == "mysql":
+            self.params = mariadbtmp.new_database(my_params)
         else:
             import psycopg2
             self.dbname = "t_" + uuid.uuid4().hex[:12]
@@ -133,6 +139,12 @@ class Store:
                 return conn.execute(query).fetchall()
             finally:
                 conn.close()
+        if self.kind == "mysql":
+            # the client prints text: numbers back as the other drivers
+            # return them
+            return [tuple(int(v) if v is not None and v.isdigit() else v
+                          for v in row)
+                    for row in mariadbtmp.sql(self.params, query)]
         import psycopg2
         conn = psycopg2.connect(self.params)
         try:
@@ -143,6 +155,8 @@ class Store:
             conn.close()
 
     def drop(self):
+        if self.kind == "mysql":
+            mariadbtmp.drop_database(self.params)
         if self.kind == "pgsql":
             import psycopg2
             conn = psycopg2.connect(self.admin_params)
@@ -151,14 +165,16 @@ class Store:
             conn.close()
 
 
-@pytest.fixture(params=["sqlite3", "pgsql"])
+@pytest.fixture(params=["sqlite3", "pgsql", "mysql"])
 def store(request, tmp_path):
     if not os.access(BTSSOCTL, os.X_OK):
         pytest.fail("btssoctl not built at %s (set BTSSO_BUILDDIR)" %
                     BTSSOCTL)
     pg = request.getfixturevalue("pg_server") \
         if request.param == "pgsql" else None
-    s = Store(request.param, str(tmp_path), pg)
+    my = request.getfixturevalue("mariadb_server") \
+        if request.param == "mysql" else None
+    s = Store(request.param, str(tmp_path), pg, my)
     yield s
     s.drop()
 
@@ -762,7 +778,7 @@ def test_d_and_p_override_the_config(store, tmp_path):
     assert [a["account"] for a in json.loads(r.stdout)] == ["acme"]
     assert not other.exists()
     # no configuration at all: -d/-p alone
-    r = subprocess.run([BTSSOCTL, "-c", str(elsewhere), "-d", "mysql", "-p",
+    r = subprocess.run([BTSSOCTL, "-c", str(elsewhere), "-d", "oracle", "-p",
                         "x", "account", "list"], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "bad_driver" in r.stderr

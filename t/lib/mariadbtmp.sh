@@ -114,6 +114,7 @@ EOF
             --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
             --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
             --sync-binlog=0 --skip-innodb-adaptive-hash-index \
+            --innodb-file-per-table=0 --innodb-flush-method=fsync \
             </dev/null >/dev/null 2>&1 &
         pid=$!
         echo "$pid" >"$dir/mariadbd.pid.start"
