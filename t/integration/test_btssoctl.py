@@ -326,6 +326,79 @@ def test_users(store):
     assert "call_queue" in ctl(store, "user", "list", "acme").stdout
 
 
+# ---- the shipped schema scripts, applied by hand ---------------------------------------
+
+def run_script(store, script):
+    """An SQL script applied as a DBA would, with the dialect's client."""
+    if store.kind == "sqlite3":
+        conn = sqlite3.connect(store.params)
+        try:
+            conn.executescript(script)
+        finally:
+            conn.close()
+    elif store.kind == "pgsql":
+        import psycopg2
+        conn = psycopg2.connect(store.params)
+        conn.autocommit = True
+        try:
+            conn.cursor().execute(script)
+        finally:
+            conn.close()
+    else:
+        r = subprocess.run(mariadbtmp.client(store.params), input=script,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+
+OLD_ACCOUNT = ("INSERT INTO accounts (account, name, sso_enabled, "
+               "allow_password, version, created, updated) VALUES "
+               "('old', 'Old Ltd', 1, 0, 1, 0, 0);\n"
+               "INSERT INTO users (account, extension, kind, email, is_admin)"
+               " VALUES ('old', '100', 'user', 'ann@example.com', 0);\n")
+
+
+def test_schema_script_by_hand(store):
+    """`btssoctl schema DRIVER` (the packaged .sql file) run through the
+    database's own client makes what init makes: init finds nothing to do,
+    and the users trigger holds (MySQL's needs the client's DELIMITER)."""
+    run_script(store, ctl(store, "schema", store.kind).stdout)
+    assert "nothing to do" in ctl(store, "init").stdout
+    run_script(store, OLD_ACCOUNT)
+    with pytest.raises(Exception) as e:
+        run_script(store, "INSERT INTO users (account, extension, kind, "
+                   "email, is_admin) VALUES ('old', '101', 'user', "
+                   "' Ann@Example.com', 0);\n")
+    assert "duplicate_email" in str(e.value)
+    ctl(store, "user", "add", "old", "102", "bob@example.com")
+    assert [u["extension"] for u in jctl(store, "user", "list", "old")] == \
+        ["100", "102"]
+
+
+def test_upgrade_from_version_1(store):
+    """A database made at schema version 1 (the first part of the script),
+    with data in it, upgraded by init to the current version: the data
+    stays, and what versions 2 and 3 brought (domain claims, revocations)
+    works."""
+    script = ctl(store, "schema", store.kind).stdout
+    run_script(store, script.split("\n-- version 2\n")[0])
+    run_script(store, OLD_ACCOUNT)
+    assert store.sql("SELECT version FROM btsso_schema_version") == [(1,)]
+    out = ctl(store, "init").stdout
+    assert "from version 1 to 3" in out, out
+    assert store.sql("SELECT version FROM btsso_schema_version"
+                     " ORDER BY version") == [(1,), (2,), (3,)]
+    show = jctl(store, "account", "show", "old")
+    assert show["name"] == "Old Ltd" and show["sso_enabled"] is True
+    ctl(store, "account", "domain", "add", "old", "old.example")
+    assert "old.example" in ctl(store, "account", "domain", "list",
+                                "old").stdout
+    ctl(store, "session", "revoke", "old", "ann@example.com")
+    assert store.sql("SELECT email FROM session_revocations") == \
+        [("ann@example.com",)]
+    refused(store, "duplicate_email", "user", "add", "old", "101",
+            "ANN@example.com")
+
+
 # ---- IdP ------------------------------------------------------------------------------
 
 def test_idp_import_file(store):

@@ -352,6 +352,55 @@ static void test_statements(void **state)
     assert_int_equal(found, 4);
 }
 
+/* Every schema step has DDL for every dialect (a step without its mysql
+ * array makes btsso_store_schema_sql return NULL), and the statements'
+ * MySQL text is what the rule at the top of store_sql.c promises. */
+static void test_dialect_sql(void **state)
+{
+    static const char *const dialects[] = { "sqlite3", "pgsql", "mysql" };
+    const btsso_stmt_def_t *d;
+    apr_pool_t *p;
+    size_t i;
+
+    (void)state;
+    apr_pool_create(&p, root_pool);
+    for (i = 0; i < sizeof(dialects) / sizeof(dialects[0]); i++) {
+        const char *sql = btsso_store_schema_sql(p, dialects[i]);
+        if (sql == NULL) {
+            fail_msg("btsso_store_schema_sql(%s): a schema step has no %s "
+                     "DDL (store.c schema_steps[])", dialects[i],
+                     dialects[i]);
+        }
+        assert_non_null(strstr(sql, apr_psprintf(p, "VALUES (%d, 0)",
+                                                 BTSSO_SCHEMA_VERSION)));
+        assert_true(btsso_store_driver_supported(dialects[i]));
+    }
+    assert_null(btsso_store_schema_sql(p, "oracle"));
+    assert_false(btsso_store_driver_supported("oracle"));
+    for (d = btsso_store_statements(); d->label != NULL; d++) {
+        const char *my = btsso_store_stmt_sql(p, "mysql", d);
+        assert_ptr_equal(btsso_store_stmt_sql(p, "sqlite3", d), d->sql);
+        assert_ptr_equal(btsso_store_stmt_sql(p, "pgsql", d), d->sql);
+        assert_ptr_equal(btsso_store_stmt_sql(p, NULL, d), d->sql);
+        if (strstr(my, " AS BIGINT)") || strstr(my, " AS INTEGER)")
+            || strstr(my, "LIMIT CAST(") || strstr(my, "ON CONFLICT")) {
+            fail_msg("%s: no MySQL form: %s", d->label, my);
+        }
+        assert_int_equal(placeholders(my), placeholders(d->sql));
+    }
+    assert_string_equal(btsso_store_rewrite_sql(p, "mysql",
+                        "SELECT a FROM t WHERE n = CAST(%s AS BIGINT)"
+                        " AND f = cast(%s as integer)"
+                        " ORDER BY a LIMIT CAST(%s AS INTEGER)"),
+                        "SELECT a FROM t WHERE n = CAST(%s AS SIGNED)"
+                        " AND f = cast(%s AS SIGNED)"
+                        " ORDER BY a LIMIT %s");
+    assert_string_equal(btsso_store_rewrite_sql(p, "pgsql",
+                                                "LIMIT CAST(%s AS INTEGER)"),
+                        "LIMIT CAST(%s AS INTEGER)");
+    apr_pool_destroy(p);
+}
+
 static void test_open_errors(void **state)
 {
     fx_t *f = *state;
@@ -476,6 +525,52 @@ static void check_kelvin(btsso_store_t *s, apr_pool_t *p)
     assert_string_equal(acct->account, "acme");
     ok(btsso_store_is_admin(s, "acme", "KATE@example.com", &admin), "adm");
     assert_int_equal(admin, 1);
+}
+
+/* Accented addresses are other addresses in every dialect: a MySQL _ci
+ * collation would make "café" equal "cafe" (refusing the second user as
+ * a duplicate, reporting both as one email); the MySQL schema is
+ * utf8mb4_bin, so only lower() folds case. */
+#define CAFE_ACUTE "caf\xc3\xa9@example.com"     /* é */
+#define CAFE_GRAVE "caf\xc3\xa8@example.com"     /* è */
+
+static void test_accents_stay_distinct(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *dups;
+    btsso_user_t *u = NULL;
+    const char *error = NULL;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    assert_int_equal(raw_exec(f->p, f->params, "UPDATE accounts SET "
+                              "sso_enabled = 1 WHERE account = 'acme'",
+                              &error), 0);
+    ok(btsso_store_user_add(f->s, "acme", "100", "cafe@example.com", "user",
+                            0, ACTOR), "cafe");
+    ok(btsso_store_user_add(f->s, "acme", "101", CAFE_ACUTE, "user", 0,
+                            ACTOR), "cafe acute");
+    /* the portal writing directly: the trigger compares the same way */
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "INSERT INTO users (account, extension, kind, "
+                              "email, is_admin) VALUES ('acme', '102', "
+                              "'user', '" CAFE_GRAVE "', 0)", &error), 0);
+    assert_int_not_equal(raw_exec(f->p, f->params,
+                                  "INSERT INTO users (account, extension, "
+                                  "kind, email, is_admin) VALUES ('acme', "
+                                  "'103', 'user', ' CAFE@example.com', 0)",
+                                  &error), 0);
+    assert_non_null(strstr(error, "duplicate_email"));
+    expect_err(btsso_store_user_add(f->s, "acme", "104", "Cafe@Example.com",
+                                    "user", 0, ACTOR), "duplicate_email", 409);
+    ok(btsso_store_duplicate_emails(f->s, f->p, "acme", &dups), "dups");
+    assert_int_equal(dups->nelts, 0);
+    ok(btsso_store_user_by_email(f->s, f->p, "acme", CAFE_ACUTE, &u), "by");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "101");
+    ok(btsso_store_user_by_email(f->s, f->p, "acme", "CAFE@example.com", &u),
+       "by ascii");
+    assert_non_null(u);
+    assert_string_equal(u->extension, "100");
 }
 
 static void test_non_ascii_never_folds_onto_ascii(void **state)
@@ -1729,10 +1824,12 @@ static const struct CMUnitTest store_tests[] = {
     T(test_init_idempotent),
     T(test_schema_too_new),
     cmocka_unit_test(test_statements),
+    cmocka_unit_test(test_dialect_sql),
     T(test_open_errors),
     T(test_override_and_wrap),
     T(test_accounts),
     T(test_non_ascii_never_folds_onto_ascii),
+    T(test_accents_stay_distinct),
     T(test_users),
     T(test_duplicates),
     T(test_enable_refused_duplicates),
