@@ -105,6 +105,7 @@ void *btsso_merge_srv_cfg(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(admin_query);
     MERGE_PTR(account_by_email_query);
     MERGE_PTR(dbd_driver);
+    MERGE_PTR(dbd_params);
     MERGE_INT(metadata_max_size);
     MERGE_INT(metadata_fetch_timeout);
     MERGE_INT(metadata_fetch_http);
@@ -221,6 +222,12 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
         && btsso_store_schema_sql(p, "mysql") == NULL) {
         return "DBDriver mysql: a schema version of this build has no "
                "MySQL form yet (btssoctl schema mysql fails too)";
+    }
+    /* sc->dbd_params: only checked, never logged (it holds a password) */
+    if (btsso_store_pool_params_problem(sc->dbd_driver,
+                                        sc->dbd_params) != NULL) {
+        return btsso_store_pool_params_problem(sc->dbd_driver,
+                                               sc->dbd_params);
     }
     if (sc->user_query == NULL) {
         sc->user_query = default_sql(BTSSO_Q_USER);
@@ -521,6 +528,15 @@ static const char *peek_dbd_driver(cmd_parms *cmd, void *dummy,
     return DECLINE_CMD;
 }
 
+/* DBDParams, the same way: for the checks of btsso_config_resolve. */
+static const char *peek_dbd_params(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    (void)dummy;
+    SRV(cmd)->dbd_params = apr_pstrdup(cmd->pool, arg);
+    return DECLINE_CMD;
+}
+
 static const char *set_sql(cmd_parms *cmd, void *dummy, const char *arg)
 {
     btsso_srv_cfg *sc = SRV(cmd);
@@ -786,6 +802,9 @@ const command_rec btsso_cmds[] = {
                   "mod_dbd's driver, read by mod_btsso too to prepare its "
                   "statements in that SQL dialect: sqlite3, pgsql or mysql "
                   "(default: none, the sqlite3/pgsql text)"),
+    AP_INIT_TAKE1("DBDParams", peek_dbd_params, NULL, RSRC_CONF,
+                  "mod_dbd's connection parameters, checked by mod_btsso "
+                  "too: mysql needs reconnect=0 (default: none)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
         "SQL SELECT, 2 %s: (account, email) -> extension, email of the user "
         "(default: the shipped users table)"),

@@ -54,6 +54,13 @@ const char *btsso_store_rewrite_sql(apr_pool_t *p, const char *dialect,
 /* 1 for the drivers the store speaks: sqlite3, pgsql, mysql. */
 int btsso_store_driver_supported(const char *driver);
 
+/* Why DBDParams cannot serve the module's connections (mod_dbd's pool),
+ * or NULL: on mysql, without reconnect=0 the client library reconnects a
+ * connection the server dropped without its prepared statements and
+ * session settings, and every statement on it fails from then on. */
+const char *btsso_store_pool_params_problem(const char *driver,
+                                            const char *params);
+
 typedef struct btsso_store_t btsso_store_t;
 
 /* Wrap a connection whose prepared statements (label -> apr_dbd_prepared_t*)

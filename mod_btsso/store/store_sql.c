@@ -39,7 +39,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <stdlib.h>
+
 #include <apr_strings.h>
+#include <apr_lib.h>
 
 #include "store/store.h"
 
@@ -275,6 +278,51 @@ int btsso_store_driver_supported(const char *driver)
     return driver != NULL && (strcmp(driver, "sqlite3") == 0
                               || strcmp(driver, "pgsql") == 0
                               || strcmp(driver, "mysql") == 0);
+}
+
+/* The value of key in APR DBD mysql params, parsed as apr_dbd_mysql does
+ * (key=value pairs, values end at " \r\n\t;|,", the last one wins). */
+static const char *mysql_param(const char *params, const char *key,
+                               apr_size_t *vlen)
+{
+    static const char delims[] = " \r\n\t;|,";
+    const char *eq, *k, *v, *found = NULL;
+    apr_size_t klen = strlen(key);
+
+    for (eq = strchr(params, '='); eq != NULL; eq = strchr(eq + 1, '=')) {
+        for (k = eq; k > params && k[-1] == ' '; k--) {
+        }
+        if ((apr_size_t)(k - params) < klen
+            || strncasecmp(k - klen, key, klen) != 0
+            || (k - klen > params && apr_isalpha(k[-(int)klen - 1]))) {
+            continue;
+        }
+        for (v = eq + 1; *v == ' '; v++) {
+        }
+        found = v;
+        *vlen = strcspn(v, delims);
+    }
+    return found;
+}
+
+const char *btsso_store_pool_params_problem(const char *driver,
+                                            const char *params)
+{
+    const char *v;
+    apr_size_t n = 0;
+
+    if (driver == NULL || strcmp(driver, "mysql") != 0 || params == NULL) {
+        return NULL;
+    }
+    v = mysql_param(params, "reconnect", &n);
+    if (v == NULL || n == 0 || atoi(v) != 0) {
+        return "DBDParams for DBDriver mysql needs reconnect=0: with the "
+               "driver's default (reconnect=1) a connection the database "
+               "server dropped comes back without the prepared statements "
+               "and every request on it fails; with reconnect=0 mod_dbd "
+               "replaces it";
+    }
+    return NULL;
 }
 
 /* Case-insensitive prefix match of what at s. */

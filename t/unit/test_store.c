@@ -398,6 +398,21 @@ static void test_dialect_sql(void **state)
     assert_string_equal(btsso_store_rewrite_sql(p, "pgsql",
                                                 "LIMIT CAST(%s AS INTEGER)"),
                         "LIMIT CAST(%s AS INTEGER)");
+    /* the pool's DBDParams: mysql needs reconnect=0 */
+    assert_null(btsso_store_pool_params_problem("pgsql", "host=x"));
+    assert_null(btsso_store_pool_params_problem("mysql",
+                                                "host=x reconnect=0"));
+    assert_null(btsso_store_pool_params_problem("mysql",
+                                                "reconnect = 0,host=x"));
+    assert_null(btsso_store_pool_params_problem("mysql",
+                                                "reconnect=1 reconnect=0"));
+    assert_non_null(btsso_store_pool_params_problem("mysql", "host=x"));
+    assert_non_null(btsso_store_pool_params_problem("mysql",
+                                                    "host=x reconnect=1"));
+    assert_non_null(btsso_store_pool_params_problem("mysql",
+                                                    "noreconnect=0"));
+    assert_non_null(btsso_store_pool_params_problem("mysql",
+                                                    "reconnect=0 reconnect=1"));
     apr_pool_destroy(p);
 }
 
