@@ -588,6 +588,41 @@ static void test_accents_stay_distinct(void **state)
     assert_string_equal(u->extension, "100");
 }
 
+/* apr_dbd_mysql fetches a column into a buffer of fldsz (1 MiB - 1) + 1
+ * bytes and leaves a value that fills it unterminated: read with
+ * apr_dbd_get_entry, the copy ran past the buffer (into whatever the pool
+ * held next).  The store reads through apr_dbd_datum_get, which cuts the
+ * value at fldsz bytes instead (the operator guide: raise fldsz with
+ * BTSSOMetadataMaxSize).  Other drivers return the whole value. */
+static void test_long_text_read_back_bounded(void **state)
+{
+    fx_t *f = *state;
+    btsso_idp_t *idp = NULL;
+    const char *error = NULL;
+    size_t want = 1100000;
+
+    ready_account(f, "acme", "https://idp");
+    if (raw_exec(f->p, f->params, apr_psprintf(f->p,
+                 strcmp(backend_driver, "mysql") == 0
+                 ? "UPDATE idp SET metadata_xml = REPEAT('x', %d)"
+                   " WHERE account = 'acme'"
+                 : strcmp(backend_driver, "pgsql") == 0
+                 ? "UPDATE idp SET metadata_xml = repeat('x', %d)"
+                   " WHERE account = 'acme'"
+                 : "UPDATE idp SET metadata_xml = replace(hex(zeroblob(%d)),"
+                   " '00', 'x') WHERE account = 'acme'", (int)want),
+                 &error) != 0) {
+        fail_msg("long metadata: %s", error);
+    }
+    ok(btsso_store_idp_get(f->s, f->p, "acme", &idp), "idp get");
+    assert_non_null(idp);
+    if (strcmp(backend_driver, "mysql") == 0) {
+        want = 1048575;     /* fldsz's default */
+    }
+    assert_int_equal(strlen(idp->metadata_xml), want);
+    assert_string_equal(idp->entity_id, "https://idp");
+}
+
 static void test_non_ascii_never_folds_onto_ascii(void **state)
 {
     fx_t *f = *state;
@@ -1845,6 +1880,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_accounts),
     T(test_non_ascii_never_folds_onto_ascii),
     T(test_accents_stay_distinct),
+    T(test_long_text_read_back_bounded),
     T(test_users),
     T(test_duplicates),
     T(test_enable_refused_duplicates),
