@@ -406,7 +406,14 @@ static int cmd_schema(ctl_t *ctl, int argc, const char *const *argv, int at)
     if (argc != at + 1) {
         return usage_error(ctl, "schema sqlite3|pgsql|mysql");
     }
-    if ((sql = btsso_store_schema_sql(ctl->p, argv[at])) == NULL) {
+    if ((sql = btsso_store_schema_sql(ctl->p, argv[at])) == NULL
+        && btsso_store_driver_supported(argv[at])) {
+        /* a schema step without DDL for this dialect (store.c) */
+        return usage_error(ctl, apr_psprintf(ctl->p, "schema: a schema "
+                                             "version has no %s form in "
+                                             "this build", argv[at]));
+    }
+    if (sql == NULL) {
         return usage_error(ctl, apr_psprintf(ctl->p, "schema: unknown "
                                              "driver %s (sqlite3, pgsql or mysql)",
                                              argv[at]));
