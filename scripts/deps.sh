@@ -10,7 +10,7 @@ BUILD="build-essential autoconf automake libtool pkg-config apache2 apache2-dev
   libaprutil1-dbd-pgsql sqlite3 xmlsec1 libxml2-utils opensaml-schemas openssl"
 TEST="python3 python3-pytest python3-pysaml2 python3-lxml python3-xmlsec
   python3-requests python3-psycopg2 python3-pytest-xdist postgresql
-  memcached redis-server valgrind wrk
+  mariadb-server libaprutil1-dbd-mysql memcached redis-server valgrind wrk
   simplesamlphp php8.2-xml php8.2-mbstring libapache2-mod-php8.2
   chromium chromium-driver python3-selenium
   debhelper dh-autoreconf lintian man-db"

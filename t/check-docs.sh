@@ -11,8 +11,9 @@
 #     docs/operator-guide.md);
 #   - both man pages render with no groff/man warning at 80 columns;
 #   - schema/btsso-sqlite3.sql (and btsso-pgsql.sql, when BTSSO_TEST_PGSQL
-#     names a PostgreSQL server) builds the same tables, indexes and
-#     triggers as `btssoctl init`, which then has nothing to do.
+#     names a PostgreSQL server, btsso-mysql.sql when BTSSO_TEST_MYSQL names
+#     a MySQL/MariaDB one) builds the same tables, indexes and triggers as
+#     `btssoctl init`, which then has nothing to do.
 # Parses config.c without assuming which directives exist, so directives
 # added later are held to the same rules.
 #   t/check-docs.sh [BUILDDIR]     (default: the current directory)
@@ -23,7 +24,17 @@ ctl="$build/btssoctl"
 fail=0
 tmp=$(mktemp -d)
 pgdbs=""
+mydbs=""
+my_client() {   # APR DBD mysql params -> the mariadb client's options
+    echo "$1" | tr ' ' '\n' | sed -n 's/^host=/-h /p; s/^port=/-P /p;
+        s/^user=/-u /p; s/^pass=/--password=/p' | tr '\n' ' '
+}
 cleanup() {
+    for db in $mydbs; do
+        # shellcheck disable=SC2046
+        mariadb --no-defaults $(my_client "$BTSSO_TEST_MYSQL") \
+            -e "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+    done
     for db in $pgdbs; do
         psql -q -X "$BTSSO_TEST_PGSQL" -c "DROP DATABASE IF EXISTS $db" \
             >/dev/null 2>&1 || true
@@ -179,7 +190,7 @@ if command -v man >/dev/null 2>&1; then
 fi
 
 # ---- the packaged schema is init's ------------------------------------------
-for d in sqlite3 pgsql; do
+for d in sqlite3 pgsql mysql; do
     if ! "$ctl" schema $d | cmp -s - "$build/schema/btsso-$d.sql"; then
         echo "check-docs: schema/btsso-$d.sql is not btssoctl schema $d" \
              "(stale build?)" >&2
@@ -236,6 +247,51 @@ if [ -n "${BTSSO_TEST_PGSQL:-}" ] && command -v psql >/dev/null 2>&1; then
             || ! cmp -s "$tmp/pg-script.txt" "$tmp/pg-init.txt"; then
         echo "check-docs: btsso-pgsql.sql and btssoctl init build different" \
              "schemas" >&2
+        fail=1
+    fi
+fi
+if [ -n "${BTSSO_TEST_MYSQL:-}" ] && command -v mariadb >/dev/null 2>&1; then
+    a=btsso_docs_script_$$
+    b=btsso_docs_init_$$
+    mydbs="$a $b"
+    myc=$(my_client "$BTSSO_TEST_MYSQL")
+    # shellcheck disable=SC2086
+    mariadb --no-defaults $myc -e "CREATE DATABASE $a; CREATE DATABASE $b"
+    # shellcheck disable=SC2086
+    mariadb --no-defaults $myc "$a" < "$build/schema/btsso-mysql.sql"
+    pa=$(echo "$BTSSO_TEST_MYSQL" | sed "s/dbname=[^ ]*/dbname=$a/")
+    pb=$(echo "$BTSSO_TEST_MYSQL" | sed "s/dbname=[^ ]*/dbname=$b/")
+    "$ctl" -d mysql -p "$pb" init >/dev/null
+    out=$("$ctl" -d mysql -p "$pa" init)
+    case "$out" in
+        *"nothing to do"*) ;;
+        *) echo "check-docs: after btsso-mysql.sql, init still did: $out" >&2
+           fail=1 ;;
+    esac
+    myq() {   # the schema of database $1, without its name
+        # shellcheck disable=SC2086
+        mariadb --no-defaults $myc -N -B information_schema -e "
+          SELECT CONCAT_WS(' ', TABLE_NAME, COLUMN_NAME, COLUMN_TYPE,
+                 IS_NULLABLE, COALESCE(COLUMN_DEFAULT, ''), COLLATION_NAME,
+                 EXTRA, COALESCE(GENERATION_EXPRESSION, ''))
+            FROM COLUMNS WHERE TABLE_SCHEMA = '$1'
+          UNION ALL SELECT CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE,
+                 SEQ_IN_INDEX, COLUMN_NAME, COALESCE(SUB_PART, ''))
+            FROM STATISTICS WHERE TABLE_SCHEMA = '$1'
+          UNION ALL SELECT CONCAT_WS(' ', TRIGGER_NAME, EVENT_MANIPULATION,
+                 ACTION_TIMING, SQL_MODE, MD5(ACTION_STATEMENT))
+            FROM TRIGGERS WHERE TRIGGER_SCHEMA = '$1'
+          UNION ALL SELECT CONCAT_WS(' ', TABLE_NAME, ENGINE, TABLE_COLLATION)
+            FROM TABLES WHERE TABLE_SCHEMA = '$1'
+          ORDER BY 1"
+    }
+    myq "$a" > "$tmp/my-script.txt"
+    myq "$b" > "$tmp/my-init.txt"
+    if [ "$(wc -l < "$tmp/my-init.txt")" -lt 20 ] \
+            || ! cmp -s "$tmp/my-script.txt" "$tmp/my-init.txt"; then
+        echo "check-docs: btsso-mysql.sql and btssoctl init build different" \
+             "schemas" >&2
+        diff "$tmp/my-script.txt" "$tmp/my-init.txt" >&2 || true
         fail=1
     fi
 fi

@@ -114,6 +114,7 @@ for f in usr/lib/apache2/modules/mod_btsso.so usr/sbin/btssoctl \
          etc/apache2/mods-available/btsso.conf \
          usr/share/mod_btsso/schema/btsso-sqlite3.sql \
          usr/share/mod_btsso/schema/btsso-pgsql.sql \
+         usr/share/mod_btsso/schema/btsso-mysql.sql \
          usr/share/man/man8/btssoctl.8.gz usr/share/man/man5/mod_btsso.5.gz \
          usr/share/doc/libapache2-mod-btsso/runbook.md.gz \
          usr/share/doc/libapache2-mod-btsso/copyright; do
@@ -126,7 +127,7 @@ for m in dbd socache_shmcb; do
         || die "btsso.load's '# Depends:' line does not name $m ('$deps')"
 done
 ctl="$root/usr/sbin/btssoctl"
-for d in sqlite3 pgsql; do
+for d in sqlite3 pgsql mysql; do
     "$ctl" schema $d | cmp -s - "$root/usr/share/mod_btsso/schema/btsso-$d.sql" \
         || die "btsso-$d.sql is not the packaged btssoctl's schema $d"
 done

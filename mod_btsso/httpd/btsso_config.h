@@ -47,6 +47,8 @@ typedef struct btsso_srv_cfg {
     int digest_algorithms;          /* BTSSO_DIGEST_*, merged with the above */
     int allow_idp_initiated;        /* On */
     /* SQL */
+    const char *dbd_driver;         /* mod_dbd's DBDriver, read too: dialect */
+    const char *dbd_params;         /* mod_dbd's DBDParams, read too: checks */
     const char *user_query;
     const char *duplicate_email_query;
     const char *admin_query;

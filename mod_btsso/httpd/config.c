@@ -104,6 +104,8 @@ void *btsso_merge_srv_cfg(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(duplicate_email_query);
     MERGE_PTR(admin_query);
     MERGE_PTR(account_by_email_query);
+    MERGE_PTR(dbd_driver);
+    MERGE_PTR(dbd_params);
     MERGE_INT(metadata_max_size);
     MERGE_INT(metadata_fetch_timeout);
     MERGE_INT(metadata_fetch_http);
@@ -212,6 +214,20 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
     }
     if (sc->allow_idp_initiated == BTSSO_UNSET) {
         sc->allow_idp_initiated = DEF_ALLOW_IDP_INIT;
+    }
+    /* sc->dbd_driver stays NULL without a DBDriver (or when mod_btsso is
+     * loaded before mod_dbd): the statements keep their sqlite3/pgsql
+     * text, which the mysql driver refuses to prepare */
+    if (sc->dbd_driver != NULL && strcmp(sc->dbd_driver, "mysql") == 0
+        && btsso_store_schema_sql(p, "mysql") == NULL) {
+        return "DBDriver mysql: a schema version of this build has no "
+               "MySQL form yet (btssoctl schema mysql fails too)";
+    }
+    /* sc->dbd_params: only checked, never logged (it holds a password) */
+    if (btsso_store_pool_params_problem(sc->dbd_driver,
+                                        sc->dbd_params) != NULL) {
+        return btsso_store_pool_params_problem(sc->dbd_driver,
+                                               sc->dbd_params);
     }
     if (sc->user_query == NULL) {
         sc->user_query = default_sql(BTSSO_Q_USER);
@@ -499,6 +515,28 @@ static const sql_shape_t sql_shapes[] = {
     { NULL, 0, NULL }
 };
 
+/* DBDriver belongs to mod_dbd.  httpd offers a directive to each module
+ * that declares it, the module loaded last first, until one does not
+ * return DECLINE_CMD: mod_btsso, loaded after mod_dbd, notes the driver
+ * and declines, and mod_dbd then sets it as ever.  The driver picks the
+ * SQL dialect of the statements handed to ap_dbd_prepare. */
+static const char *peek_dbd_driver(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    (void)dummy;
+    SRV(cmd)->dbd_driver = apr_pstrdup(cmd->pool, arg);
+    return DECLINE_CMD;
+}
+
+/* DBDParams, the same way: for the checks of btsso_config_resolve. */
+static const char *peek_dbd_params(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    (void)dummy;
+    SRV(cmd)->dbd_params = apr_pstrdup(cmd->pool, arg);
+    return DECLINE_CMD;
+}
+
 static const char *set_sql(cmd_parms *cmd, void *dummy, const char *arg)
 {
     btsso_srv_cfg *sc = SRV(cmd);
@@ -759,6 +797,14 @@ const command_rec btsso_cmds[] = {
         RSRC_CONF, "How much parsed account configuration one process "
         "keeps, least recently used out first: a size (64K to 4G; 512K, "
         "32M, 1G) (default 32M)"),
+    /* mod_dbd's own directive, seen first by mod_btsso (loaded after it) */
+    AP_INIT_TAKE1("DBDriver", peek_dbd_driver, NULL, RSRC_CONF,
+                  "mod_dbd's driver, read by mod_btsso too to prepare its "
+                  "statements in that SQL dialect: sqlite3, pgsql or mysql "
+                  "(default: none, the sqlite3/pgsql text)"),
+    AP_INIT_TAKE1("DBDParams", peek_dbd_params, NULL, RSRC_CONF,
+                  "mod_dbd's connection parameters, checked by mod_btsso "
+                  "too: mysql needs reconnect=0 (default: none)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
         "SQL SELECT, 2 %s: (account, email) -> extension, email of the user "
         "(default: the shipped users table)"),

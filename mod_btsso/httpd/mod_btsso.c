@@ -90,8 +90,13 @@ static int btsso_prepare_sql(apr_pool_t *pconf, apr_pool_t *plog,
         btsso_srv_cfg *sc = btsso_srv(s);
 
         for (d = btsso_store_statements(); d->label != NULL; d++) {
-            btsso_dbd_prepare(s, sql_for_label(sc, d->label, d->sql),
-                              d->label);
+            const char *sql = sql_for_label(sc, d->label, d->sql);
+            /* the shipped text in DBDriver's dialect; an operator's own
+             * BTSSO*Query is their dialect already */
+            if (sql == d->sql) {
+                sql = btsso_store_stmt_sql(pconf, sc->dbd_driver, d);
+            }
+            btsso_dbd_prepare(s, sql, d->label);
         }
     }
     return OK;

@@ -1,5 +1,6 @@
 /*
- * store.c - the account store over APR DBD (SQLite and PostgreSQL).
+ * store.c - the account store over APR DBD (SQLite, PostgreSQL and
+ * MySQL/MariaDB).
  *
  * Every change runs in one transaction that first bumps the account's
  * version (taking the row's write lock, and checking expected_version in
@@ -8,10 +9,22 @@
  * sets are always read to their end, which both drivers need to free the
  * connection for the next statement.
  *
+ * The UPDATE comes first, not a SELECT ... FOR UPDATE: an UPDATE takes the
+ * row's write lock and reads the latest committed row in every dialect and
+ * isolation level (SQLite's one writer, PostgreSQL's READ COMMITTED, InnoDB
+ * whatever the server's default), so no dialect needs a locking read.  On
+ * MySQL/MariaDB each connection is set to READ COMMITTED (mysql_session_sql
+ * below) so that what the change reads after the lock is what is committed
+ * now, as on PostgreSQL, not a REPEATABLE READ snapshot.
+ *
  * Nothing here logs: errors carry apr_dbd_error() text in their detail.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* dladdr */
+#endif
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
 
 #include <apr_strings.h>
 #include <apr_lib.h>
@@ -31,7 +44,26 @@ typedef struct schema_step_t {
     int version;
     const char *const *sqlite3;
     const char *const *pgsql;
+    const char *const *mysql;   /* NULL: not ported yet; init refuses */
 } schema_step_t;
+
+/* MySQL/MariaDB (the mysql arrays), for whoever ports a step:
+ *  - every table ends with MYSQL_TABLE: InnoDB, utf8mb4 with the binary
+ *    collation utf8mb4_bin, so that comparisons are exact code point
+ *    comparisons as on SQLite and PostgreSQL (a _ci collation would make
+ *    'e' equal 'é' and 'K' equal 'k' without anyone asking);
+ *  - indexed text is VARCHAR(n) with 4 * (sum of n) <= 3072 bytes per
+ *    index (InnoDB's key limit), else an index prefix col(n); TEXT cannot
+ *    be indexed; long documents are MEDIUMTEXT (TEXT holds 64 KiB);
+ *  - indexes go inside CREATE TABLE (KEY/UNIQUE KEY), foreign keys as
+ *    table constraints (an inline column REFERENCES is ignored by MySQL);
+ *  - there are no partial or expression indexes: index a STORED generated
+ *    column instead (see certificates.role_unique and users.email_key);
+ *  - auto numbers are BIGINT AUTO_INCREMENT; flags stay INTEGER 0/1;
+ *  - triggers are BEGIN ... END bodies raising SIGNAL SQLSTATE '45000';
+ *  - MySQL commits each DDL statement on its own, so a step is not
+ *    atomic there: keep steps to few statements, one per table. */
+#define MYSQL_TABLE " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
 /* ---- version 1 ---------------------------------------------------------- */
 
@@ -217,6 +249,107 @@ static const char *const v1_pgsql[] = {
     NULL
 };
 
+/* Same tables as above.  users.email_key (lower(trim(email)), stored) is
+ * what the indexes and the trigger compare; certificates.role_unique is
+ * the role unless 'none' (NULL, which a unique key does not compare), the
+ * partial unique index of the other dialects. */
+static const char *const v1_mysql[] = {
+    "CREATE TABLE accounts ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " sso_enabled INTEGER NOT NULL DEFAULT 0 CHECK (sso_enabled IN (0, 1)),"
+    " allow_password INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (allow_password IN (0, 1)),"
+    " version BIGINT NOT NULL DEFAULT 1,"
+    " created BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL)" MYSQL_TABLE,
+
+    "CREATE TABLE idp ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " entity_id VARCHAR(1024) NOT NULL,"
+    " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),"
+    " metadata_xml MEDIUMTEXT NOT NULL,"
+    " source_url TEXT,"
+    " email_attribute TEXT,"
+    " email_from_name_id INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (email_from_name_id IN (0, 1)),"
+    " updated BIGINT NOT NULL,"
+    " KEY idp_entity_id (entity_id(512)),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+
+    "CREATE TABLE certificates ("
+    " account VARCHAR(64) NOT NULL,"
+    " sha256 CHAR(64) NOT NULL,"
+    " role VARCHAR(16) NOT NULL DEFAULT 'none'"
+    "  CHECK (role IN ('primary', 'secondary', 'none')),"
+    " role_unique VARCHAR(16) AS (NULLIF(role, 'none')) STORED,"
+    " der TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " issuer TEXT NOT NULL,"
+    " not_before BIGINT NOT NULL,"
+    " not_after BIGINT NOT NULL,"
+    " source VARCHAR(16) NOT NULL,"
+    " added BIGINT NOT NULL,"
+    " PRIMARY KEY (account, sha256),"
+    " UNIQUE KEY certificates_one_role (account, role_unique),"
+    " KEY certificates_not_after (not_after),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+
+    "CREATE TABLE users ("
+    " account VARCHAR(64) NOT NULL,"
+    " extension VARCHAR(64) NOT NULL,"
+    " kind VARCHAR(16) NOT NULL DEFAULT 'user'"
+    "  CHECK (kind IN ('user', 'call_queue')),"
+    " email VARCHAR(320) NOT NULL,"
+    " email_key VARCHAR(320) AS (lower(trim(email))) STORED,"
+    " is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+    " PRIMARY KEY (account, extension),"
+    " KEY users_email (account, email_key),"
+    " KEY users_email_any (email_key),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+
+    "CREATE TRIGGER users_unique_email_insert BEFORE INSERT ON users"
+    " FOR EACH ROW"
+    " BEGIN"
+    "  IF EXISTS (SELECT 1 FROM accounts a"
+    "             WHERE a.account = NEW.account AND a.sso_enabled = 1)"
+    "   AND EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "               AND u.email_key = lower(trim(NEW.email))) THEN"
+    "   SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'duplicate_email: the"
+    " email is already used in this SSO-enabled account';"
+    "  END IF;"
+    " END",
+    /* MySQL has no UPDATE OF: the check runs when the account or the
+     * email actually changes (NULL-safe <=>, byte for byte). */
+    "CREATE TRIGGER users_unique_email_update BEFORE UPDATE ON users"
+    " FOR EACH ROW"
+    " BEGIN"
+    "  IF NOT (NEW.account <=> OLD.account AND NEW.email <=> OLD.email)"
+    "   AND EXISTS (SELECT 1 FROM accounts a"
+    "               WHERE a.account = NEW.account AND a.sso_enabled = 1)"
+    "   AND EXISTS (SELECT 1 FROM users u WHERE u.account = NEW.account"
+    "               AND u.email_key = lower(trim(NEW.email))"
+    "               AND NOT (u.account = OLD.account"
+    "                        AND u.extension = OLD.extension)) THEN"
+    "   SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'duplicate_email: the"
+    " email is already used in this SSO-enabled account';"
+    "  END IF;"
+    " END",
+
+    "CREATE TABLE audit ("
+    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " at BIGINT NOT NULL,"
+    " account VARCHAR(64),"
+    " actor TEXT NOT NULL,"
+    " action VARCHAR(64) NOT NULL,"
+    " detail MEDIUMTEXT,"
+    " KEY audit_account (account, id))" MYSQL_TABLE,
+    NULL
+};
+
 /* ---- version 2 ---------------------------------------------------------- */
 
 /* Domains claimed by an account (by support, btssoctl account domain): the
@@ -241,6 +374,17 @@ static const char *const v2_pgsql[] = {
     "  REFERENCES accounts (account) ON DELETE CASCADE,"
     " added BIGINT NOT NULL)",
     "CREATE INDEX domains_account ON domains (account, domain)",
+    NULL
+};
+
+static const char *const v2_mysql[] = {
+    "CREATE TABLE domains ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " account VARCHAR(64) NOT NULL,"
+    " added BIGINT NOT NULL,"
+    " KEY domains_account (account, domain),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
     NULL
 };
 
@@ -286,10 +430,31 @@ static const char *const v3_pgsql[] = {
     NULL
 };
 
+/* The two columns in one ALTER (one implicit commit, both or neither). */
+static const char *const v3_mysql[] = {
+    "ALTER TABLE accounts"
+    " ADD COLUMN sessions_epoch BIGINT NOT NULL DEFAULT 1,"
+    " ADD COLUMN revoke_seq BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE session_revocations ("
+    " account VARCHAR(64) NOT NULL,"
+    " email VARCHAR(254) NOT NULL,"
+    " seq BIGINT NOT NULL,"
+    " revoked BIGINT NOT NULL,"
+    " PRIMARY KEY (account, email),"
+    " KEY session_revocations_seq (account, seq),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+    NULL
+};
+
+/* A step without its mysql array still builds (the lead ports DDL at
+ * merge): btsso_store_init and btssoctl schema then refuse MySQL with
+ * "schema step N has no mysql form", and test_store's test_schema_dialects
+ * fails until the array is written. */
 static const schema_step_t schema_steps[] = {
-    { 1, v1_sqlite3, v1_pgsql },
-    { 2, v2_sqlite3, v2_pgsql },
-    { 3, v3_sqlite3, v3_pgsql },
+    { 1, v1_sqlite3, v1_pgsql, v1_mysql },
+    { 2, v2_sqlite3, v2_pgsql, v2_mysql },
+    { 3, v3_sqlite3, v3_pgsql, v3_mysql },
 };
 
 #define SCHEMA_STEP_COUNT \
@@ -310,6 +475,9 @@ struct btsso_store_t {
     const char *dialect;
     int prepare_on_demand;      /* btsso_store_open: yes; wrap: mod_dbd did */
     int closed;
+    int random;                 /* the `random` of apr_dbd_[p]select */
+    int is_mysql;
+    btsso_error_t *broken;      /* the connection could not be set up */
 };
 
 typedef struct db_row_t {
@@ -378,16 +546,23 @@ static const char *col_opt(const db_row_t *r, int i)
     return *v == '\0' ? NULL : v;
 }
 
-static const char *default_sql(const char *label)
+static const btsso_stmt_def_t *stmt_def(const char *label)
 {
     const btsso_stmt_def_t *d;
 
     for (d = btsso_store_statements(); d->label != NULL; d++) {
         if (strcmp(d->label, label) == 0) {
-            return d->sql;
+            return d;
         }
     }
     return NULL;
+}
+
+static const char *default_sql(const char *label)
+{
+    const btsso_stmt_def_t *d = stmt_def(label);
+
+    return d != NULL ? d->sql : NULL;
 }
 
 /* Placeholders the way apr_dbd_prepare counts them: '%' + letter. */
@@ -412,6 +587,9 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
     const char *sql;
     int rv;
 
+    if (s->broken != NULL) {
+        return s->broken;
+    }
     *out = apr_hash_get(s->prepared, label, APR_HASH_KEY_STRING);
     if (*out != NULL) {
         return NULL;
@@ -422,9 +600,10 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
                                 "statement %s was not prepared on this "
                                 "connection", label);
     }
+    /* operator SQL is the operator's dialect already: never rewritten */
     sql = apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING);
-    if (sql == NULL) {
-        sql = default_sql(label);
+    if (sql == NULL && stmt_def(label) != NULL) {
+        sql = btsso_store_stmt_sql(s->pool, s->dialect, stmt_def(label));
     }
     if (sql == NULL) {
         return btsso_error_make(s->pool, 500, "not_prepared",
@@ -476,7 +655,21 @@ static btsso_error_t *drain(btsso_store_t *s, apr_pool_t *p,
         r->ncols = ncols;
         r->col = apr_pcalloc(p, sizeof(const char *) * (ncols > 0 ? ncols : 1));
         for (i = 0; i < ncols; i++) {
-            const char *v = apr_dbd_get_entry(s->driver, row, i);
+            const char *v = NULL;
+            if (s->is_mysql) {
+                /* apr_dbd_mysql fetches a prepared statement's column into
+                 * a buffer of min(column size, fldsz) + 1 bytes and leaves
+                 * a value that fills it unterminated; datum_get terminates
+                 * it (a value that long is cut at fldsz - 1 bytes, see the
+                 * operator guide's fldsz). */
+                if (apr_dbd_datum_get(s->driver, row, i, APR_DBD_TYPE_STRING,
+                                      &v) != APR_SUCCESS) {
+                    v = NULL;   /* APR_ENOENT: SQL NULL */
+                }
+            }
+            else {
+                v = apr_dbd_get_entry(s->driver, row, i);
+            }
             r->col[i] = v != NULL ? apr_pstrdup(p, v) : NULL;
         }
     }
@@ -496,8 +689,11 @@ static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
         return err;
     }
     /* Random access: the pgsql driver then reports execution errors here
-     * instead of ending the row loop early as if the set were empty. */
-    rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs, args);
+     * instead of ending the row loop early as if the set were empty.  Not
+     * on mysql, whose driver then returns no row for "the next row" (-1);
+     * it reports errors here either way. */
+    rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, s->random,
+                         nargs, args);
     if (rv != 0) {
         return db_error(s, rv, label);
     }
@@ -521,7 +717,7 @@ static btsso_error_t *raw_select(btsso_store_t *s, apr_pool_t *p,
                                  const char *sql, apr_array_header_t **rows)
 {
     apr_dbd_results_t *res = NULL;
-    int rv = apr_dbd_select(s->driver, p, s->handle, &res, sql, 1);
+    int rv = apr_dbd_select(s->driver, p, s->handle, &res, sql, s->random);
 
     if (rv != 0) {
         return db_error(s, rv, apr_psprintf(s->pool, "\"%s\"", sql));
@@ -572,6 +768,43 @@ static btsso_error_t *txn_end(btsso_store_t *s, apr_pool_t *p,
     return NULL;
 }
 
+/* What every MySQL/MariaDB connection of the store runs first, whatever
+ * the server's defaults: utf8mb4 on the wire (the schema's columns are
+ * utf8mb4_bin), standard SQL for the statements (ANSI_QUOTES,
+ * PIPES_AS_CONCAT), refusals instead of silent truncation
+ * (STRICT_ALL_TABLES), READ COMMITTED, what the locking of bump_version
+ * assumes (see the top of this file), and a login waiting for a writer's
+ * row lock as long as on SQLite (SQLITE_BUSY_TIMEOUT_MS), not InnoDB's
+ * 50 s. */
+static const char *const mysql_session_sql[] = {
+    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION,ANSI_QUOTES,PIPES_AS_CONCAT'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION innodb_lock_wait_timeout = 10",
+    NULL
+};
+
+/* Marks, in mod_dbd's per-connection statement hash, a connection that
+ * ran mysql_session_sql (mod_dbd makes a new hash with a new connection). */
+static const char mysql_session_mark[] = "btsso:mysql-session";
+
+static btsso_error_t *mysql_session_setup(btsso_store_t *s)
+{
+    const char *const *sql;
+    btsso_error_t *err;
+
+    for (sql = mysql_session_sql; *sql != NULL; sql++) {
+        if ((err = raw_exec(s, *sql)) != NULL) {
+            return btsso_error_make(s->pool, 500, "db_error",
+                                    "The account database failed.",
+                                    "setting up the mysql session: %s",
+                                    err->detail);
+        }
+    }
+    return NULL;
+}
+
 static apr_status_t store_cleanup(void *data)
 {
     btsso_store_t *s = data;
@@ -596,6 +829,19 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
     s->dialect = apr_dbd_name(driver);
     s->prepare_on_demand = 0;
     s->closed = 1;              /* mod_dbd owns the connection */
+    s->is_mysql = strcmp(s->dialect, "mysql") == 0;
+    s->random = !s->is_mysql;
+    if (s->is_mysql && prepared != NULL
+        && apr_hash_get(prepared, mysql_session_mark,
+                        APR_HASH_KEY_STRING) == NULL) {
+        /* once per connection; a failure fails every statement of this
+         * request and is tried again by the next one */
+        s->broken = mysql_session_setup(s);
+        if (s->broken == NULL) {
+            apr_hash_set(prepared, mysql_session_mark, APR_HASH_KEY_STRING,
+                         mysql_session_mark);
+        }
+    }
     if (strcmp(s->dialect, "sqlite3") == 0) {
         /* apr_dbd_sqlite3 sets no busy handler: wait for a writer (btssoctl,
          * another process) as btssoctl does instead of failing a login
@@ -647,6 +893,25 @@ static btsso_error_t *check_overrides(apr_pool_t *p, apr_hash_t *overrides)
     return NULL;
 }
 
+/* The MySQL/MariaDB client library keeps what mysql_library_init made for
+ * the life of the process (mysql_library_end frees it; apr_dbd_mysql never
+ * calls it), and apr_terminate unloads the driver, and the library with it,
+ * at exit: what the library's globals held then shows as leaked, failing
+ * btssoctl under LeakSanitizer.  Keep the driver, and so its library,
+ * loaded until the process ends, as httpd does anyway. */
+static void pin_driver(const apr_dbd_driver_t *drv)
+{
+#if defined(RTLD_NODELETE) && defined(RTLD_NOLOAD)
+    Dl_info info;
+
+    if (dladdr((const void *)drv, &info) != 0 && info.dli_fname != NULL) {
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+#else
+    (void)drv;
+#endif
+}
+
 btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                 const char *params, apr_hash_t *sql_overrides,
                                 btsso_store_t **out)
@@ -664,10 +929,11 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                 "No account database is configured.",
                                 "DBDriver and DBDParams are needed");
     }
-    if (strcmp(driver, "sqlite3") != 0 && strcmp(driver, "pgsql") != 0) {
+    if (!btsso_store_driver_supported(driver)) {
         return btsso_error_make(p, 400, "bad_driver",
                                 "The database driver is not supported.",
-                                "driver %s: use sqlite3 or pgsql", driver);
+                                "driver %s: use sqlite3, pgsql or mysql",
+                                driver);
     }
     if ((err = check_overrides(p, sql_overrides)) != NULL) {
         return err;
@@ -680,9 +946,10 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                 "The database driver could not be loaded.",
                                 "apr_dbd_get_driver(%s): %s (install "
                                 "libaprutil1-dbd-%s)", driver,
-                                apr_strerror(rv, buf, sizeof(buf)),
-                                strcmp(driver, "pgsql") == 0 ? "pgsql"
-                                                             : "sqlite3");
+                                apr_strerror(rv, buf, sizeof(buf)), driver);
+    }
+    if (strcmp(driver, "mysql") == 0) {
+        pin_driver(drv);
     }
     rv = apr_dbd_open_ex(drv, p, params, &handle, &open_error);
     if (rv != APR_SUCCESS || handle == NULL) {
@@ -702,7 +969,14 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                          : apr_hash_make(p);
     s->dialect = apr_dbd_name(drv);
     s->prepare_on_demand = 1;
+    s->is_mysql = strcmp(s->dialect, "mysql") == 0;
+    s->random = !s->is_mysql;
     apr_pool_cleanup_register(p, s, store_cleanup, apr_pool_cleanup_null);
+
+    if (s->is_mysql && (err = mysql_session_setup(s)) != NULL) {
+        btsso_store_close(s);
+        return err;
+    }
 
     if (strcmp(s->dialect, "sqlite3") == 0) {
         /* btssoctl and httpd share the file: wait for a writer instead of
@@ -739,16 +1013,65 @@ static const char schema_version_ddl[] =
     " version INTEGER NOT NULL PRIMARY KEY,"
     " applied BIGINT NOT NULL)";
 
-const char *btsso_store_schema_sql(apr_pool_t *p, const char *dialect)
-{
-    int is_pg, i;
-    const char *out;
+static const char schema_version_ddl_mysql[] =
+    "CREATE TABLE IF NOT EXISTS btsso_schema_version ("
+    " version INTEGER NOT NULL PRIMARY KEY,"
+    " applied BIGINT NOT NULL)" MYSQL_TABLE;
 
-    if (dialect == NULL) {
+typedef enum { DIALECT_NONE, DIALECT_SQLITE3, DIALECT_PGSQL,
+               DIALECT_MYSQL } dialect_t;
+
+static dialect_t dialect_of(const char *name)
+{
+    if (name == NULL) {
+        return DIALECT_NONE;
+    }
+    if (strcmp(name, "sqlite3") == 0) {
+        return DIALECT_SQLITE3;
+    }
+    if (strcmp(name, "pgsql") == 0) {
+        return DIALECT_PGSQL;
+    }
+    if (strcmp(name, "mysql") == 0) {
+        return DIALECT_MYSQL;
+    }
+    return DIALECT_NONE;
+}
+
+static const char *const *step_sql(const schema_step_t *step, dialect_t d)
+{
+    switch (d) {
+    case DIALECT_SQLITE3:
+        return step->sqlite3;
+    case DIALECT_PGSQL:
+        return step->pgsql;
+    case DIALECT_MYSQL:
+        return step->mysql;
+    default:
         return NULL;
     }
-    is_pg = strcmp(dialect, "pgsql") == 0;
-    if (!is_pg && strcmp(dialect, "sqlite3") != 0) {
+}
+
+/* The first step without DDL for the dialect, or 0. */
+static int unported_step(dialect_t d)
+{
+    int i;
+
+    for (i = 0; i < SCHEMA_STEP_COUNT; i++) {
+        if (step_sql(&schema_steps[i], d) == NULL) {
+            return schema_steps[i].version;
+        }
+    }
+    return 0;
+}
+
+const char *btsso_store_schema_sql(apr_pool_t *p, const char *dialect)
+{
+    dialect_t d = dialect_of(dialect);
+    const char *out;
+    int i;
+
+    if (d == DIALECT_NONE || unported_step(d) != 0) {
         return NULL;
     }
     out = apr_psprintf(p, "-- mod_btsso account store, schema version %d "
@@ -756,18 +1079,40 @@ const char *btsso_store_schema_sql(apr_pool_t *p, const char *dialect)
                        "-- Generated by `btssoctl schema %s`; run it on an "
                        "empty database.\n", BTSSO_SCHEMA_VERSION, dialect,
                        dialect);
-    if (!is_pg) {
+    if (d == DIALECT_SQLITE3) {
         out = apr_pstrcat(p, out, "PRAGMA journal_mode = WAL;\n", NULL);
     }
-    out = apr_pstrcat(p, out, schema_version_ddl, ";\n", NULL);
+    if (d == DIALECT_MYSQL) {
+        /* the session btssoctl init runs in; triggers keep the sql_mode
+         * they were created under */
+        out = apr_pstrcat(p, out, "-- For the mysql/mariadb client: "
+                          "mariadb DBNAME < btsso-mysql.sql.  MySQL commits\n"
+                          "-- each DDL statement on its own: on an error, "
+                          "drop what the failed version\n"
+                          "-- created before running the file again.\n",
+                          NULL);
+        for (i = 0; mysql_session_sql[i] != NULL; i++) {
+            out = apr_pstrcat(p, out, mysql_session_sql[i], ";\n", NULL);
+        }
+    }
+    out = apr_pstrcat(p, out, d == DIALECT_MYSQL ? schema_version_ddl_mysql
+                                                 : schema_version_ddl,
+                      ";\n", NULL);
     for (i = 0; i < SCHEMA_STEP_COUNT; i++) {
         const schema_step_t *step = &schema_steps[i];
         const char *const *sql;
 
         out = apr_psprintf(p, "%s\n-- version %d\nBEGIN;\n", out,
                            step->version);
-        for (sql = is_pg ? step->pgsql : step->sqlite3; *sql != NULL; sql++) {
-            out = apr_pstrcat(p, out, *sql, ";\n", NULL);
+        for (sql = step_sql(step, d); *sql != NULL; sql++) {
+            if (d == DIALECT_MYSQL && strstr(*sql, " BEGIN ") != NULL) {
+                /* a trigger body holds ";": the client splits on them */
+                out = apr_pstrcat(p, out, "DELIMITER //\n", *sql,
+                                  " //\nDELIMITER ;\n", NULL);
+            }
+            else {
+                out = apr_pstrcat(p, out, *sql, ";\n", NULL);
+            }
         }
         out = apr_psprintf(p, "%sINSERT INTO btsso_schema_version (version, "
                            "applied) VALUES (%d, 0);\nCOMMIT;\n", out,
@@ -781,16 +1126,19 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
     apr_pool_t *tmp;
     apr_array_header_t *rows;
     btsso_error_t *err = NULL;
-    int current, i, is_pg;
+    dialect_t d = dialect_of(s->dialect);
+    int current, i;
 
-    is_pg = strcmp(s->dialect, "pgsql") == 0;
-    if (!is_pg && strcmp(s->dialect, "sqlite3") != 0) {
+    if (d == DIALECT_NONE) {
         return btsso_error_make(s->pool, 500, "bad_driver",
                                 "The database driver is not supported.",
                                 "no schema for driver %s", s->dialect);
     }
+    if (s->broken != NULL) {
+        return s->broken;
+    }
     apr_pool_create(&tmp, s->pool);
-    if (!is_pg) {
+    if (d == DIALECT_SQLITE3) {
         /* WAL lets httpd read while btssoctl writes; it is a property of
          * the file, so setting it once here is enough. */
         if ((err = raw_select(s, tmp, "PRAGMA journal_mode = WAL",
@@ -798,7 +1146,8 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
             goto done;
         }
     }
-    if ((err = raw_exec(s, schema_version_ddl)) != NULL) {
+    if ((err = raw_exec(s, d == DIALECT_MYSQL ? schema_version_ddl_mysql
+                                              : schema_version_ddl)) != NULL) {
         goto done;
     }
     if ((err = raw_select(s, tmp, "SELECT COALESCE(MAX(version), 0)"
@@ -826,11 +1175,18 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
         if (step->version <= current) {
             continue;
         }
+        if ((sql = step_sql(step, d)) == NULL) {
+            err = btsso_error_make(s->pool, 500, "schema_unported",
+                                   "This program cannot create the account "
+                                   "database on this driver.",
+                                   "schema step %d has no %s form",
+                                   step->version, s->dialect);
+            goto done;
+        }
         if ((err = txn_begin(s, tmp, &txn)) != NULL) {
             goto done;
         }
-        for (sql = is_pg ? step->pgsql : step->sqlite3;
-             *sql != NULL && err == NULL; sql++) {
+        for (; *sql != NULL && err == NULL; sql++) {
             err = raw_exec(s, *sql);
         }
         if (err == NULL) {

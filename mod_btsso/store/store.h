@@ -36,8 +36,30 @@ typedef struct btsso_stmt_def_t {
 } btsso_stmt_def_t;
 
 /* The statements, terminated by {NULL, NULL, NULL}.  The SQL is the same
- * for SQLite and PostgreSQL. */
+ * for SQLite and PostgreSQL; MySQL/MariaDB gets it rewritten (see the top
+ * of store_sql.c and btsso_store_stmt_sql). */
 const btsso_stmt_def_t *btsso_store_statements(void);
+
+/* The SQL of d for a driver ("sqlite3", "pgsql", "mysql"; NULL or another
+ * name: d->sql unchanged): the dialect's own text where store_sql.c has
+ * one, else d->sql mechanically rewritten for the dialect. */
+const char *btsso_store_stmt_sql(apr_pool_t *p, const char *dialect,
+                                 const btsso_stmt_def_t *d);
+
+/* The same rewrite for any text (what btsso_store_stmt_sql does when no
+ * dialect text exists). */
+const char *btsso_store_rewrite_sql(apr_pool_t *p, const char *dialect,
+                                    const char *sql);
+
+/* 1 for the drivers the store speaks: sqlite3, pgsql, mysql. */
+int btsso_store_driver_supported(const char *driver);
+
+/* Why DBDParams cannot serve the module's connections (mod_dbd's pool),
+ * or NULL: on mysql, without reconnect=0 the client library reconnects a
+ * connection the server dropped without its prepared statements and
+ * session settings, and every statement on it fails from then on. */
+const char *btsso_store_pool_params_problem(const char *driver,
+                                            const char *params);
 
 typedef struct btsso_store_t btsso_store_t;
 
@@ -46,7 +68,7 @@ typedef struct btsso_store_t btsso_store_t;
 btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
                                 apr_dbd_t *handle, apr_hash_t *prepared);
 
-/* Open a connection ("sqlite3", "pgsql") for btssoctl.  sql_overrides maps
+/* Open a connection ("sqlite3", "pgsql", "mysql") for btssoctl.  sql_overrides maps
  * the labels above to operator SQL (may be NULL).  Statements are prepared
  * on first use, so `init` works on an empty database. */
 btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
@@ -54,7 +76,7 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                 btsso_store_t **out);
 void btsso_store_close(btsso_store_t *s);
 
-/* "sqlite3" or "pgsql" */
+/* "sqlite3", "pgsql" or "mysql" */
 const char *btsso_store_dialect(const btsso_store_t *s);
 
 /* Create or upgrade the schema to BTSSO_SCHEMA_VERSION (DDL run directly,

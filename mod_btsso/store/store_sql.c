@@ -9,8 +9,40 @@
  * returns NULL; the store treats "" as absent for those columns.
  *
  * Labels are PostgreSQL identifiers (the pgsql driver runs PREPARE <label>).
+ *
+ * MySQL/MariaDB (driver "mysql") gets the same text, rewritten when it is
+ * prepared (btsso_store_rewrite_sql, for btssoctl and for the module's
+ * ap_dbd_prepare alike):
+ *   LIMIT CAST(%s AS INTEGER|BIGINT)  ->  LIMIT %s
+ *         (MySQL takes only a literal or a bare placeholder after LIMIT;
+ *          MariaDB converts the driver's text parameter itself)
+ *   CAST(... AS BIGINT|INTEGER)       ->  CAST(... AS SIGNED)
+ * and each connection runs with sql_mode ANSI_QUOTES and PIPES_AS_CONCAT
+ * (so 'a' || 'b' concatenates and "x" is an identifier, as in standard
+ * SQL), utf8mb4 and READ COMMITTED.  So, writing a new statement:
+ *   - numbers as CAST(%s AS BIGINT) / CAST(%s AS INTEGER), LIMIT as
+ *     LIMIT CAST(%s AS INTEGER): nothing else to do for MySQL;
+ *   - text the rewrite cannot turn into MySQL (an upsert, INSERT ... ON
+ *     CONFLICT, is INSERT ... ON DUPLICATE KEY UPDATE there; RETURNING;
+ *     count(*) FILTER; strpos(); a CAST to another type; length(), which
+ *     counts bytes on MySQL) gets its MySQL text in dialect_statements[]
+ *     below, under the same label and with the same parameters in the
+ *     same order (test_store checks both);
+ *   - an UPDATE's row count on MySQL is the rows it changed, not those it
+ *     matched: do not count on 1 from an UPDATE that may set a column to
+ *     the value it already has;
+ *   - text columns compare byte for byte (utf8mb4_bin) but with PAD SPACE:
+ *     'a' = 'a ' there.  Compare trimmed values, or values the store
+ *     validated, as all statements here do.
  */
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+#include <stdlib.h>
+
+#include <apr_strings.h>
+#include <apr_lib.h>
 
 #include "store/store.h"
 
@@ -224,7 +256,140 @@ static const btsso_stmt_def_t store_statements[] = {
     { NULL, NULL, NULL }
 };
 
+/* A dialect's own text for a statement the rewrite cannot produce:
+ * { label, dialect, sql }.  None is needed yet. */
+typedef struct dialect_stmt_t {
+    const char *label;
+    const char *dialect;
+    const char *sql;
+} dialect_stmt_t;
+
+static const dialect_stmt_t dialect_statements[] = {
+    { NULL, NULL, NULL }
+};
+
 const btsso_stmt_def_t *btsso_store_statements(void)
 {
     return store_statements;
+}
+
+int btsso_store_driver_supported(const char *driver)
+{
+    return driver != NULL && (strcmp(driver, "sqlite3") == 0
+                              || strcmp(driver, "pgsql") == 0
+                              || strcmp(driver, "mysql") == 0);
+}
+
+/* The value of key in APR DBD mysql params, parsed as apr_dbd_mysql does
+ * (key=value pairs, values end at " \r\n\t;|,", the last one wins). */
+static const char *mysql_param(const char *params, const char *key,
+                               apr_size_t *vlen)
+{
+    static const char delims[] = " \r\n\t;|,";
+    const char *eq, *k, *v, *found = NULL;
+    apr_size_t klen = strlen(key);
+
+    for (eq = strchr(params, '='); eq != NULL; eq = strchr(eq + 1, '=')) {
+        for (k = eq; k > params && k[-1] == ' '; k--) {
+        }
+        if ((apr_size_t)(k - params) < klen
+            || strncasecmp(k - klen, key, klen) != 0
+            || (k - klen > params && apr_isalpha(k[-(int)klen - 1]))) {
+            continue;
+        }
+        for (v = eq + 1; *v == ' '; v++) {
+        }
+        found = v;
+        *vlen = strcspn(v, delims);
+    }
+    return found;
+}
+
+const char *btsso_store_pool_params_problem(const char *driver,
+                                            const char *params)
+{
+    const char *v;
+    apr_size_t n = 0;
+
+    if (driver == NULL || strcmp(driver, "mysql") != 0 || params == NULL) {
+        return NULL;
+    }
+    v = mysql_param(params, "reconnect", &n);
+    if (v == NULL || n == 0 || atoi(v) != 0) {
+        return "DBDParams for DBDriver mysql needs reconnect=0: with the "
+               "driver's default (reconnect=1) a connection the database "
+               "server dropped comes back without the prepared statements "
+               "and every request on it fails; with reconnect=0 mod_dbd "
+               "replaces it";
+    }
+    return NULL;
+}
+
+/* Case-insensitive prefix match of what at s. */
+static int at_word(const char *s, const char *what)
+{
+    return strncasecmp(s, what, strlen(what)) == 0;
+}
+
+/* "LIMIT CAST(%s AS INTEGER)" at s: the length of the whole match. */
+static apr_size_t limit_cast_len(const char *s)
+{
+    static const char *const forms[] = {
+        "LIMIT CAST(%s AS INTEGER)", "LIMIT CAST(%s AS BIGINT)", NULL
+    };
+    int i;
+
+    for (i = 0; forms[i] != NULL; i++) {
+        if (at_word(s, forms[i])) {
+            return strlen(forms[i]);
+        }
+    }
+    return 0;
+}
+
+const char *btsso_store_rewrite_sql(apr_pool_t *p, const char *dialect,
+                                    const char *sql)
+{
+    apr_size_t n;
+    char *out, *o;
+    const char *c;
+
+    if (sql == NULL || dialect == NULL || strcmp(dialect, "mysql") != 0) {
+        return sql;
+    }
+    /* the output is never longer than the input */
+    out = o = apr_palloc(p, strlen(sql) + 1);
+    for (c = sql; *c != '\0';) {
+        if ((n = limit_cast_len(c)) != 0) {
+            memcpy(o, "LIMIT %s", 8);
+            o += 8;
+            c += n;
+        }
+        else if (at_word(c, " AS BIGINT)") || at_word(c, " AS INTEGER)")) {
+            memcpy(o, " AS SIGNED)", 11);
+            o += 11;
+            c += at_word(c, " AS BIGINT)") ? 11 : 12;
+        }
+        else {
+            *o++ = *c++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+const char *btsso_store_stmt_sql(apr_pool_t *p, const char *dialect,
+                                 const btsso_stmt_def_t *d)
+{
+    const dialect_stmt_t *x;
+
+    if (dialect != NULL) {
+        for (x = dialect_statements; x->label != NULL; x++) {
+            if (strcmp(x->label, d->label) == 0
+                && strcmp(x->dialect, dialect) == 0) {
+                return x->sql;
+            }
+        }
+    }
+    return btsso_store_rewrite_sql(p, dialect, d->sql);
 }

@@ -55,12 +55,12 @@ static const char usage_text[] =
     "  cert expiring [--days N]\n"
     "  enable ACCOUNT [--allow-password] | disable ACCOUNT\n"
     "  sp-metadata ACCOUNT\n"
-    "  schema sqlite3|pgsql                   print the schema as SQL\n"
+    "  schema sqlite3|pgsql|mysql             print the schema as SQL\n"
     "  session revoke ACCOUNT [EMAIL]         end a user's sessions, or all\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
-    "  -d DRIVER  store driver, sqlite3 or pgsql (overrides DBDriver)\n"
+    "  -d DRIVER  store driver, sqlite3, pgsql or mysql (overrides DBDriver)\n"
     "  -p PARAMS  store parameters (overrides DBDParams)\n"
     "  --json     JSON output for show, list and cert expiring\n"
     "exit status: 0 success; 1 refused or failed (one line on stderr, nothing\n"
@@ -404,11 +404,18 @@ static int cmd_schema(ctl_t *ctl, int argc, const char *const *argv, int at)
     const char *sql;
 
     if (argc != at + 1) {
-        return usage_error(ctl, "schema sqlite3|pgsql");
+        return usage_error(ctl, "schema sqlite3|pgsql|mysql");
     }
-    if ((sql = btsso_store_schema_sql(ctl->p, argv[at])) == NULL) {
+    if ((sql = btsso_store_schema_sql(ctl->p, argv[at])) == NULL
+        && btsso_store_driver_supported(argv[at])) {
+        /* a schema step without DDL for this dialect (store.c) */
+        return usage_error(ctl, apr_psprintf(ctl->p, "schema: a schema "
+                                             "version has no %s form in "
+                                             "this build", argv[at]));
+    }
+    if (sql == NULL) {
         return usage_error(ctl, apr_psprintf(ctl->p, "schema: unknown "
-                                             "driver %s (sqlite3 or pgsql)",
+                                             "driver %s (sqlite3, pgsql or mysql)",
                                              argv[at]));
     }
     fputs(sql, stdout);

@@ -2,7 +2,8 @@
 the store and a memcached or redis session cache.  A login started on one
 node completes on the other, a session made on one is honoured by the
 other, a response used on one is a replay on the other, and a logout on
-one ends the session everywhere."""
+one ends the session everywhere.  The store is a shared SQLite file, or a
+throwaway MariaDB (t/lib/mariadbtmp.sh), the cluster store SPEC names."""
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 import btsso_httpd
+from mariadbtmp import mariadb_server, mariadb  # noqa: F401 (fixtures)
 from portal import Portal, SPKEYS
 
 
@@ -65,17 +67,20 @@ def redis(tmp_path):
     proc.wait(10)
 
 
-def two_nodes(make_httpd, tmp_path, cache):
+def two_nodes(make_httpd, tmp_path, cache, **store):
+    """store: nothing (a shared SQLite file) or dbdriver=, dbdparams=."""
     module, so, spec = cache
     conf = "BTSSOSessionCache %s\n" % spec
     a = Portal(make_httpd, tmp_path, btsso_conf=conf,
-               modules=[(module, so)]).start()
+               modules=[(module, so)], **store).start()
+    if not store:
+        store = {"db": a.httpd.db}
     b = make_httpd(
         btsso_conf=("BTSSOConfigTTL 0\nBTSSOSessionCache {spec}\n"
                     "BTSSOSPCertificate {k}/sp-current.crt\n"
                     "BTSSOSPPrivateKey {k}/sp-current.key\n").format(
                         spec=spec, k=SPKEYS),
-        modules=[(module, so)], base_url=a.url, db=a.httpd.db)
+        modules=[(module, so)], base_url=a.url, **store)
     b.start()
     return a, b
 
@@ -91,6 +96,31 @@ def sid_of(r):
 def test_two_nodes_share_sessions(make_httpd, tmp_path, request, cache_name):
     cache = request.getfixturevalue(cache_name)
     a, b = two_nodes(make_httpd, tmp_path, cache)
+    share_sessions(a, b)
+
+
+def test_two_nodes_on_mariadb(make_httpd, tmp_path, memcached, mariadb):
+    """Both nodes on one MariaDB (DBDriver mysql through mod_dbd's prepared
+    statements) and memcached: the whole sign-in reads the store (account,
+    IdP, certificates, users by email), and a change btssoctl makes
+    through node A's configuration reaches node B through the database."""
+    a, b = two_nodes(make_httpd, tmp_path, memcached, dbdriver="mysql",
+                     dbdparams=mariadb)
+    share_sessions(a, b)
+    # a new session, then SSO disabled by support: sessions follow the
+    # account (its sessions_epoch in the store) on every node
+    sid = sid_of(a.login())
+    assert sid
+    s = requests.get(b.url + "/sso/session", timeout=10,
+                     cookies={"btsso_session": sid})
+    assert s.status_code == 200
+    a.ctl("disable", a.account)
+    s = requests.get(b.url + "/sso/session", timeout=10,
+                     cookies={"btsso_session": sid})
+    assert s.status_code == 401
+
+
+def share_sessions(a, b):
     # a login started on node A completes on node B: the browser brings
     # the pending-request cookie of A, which B verifies with the key both
     # derive from the shared SP key
