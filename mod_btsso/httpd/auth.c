@@ -17,6 +17,7 @@
 #include "btsso_glue.h"
 #include "btsso_acct.h"
 #include "btsso_session.h"
+#include "btsso_attrs.h"
 #include "btsso_handlers.h"
 #include "core/addressing.h"
 #include "core/url.h"
@@ -115,6 +116,7 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
             apr_table_setn(r->headers_in, header_names[i], values[i]);
         }
     }
+    btsso_attrs_export(r, ss, set_headers);
 }
 
 /* The account BTSSOAccount names for this request, or NULL. */

@@ -30,6 +30,10 @@ typedef struct btsso_session_t {
     apr_int64_t epoch;
     apr_int64_t revoke_seq;
     apr_time_t user_checked;
+    /* btsso_session_attr_t (core/session_record.h): the assertion's
+     * attributes within the bounds (btsso_session_attrs_bound); NULL or
+     * empty: none */
+    const apr_array_header_t *attributes;
 } btsso_session_t;
 
 typedef struct btsso_pending_t {

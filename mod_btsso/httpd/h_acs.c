@@ -19,6 +19,7 @@
 #include "btsso_glue.h"
 #include "btsso_acct.h"
 #include "btsso_session.h"
+#include "btsso_attrs.h"
 #include "btsso_handlers.h"
 #include "core/addressing.h"
 #include "core/pending.h"
@@ -348,6 +349,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     ss.idp = e->idp->entity_id;
     ss.session_index = a->session_index;
     ss.expires = a->session_not_on_or_after;
+    ss.attributes = btsso_attrs_for_session(r, account, a);
     err = btsso_session_create(r, &ss);
     if (err != NULL) {
         return fail(r, account, e->idp->entity_id, err, 0);

@@ -26,6 +26,7 @@
 #include "core/addressing.h"
 #include "saml/metadata.h"
 #include "btsso_session.h"
+#include "btsso_attrs.h"
 #include "btsso_acct.h"
 #include "fetch/fetch.h"
 
@@ -378,6 +379,7 @@ static void btsso_register_hooks(apr_pool_t *p)
     ap_hook_map_to_storage(btsso_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(btsso_sp_handler, NULL, NULL, APR_HOOK_FIRST);
     btsso_register_auth_hooks(p);
+    btsso_register_attr_hooks(p);     /* Require btsso-attr, btsso-account */
     btsso_register_admin_hooks(p);
 }
 

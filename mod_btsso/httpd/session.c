@@ -33,6 +33,7 @@
 #include "btsso_session.h"
 #include "btsso_acct.h"
 #include "core/url.h"
+#include "core/session_record.h"
 
 APLOG_USE_MODULE(btsso);
 
@@ -82,7 +83,8 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                   sc->session_cache, NULL);
     shared_cache *c = NULL;
     const char *name, *args = NULL, *sep, *err;
-    /* keys: 32-byte digests; values: a session of ~400 bytes of JSON */
+    /* keys: 32-byte digests; values: a session record of a few hundred
+     * bytes (more with many attributes: up to BTSSO_SESSION_RECORD_MAX) */
     struct ap_socache_hints hints = { 32, 480, apr_time_from_sec(3600) };
     apr_status_t rv;
     void *seen = NULL;
@@ -216,8 +218,20 @@ static void cache_unlock(btsso_srv_cfg *sc)
     }
 }
 
+static apr_status_t cache_put_octets(request_rec *r, const char *key,
+                                     const unsigned char *value,
+                                     apr_size_t len, apr_time_t expiry);
+
 static apr_status_t cache_put(request_rec *r, const char *key,
                               const char *value, apr_time_t expiry)
+{
+    return cache_put_octets(r, key, (const unsigned char *)value,
+                            strlen(value), expiry);
+}
+
+static apr_status_t cache_put_octets(request_rec *r, const char *key,
+                                     const unsigned char *value,
+                                     apr_size_t len, apr_time_t expiry)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
     apr_status_t rv;
@@ -227,7 +241,7 @@ static apr_status_t cache_put(request_rec *r, const char *key,
                                      raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                      KEY_BYTES, expiry,
                                      (unsigned char *)value,
-                                     (unsigned int)strlen(value), r->pool);
+                                     (unsigned int)len, r->pool);
     cache_unlock(sc);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
@@ -237,11 +251,14 @@ static apr_status_t cache_put(request_rec *r, const char *key,
     return rv;
 }
 
-static const char *cache_get(request_rec *r, const char *key)
+/* The value under key (NUL-terminated, *out_len octets before it), or
+ * NULL; at most max octets are read. */
+static const unsigned char *cache_get(request_rec *r, const char *key,
+                                      apr_size_t max, apr_size_t *out_len)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
-    unsigned int len = MAX_VALUE;
+    unsigned char *buf = apr_palloc(r->pool, max + 1);
+    unsigned int len = (unsigned int)max;
     apr_status_t rv;
 
     cache_lock(sc);
@@ -259,7 +276,8 @@ static const char *cache_get(request_rec *r, const char *key)
         return NULL;
     }
     buf[len] = '\0';
-    return (const char *)buf;
+    *out_len = len;
+    return buf;
 }
 
 static void cache_del(request_rec *r, const char *key)
@@ -305,88 +323,85 @@ static const char *jstr(json_t *o, const char *k, apr_pool_t *p)
     return v ? apr_pstrdup(p, v) : NULL;
 }
 
-static char *session_to_json(const btsso_session_t *ss)
+/*
+ * The session as its compact record (core/session_record.h): a protected
+ * request decodes it without jansson, pointing into the cache buffer.
+ * A record of another format or version -- the JSON records of the
+ * versions before it, left in a memcached or redis after an upgrade -- is
+ * no session: the person signs in once more (sessions are short-lived).
+ */
+static unsigned char *session_to_record(apr_pool_t *p,
+                                        const btsso_session_t *ss,
+                                        apr_size_t *len)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s?, s:s?, s:I, "
-                          "s:I, s:I, s:I, s:I, s:I}",
-                          "sp", ss->sp_id,
-                          "account", ss->account,
-                          "email", ss->email,
-                          "name_id", ss->name_id,
-                          "name_id_format", ss->name_id_format,
-                          "idp", ss->idp,
-                          "session_index", ss->session_index,
-                          "extension", ss->extension,
-                          "created", (json_int_t)apr_time_sec(ss->created),
-                          "expires", (json_int_t)apr_time_sec(ss->expires),
-                          "last", (json_int_t)apr_time_sec(ss->last_seen),
-                          "ep", (json_int_t)ss->epoch,
-                          "rs", (json_int_t)ss->revoke_seq,
-                          "uc", (json_int_t)apr_time_sec(ss->user_checked));
-    char *text;
+    btsso_session_record_t rec;
 
-    if (o == NULL) {
-        return NULL;
-    }
-    text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return text;
+    rec.sp_id = ss->sp_id;
+    rec.account = ss->account;
+    rec.email = ss->email;
+    rec.extension = ss->extension;
+    rec.name_id = ss->name_id;
+    rec.name_id_format = ss->name_id_format;
+    rec.idp = ss->idp;
+    rec.session_index = ss->session_index;
+    rec.created = ss->created;
+    rec.expires = ss->expires;
+    rec.last_seen = ss->last_seen;
+    rec.epoch = ss->epoch;
+    rec.revoke_seq = ss->revoke_seq;
+    rec.user_checked = ss->user_checked;
+    rec.attributes = ss->attributes;
+    return btsso_session_record_encode(p, &rec, len);
 }
 
-static btsso_session_t *session_from_json(apr_pool_t *p, const char *text)
+static btsso_session_t *session_from_record(apr_pool_t *p,
+                                            const unsigned char *buf,
+                                            apr_size_t len)
 {
-    json_error_t jerr;
-    json_t *o = json_loads(text, 0, &jerr);
+    btsso_session_record_t rec;
     btsso_session_t *ss;
 
-    if (o == NULL) {
+    if (!btsso_session_record_decode(p, buf, len, &rec)) {
         return NULL;
     }
     ss = apr_pcalloc(p, sizeof(*ss));
-    ss->sp_id = jstr(o, "sp", p);
-    ss->account = jstr(o, "account", p);
-    ss->email = jstr(o, "email", p);
-    ss->name_id = jstr(o, "name_id", p);
-    ss->name_id_format = jstr(o, "name_id_format", p);
-    ss->idp = jstr(o, "idp", p);
-    ss->session_index = jstr(o, "session_index", p);
-    ss->extension = jstr(o, "extension", p);
-    ss->created = apr_time_from_sec(
-        json_integer_value(json_object_get(o, "created")));
-    ss->expires = apr_time_from_sec(
-        json_integer_value(json_object_get(o, "expires")));
-    ss->last_seen = apr_time_from_sec(
-        json_integer_value(json_object_get(o, "last")));
-    /* absent (a session made before sessions followed the account): 0,
-     * older than any account's epoch, so it ends */
-    ss->epoch = json_integer_value(json_object_get(o, "ep"));
-    ss->revoke_seq = json_integer_value(json_object_get(o, "rs"));
-    ss->user_checked = apr_time_from_sec(
-        json_integer_value(json_object_get(o, "uc")));
-    json_decref(o);
-    if (ss->account == NULL || ss->email == NULL || ss->name_id == NULL
-        || ss->idp == NULL) {
-        return NULL;
-    }
+    ss->sp_id = rec.sp_id;
+    ss->account = rec.account;
+    ss->email = rec.email;
+    ss->extension = rec.extension;
+    ss->name_id = rec.name_id;
+    ss->name_id_format = rec.name_id_format;
+    ss->idp = rec.idp;
+    ss->session_index = rec.session_index;
+    ss->created = rec.created;
+    ss->expires = rec.expires;
+    ss->last_seen = rec.last_seen;
+    ss->epoch = rec.epoch;
+    ss->revoke_seq = rec.revoke_seq;
+    ss->user_checked = rec.user_checked;
+    ss->attributes = rec.attributes;
     return ss;
 }
 
 static apr_status_t session_store(request_rec *r, btsso_session_t *ss)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    char *text = session_to_json(ss);
+    apr_size_t len = 0;
+    unsigned char *rec = session_to_record(r->pool, ss, &len);
     apr_time_t expiry = ss->last_seen + sc->session_idle_timeout;
-    apr_status_t rv;
 
-    if (text == NULL) {
-        return APR_ENOMEM;
+    if (rec == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "BTSSO0343: account %s: the session cannot be "
+                      "recorded (a value is missing, or the session "
+                      "exceeds %d octets)", ss->account,
+                      BTSSO_SESSION_RECORD_MAX);
+        return APR_EINVAL;
     }
     if (expiry > ss->expires) {
         expiry = ss->expires;
     }
-    rv = cache_put(r, session_key(r, ss->token), text, expiry);
-    free(text);
-    return rv;
+    return cache_put_octets(r, session_key(r, ss->token), rec, len, expiry);
 }
 
 static const char *session_cookie(request_rec *r)
@@ -758,7 +773,8 @@ btsso_session_t *btsso_session_get(request_rec *r)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *token;
-    const char *text;
+    const unsigned char *rec;
+    apr_size_t len = 0;
     btsso_session_t *ss;
     apr_time_t now;
     const char *why = NULL;
@@ -772,12 +788,23 @@ btsso_session_t *btsso_session_get(request_rec *r)
     if (token == NULL) {
         return NULL;
     }
-    text = cache_get(r, session_key(r, token));
-    if (text == NULL) {
+    rec = cache_get(r, session_key(r, token), BTSSO_SESSION_RECORD_MAX,
+                    &len);
+    if (rec == NULL) {
         return NULL;
     }
-    ss = session_from_json(r->pool, text);
+    ss = session_from_record(r->pool, rec, len);
     if (ss == NULL) {
+        /* an old module's JSON record, or one altered in the cache: no
+         * session, and gone, so that this is said once */
+        cache_del(r, session_key(r, token));
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "BTSSO0344: a session record in '%s' is not one this "
+                      "version reads (%s, %" APR_SIZE_T_FMT " octets): "
+                      "treated as no session and removed",
+                      sc->session_cache,
+                      len > 0 && rec[0] == '{' ? "an older version's JSON"
+                                               : "malformed", len);
         return NULL;
     }
     ss->token = token;

@@ -6,7 +6,7 @@
 #                                      what the runs found (-merge=1)
 #   sh t/fuzz/run.sh NAME build        only build the fuzzer
 #
-# NAME: response metadata cert multipart url cookie redirect logout.
+# NAME: response metadata cert multipart url cookie redirect logout session.
 # The core library is configured out of tree with clang-14 and
 # -fsanitize=fuzzer-no-link,address,undefined into $FUZZ_BUILDDIR
 # (default: build-fuzz at the top of the tree), the harness linked with
@@ -33,6 +33,7 @@ case $name in
     cookie)   max_len=1024 ;;
     redirect) max_len=8192; dict=url ;;
     logout)   max_len=8192; dict=saml ;;
+    session)  max_len=8192 ;;
     *) echo "run.sh: unknown harness '$name'" >&2; exit 2 ;;
 esac
 src=$top/t/fuzz/fuzz_$name.c
