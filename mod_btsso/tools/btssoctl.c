@@ -58,8 +58,6 @@ static const char usage_text[] =
     "  schema sqlite3|pgsql                   print the schema as SQL\n"
     "  session revoke ACCOUNT [EMAIL]         end a user's sessions, or all\n"
     "  audit ACCOUNT [--since TIME]           the audit trail, newest first\n"
-    "                                         (TIME: unix seconds or UTC\n"
-    "                                         YYYY-MM-DD[THH:MM[:SS]][Z])\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
