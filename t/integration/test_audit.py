@@ -446,3 +446,43 @@ def test_btssoctl_enable_needs_no_test(portal):
     assert j[0]["action"] == "sso.enable"
     assert j[0]["actor"].startswith("btssoctl:")
     assert not any(a["action"] == "sso.enable_untested" for a in j)
+
+
+def test_every_btssoctl_change_is_audited(portal):
+    """Each btssoctl change leaves a row in the name of its unix user."""
+    import pwd
+    actor = "btssoctl:" + pwd.getpwuid(os.stat(portal.httpd.db).st_uid) \
+        .pw_name
+    from adminlib import make_cert, sha256_of_pem
+    crt = make_cert(portal.tmp, "ctl", 30)
+    portal.httpd.fix_perms()
+    sha = sha256_of_pem(crt)
+    md = os.path.join(portal.tmp, "idp-acme.xml")
+    with open(md) as f:
+        doc = f.read()
+    with open(md, "w") as f:
+        f.write(doc + "\n<!-- again -->\n")
+    steps = [
+        (("account", "add", "third"), "third", "account.add"),
+        (("user", "add", "acme", "110", "zed@example.com"), "acme",
+         "user.add"),
+        (("idp", "import", "acme", md), "acme", "idp.set"),
+        (("attr", "set", "acme", "email"), "acme", "idp.email"),
+        (("cert", "add", "acme", crt), "acme", "cert.add"),
+        (("cert", "role", "acme", sha, "secondary"), "acme", "cert.role"),
+        (("cert", "remove", "acme", sha), "acme", "cert.remove"),
+        (("enable", "acme"), "acme", "sso.enable"),
+        (("session", "revoke", "acme", BOB), "acme",
+         "sessions.revoke_user"),
+        (("session", "revoke", "acme"), "acme", "sessions.revoke_all"),
+        (("account", "domain", "add", "acme", "example.com"), "acme",
+         "domain.add"),
+        (("account", "domain", "remove", "acme", "example.com"), "acme",
+         "domain.remove"),
+        (("disable", "acme"), "acme", "sso.disable"),
+    ]
+    for args, account, action in steps:
+        portal.ctl(*args)
+        row = json.loads(portal.ctl("audit", account, json_out=True)
+                         .stdout)["audit"][0]
+        assert (row["actor"], row["action"]) == (actor, action), args
