@@ -482,7 +482,8 @@ def test_enable_disable_allow_password(portal):
                                          "allow_password": 1}):
         assert ann.put("enabled", json=bad).status_code == 400
     actions = [row[3] for row in portal.audit("acme")]
-    assert actions[-3:] == ["sso.enable", "sso.enable", "sso.disable"]
+    assert actions[-4:] == ["sso.enable", "sso.enable_untested",
+                            "sso.enable", "sso.disable"]
 
 
 def test_expired_only_certificates(portal):
