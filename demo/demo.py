@@ -343,7 +343,9 @@ def main():
         '/sso/test/newco</a>): sign in at New Co\'s IdP as <code>nina'
         '</code> / <code>nina-password</code>; the result names the user '
         'of the account the email maps to.',
-        '<b>Step 7</b>: tick <i>Enable SSO Service</i>, <i>Save</i>.',
+        '<b>Step 7</b>: tick <i>Enable SSO Service</i>, <i>Save</i> (it '
+        'needs the passing test of step 6 by Nina, an administrator of the '
+        'account: without one the page asks you to test first).',
     ]
     newco_after = (
         '<p>From then on New Co\'s users sign in through their IdP: <a '
@@ -523,7 +525,8 @@ B. Account "newco": set up SSO yourself, as its administrator
        which the IdP loaded at start (see {nidp}/module.php/core/frontpage_federation.php,
        Login as administrator: btsso-test-admin)
     4. Step 6: Test SSO login, at the IdP as nina / nina-password
-    5. Step 7: tick Enable SSO Service, Save
+    5. Step 7: tick Enable SSO Service, Save (after step 6's passing
+       test login of an administrator: without one, "Test first")
   Then New Co's users sign in through the IdP at {nidp}/:
 {nusers}
   and their portal passwords are refused ({base}/legacy/, {base}/admin/);

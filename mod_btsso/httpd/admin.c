@@ -71,7 +71,7 @@ typedef struct admin_req {
 
 static const char *const endpoints[] = {
     "config", "metadata", "email-attribute", "certificates", "sp-metadata",
-    "duplicate-emails", "enabled", NULL
+    "duplicate-emails", "enabled", "audit", NULL
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -618,6 +618,26 @@ static const char *missing_text(apr_pool_t *p,
     return text;
 }
 
+/* Whether an administrator's test login counts for enabling SSO now
+ * (SPEC "PUT enabled"), and the last one on record. */
+static btsso_error_t *test_json(admin_req *ar, json_t **out)
+{
+    btsso_test_state_t ts;
+    btsso_error_t *e;
+
+    if ((e = btsso_store_test_state(ar->store, ar->r->pool, ar->account,
+                                    &ts)) != NULL) {
+        return e;
+    }
+    *out = json_pack("{s:b, s:o, s:o, s:b}", "passed", ts.passed,
+                     "by", json_str_or_null(ts.by),
+                     "at", ts.on_record ? json_string(iso_time(ar->r->pool,
+                                                               ts.at))
+                                        : json_null(),
+                     "outdated", ts.on_record && !ts.passed);
+    return NULL;
+}
+
 /* The state of the account, read straight from the store (not the
  * per-process cache) so that the version matches what is shown. */
 static btsso_error_t *config_json(admin_req *ar, json_t **out)
@@ -703,6 +723,11 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
                                            "metadata_url", addr.metadata_url));
     json_object_set_new(o, "test_url", json_string(apr_pstrcat(
         r->pool, sc->base_url, sc->sp_path, "/test/", ar->account, NULL)));
+    if ((e = test_json(ar, &a)) != NULL) {
+        json_decref(o);
+        return e;
+    }
+    json_object_set_new(o, "sso_test", a);
     json_object_set_new(o, "csrf_token", json_string(token));
     json_object_set_new(o, "max_upload", json_integer(sc->metadata_max_size));
     *out = o;
@@ -1067,18 +1092,23 @@ static int put_enabled(admin_req *ar)
     }
     if (!json_is_boolean(json_object_get(j, "enabled"))
         || (json_object_get(j, "allow_password") != NULL
-            && !json_is_boolean(json_object_get(j, "allow_password")))) {
+            && !json_is_boolean(json_object_get(j, "allow_password")))
+        || (json_object_get(j, "confirm_untested") != NULL
+            && !json_is_boolean(json_object_get(j, "confirm_untested")))) {
         return send_error(ar, err_make(ar, 400, "bad_request",
                                        "Send \"enabled\" (and optionally "
-                                       "\"allow_password\") as true or "
+                                       "\"allow_password\", "
+                                       "\"confirm_untested\") as true or "
                                        "false."));
     }
-    e = btsso_store_set_enabled(ar->store, r->pool, ar->account,
-                                json_is_true(json_object_get(j, "enabled")),
-                                json_is_true(json_object_get(
-                                    j, "allow_password")),
-                                ar->version, apr_time_now(), ar->user,
-                                &dups, &missing);
+    /* turning SSO on needs a passing test login of an admin (audit_trail.c
+     * records it), unless confirm_untested */
+    e = btsso_store_set_enabled_tested(
+        ar->store, r->pool, ar->account,
+        json_is_true(json_object_get(j, "enabled")),
+        json_is_true(json_object_get(j, "allow_password")),
+        json_is_true(json_object_get(j, "confirm_untested")),
+        ar->version, apr_time_now(), ar->user, &dups, &missing);
     if (e == NULL) {
         return changed(ar);
     }
@@ -1099,6 +1129,11 @@ static int put_enabled(admin_req *ar)
             r->pool, "SSO cannot be enabled while users of this account "
             "share a contact email: ", list, ". Give each user and call "
             "queue its own email first.", NULL)));
+    }
+    else if (strcmp(e->code, "untested") == 0) {
+        json_object_set_new(body, "test_url", json_string(apr_pstrcat(
+            r->pool, ar->sc->base_url, ar->sc->sp_path, "/test/",
+            ar->account, NULL)));
     }
     else if (strcmp(e->code, "incomplete") == 0) {
         json_object_set_new(body, "missing", missing_json(missing));
@@ -1172,6 +1207,12 @@ static int dispatch(admin_req *ar)
             return method_not_allowed(r, BIT(M_PUT) | BIT(M_DELETE));
         }
         return change_certificate(ar);
+    }
+    if (!strcmp(ep, "audit")) {
+        if (m != M_GET) {
+            return method_not_allowed(r, BIT(M_GET));
+        }
+        return btsso_admin_get_audit(r, ar->store, ar->account);
     }
     if (*ep == '\0' || !strcmp(ep, "config") || !strcmp(ep, "sp-metadata")
         || !strcmp(ep, "duplicate-emails")) {

@@ -7,6 +7,7 @@
 #define BTSSO_ADMIN_H
 
 #include <httpd.h>
+#include "store/store.h"
 
 /* How long a CSRF token from GET config stays valid. */
 #define BTSSO_CSRF_LIFETIME apr_time_from_sec(12 * 3600)
@@ -33,5 +34,9 @@ int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
 
 /* admin_page.c: GET /<account>/, the set-up page. */
 int btsso_admin_send_page(request_rec *r, const char *account);
+
+/* audit_trail.c: GET /<account>/audit (JSON pages, ?format=csv). */
+int btsso_admin_get_audit(request_rec *r, btsso_store_t *st,
+                          const char *account);
 
 #endif /* BTSSO_ADMIN_H */

@@ -31,6 +31,15 @@ int btsso_send_test_result(request_rec *r, const char *account,
                            const btsso_user_t *user,
                            const btsso_error_t *err);
 
+/* audit_trail.c: a /test/<account> login succeeded for email (checked with
+ * e's settings): record it when email administers the account, for
+ * PUT enabled's test rule; the outcome goes to r->notes BTSSO_NOTE_TEST
+ * ("counted", "not_admin", "stale", "error") for the result page. */
+#define BTSSO_NOTE_TEST "btsso-test-counted"
+void btsso_test_record(request_rec *r, btsso_store_t *st,
+                       const char *account, const btsso_acct_entry *e,
+                       const char *email);
+
 /* ---- the endpoints, one file each (sp_routes.c dispatches) -------------- */
 
 /* h_login.c */

@@ -334,6 +334,9 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
             "email %s (assertion %s)", email, a->assertion_id);
     }
     if (test) {
+        if (err == NULL) {
+            btsso_test_record(r, st, account, e, email);
+        }
         return btsso_send_test_result(r, account, a, email, user, err);
     }
     if (err != NULL) {

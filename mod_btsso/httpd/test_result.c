@@ -3,6 +3,8 @@
  * sent and what mod_btsso made of it, so an administrator can check the
  * set-up before enforcing SSO.  No session is created.
  */
+#include <string.h>
+
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -15,6 +17,29 @@
 APLOG_USE_MODULE(btsso);
 
 #define H(s) ap_escape_html(r->pool, (s) ? (s) : "")
+
+/* Whether this success lets an administrator enable SSO (audit_trail.c). */
+static void test_counted_note(request_rec *r)
+{
+    const char *n = apr_table_get(r->notes, BTSSO_NOTE_TEST);
+
+    if (n == NULL) {
+        return;
+    }
+    ap_rprintf(r, "<p id=\"counts\" class=\"%s\">%s</p>",
+               strcmp(n, "counted") == 0 ? "ok" : "bad",
+               strcmp(n, "counted") == 0
+               ? "This test counts: an administrator of the account signed "
+                 "in, so SSO can now be enabled."
+               : strcmp(n, "not_admin") == 0
+               ? "This test does not count for enabling SSO: the person "
+                 "who signed in is not an administrator of this account. "
+                 "An administrator must pass the test."
+               : strcmp(n, "stale") == 0
+               ? "This test does not count for enabling SSO: the settings "
+                 "changed while it ran. Test again."
+               : "This test could not be recorded; try again shortly.");
+}
 
 int btsso_send_test_result(request_rec *r, const char *account,
                            const btsso_assertion_t *a, const char *email,
@@ -41,6 +66,7 @@ int btsso_send_test_result(request_rec *r, const char *account,
         ap_rprintf(r, "<p class=\"ok\" id=\"verdict\"><strong>Success.</strong>"
                    " This person would be signed in as user %s "
                    "(extension %s).</p>", H(user->email), H(user->extension));
+        test_counted_note(r);
     }
     else {
         ap_rprintf(r, "<p class=\"bad\" id=\"verdict\"><strong>Sign-in would "

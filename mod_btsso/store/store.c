@@ -447,6 +447,42 @@ static const char *const v3_mysql[] = {
     NULL
 };
 
+/* ---- version 5 (audit) -------------------------------------------------- */
+
+/* Enabling SSO after a passing test (SPEC "PUT enabled", 409 untested).
+ * trust_version is the account version of the last change to what decides
+ * who may sign in (IdP, its certificates, the email mapping); a test login
+ * made with the settings of version V counts while V >= trust_version.
+ * tested_version/at/by: the last such test whose email maps to an admin. */
+static const char *const v5_sqlite3[] = {
+    "ALTER TABLE accounts ADD COLUMN trust_version BIGINT NOT NULL"
+    " DEFAULT 0",
+    "ALTER TABLE accounts ADD COLUMN tested_version BIGINT NOT NULL"
+    " DEFAULT 0",
+    "ALTER TABLE accounts ADD COLUMN tested_at BIGINT",
+    "ALTER TABLE accounts ADD COLUMN tested_by VARCHAR(254)",
+    NULL
+};
+
+static const char *const v5_pgsql[] = {
+    "ALTER TABLE accounts ADD COLUMN trust_version BIGINT NOT NULL"
+    " DEFAULT 0",
+    "ALTER TABLE accounts ADD COLUMN tested_version BIGINT NOT NULL"
+    " DEFAULT 0",
+    "ALTER TABLE accounts ADD COLUMN tested_at BIGINT",
+    "ALTER TABLE accounts ADD COLUMN tested_by VARCHAR(254)",
+    NULL
+};
+
+static const char *const v5_mysql[] = {
+    "ALTER TABLE accounts"
+    " ADD COLUMN trust_version BIGINT NOT NULL DEFAULT 0,"
+    " ADD COLUMN tested_version BIGINT NOT NULL DEFAULT 0,"
+    " ADD COLUMN tested_at BIGINT,"
+    " ADD COLUMN tested_by VARCHAR(254)",
+    NULL
+};
+
 /* A step without its mysql array still builds (the lead ports DDL at
  * merge): btsso_store_init and btssoctl schema then refuse MySQL with
  * "schema step N has no mysql form", and test_store's test_schema_dialects
@@ -455,6 +491,7 @@ static const schema_step_t schema_steps[] = {
     { 1, v1_sqlite3, v1_pgsql, v1_mysql },
     { 2, v2_sqlite3, v2_pgsql, v2_mysql },
     { 3, v3_sqlite3, v3_pgsql, v3_mysql },
+    { 5, v5_sqlite3, v5_pgsql, v5_mysql },
 };
 
 #define SCHEMA_STEP_COUNT \
@@ -1362,6 +1399,14 @@ static btsso_error_t *audit_write(btsso_store_t *s, apr_pool_t *p,
                         actor != NULL && *actor != '\0' ? actor : "unknown",
                         action, detail));
 }
+
+/* audit section: the change alters who may sign in (see v5); and the
+ * test-login rule of enabling */
+static btsso_error_t *trust_changed(btsso_store_t *s, apr_pool_t *p,
+                                    const char *account);
+static btsso_error_t *test_gate(btsso_store_t *s, apr_pool_t *p,
+                                const char *account, int confirmed,
+                                int *untested);
 
 /* ---- accounts ----------------------------------------------------------- */
 
@@ -2279,7 +2324,7 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
     btsso_idp_t *old = NULL;
     btsso_error_t *err;
     const char *at;
-    int i, added = 0;
+    int i, added = 0, trust = 0;
 
     if ((err = check_account_id(s, account)) != NULL) {
         return err;
@@ -2325,6 +2370,10 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                                    col_i64(r, 1) ? " (shared)" : "");
         }
     }
+    /* the same document again (a refresh finding nothing new) leaves a
+     * passing test standing */
+    trust = old == NULL || old->shared != (shared != 0)
+            || strcmp(old->metadata_xml, xml) != 0;
     if (err == NULL && old == NULL) {
         err = db_exec(s, tmp, "btsso_idp_insert", NULL,
                       ARGS(account, md->entity_id, shared ? "1" : "0", xml,
@@ -2360,6 +2409,7 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
             || !has_usable_signing_cert(stored, now))) {
         /* A new IdP must not be verified with the old IdP's keys. */
         int assigned = 0;
+        trust = 1;
         err = db_exec(s, tmp, "btsso_cert_clear_role", NULL,
                       ARGS(account, "primary"));
         if (err == NULL) {
@@ -2377,6 +2427,9 @@ btsso_error_t *btsso_store_idp_set(btsso_store_t *s, const char *account,
                 assigned++;
             }
         }
+    }
+    if (err == NULL && (trust || added > 0)) {
+        err = trust_changed(s, tmp, account);
     }
     if (err == NULL) {
         err = audit_write(s, tmp, now, account, actor, "idp.set",
@@ -2436,6 +2489,9 @@ btsso_error_t *btsso_store_email_set(btsso_store_t *s, const char *account,
         err = db_exec(s, tmp, "btsso_idp_email", NULL,
                       ARGS(attribute, name_id ? "1" : "0",
                            i64(tmp, apr_time_sec(now)), account));
+    }
+    if (err == NULL) {
+        err = trust_changed(s, tmp, account);
     }
     if (err == NULL) {
         err = audit_write(s, tmp, now, account, actor, "idp.email",
@@ -2514,6 +2570,9 @@ btsso_error_t *btsso_store_cert_add(btsso_store_t *s, const char *account,
                        btsso_cert_role_name(role)) != 0) {
         err = cert_assign(s, tmp, account, cert->sha256, role);
         action = "cert.role";
+    }
+    if (err == NULL && action != NULL) {
+        err = trust_changed(s, tmp, account);
     }
     if (err == NULL && action != NULL) {
         err = audit_write(s, tmp, now, account, actor, action,
@@ -2621,6 +2680,9 @@ btsso_error_t *btsso_store_cert_role(btsso_store_t *s, const char *account,
         err = keep_usable_cert(s, tmp, account, now);
     }
     if (err == NULL && !unchanged) {
+        err = trust_changed(s, tmp, account);
+    }
+    if (err == NULL && !unchanged) {
         err = audit_write(s, tmp, now, account, actor, "cert.role",
                           apr_psprintf(tmp, "sha256=%s role=%s", fp,
                                        btsso_cert_role_name(role)));
@@ -2660,6 +2722,9 @@ btsso_error_t *btsso_store_cert_remove(btsso_store_t *s, const char *account,
     }
     if (err == NULL) {
         err = keep_usable_cert(s, tmp, account, now);
+    }
+    if (err == NULL) {
+        err = trust_changed(s, tmp, account);
     }
     if (err == NULL) {
         err = audit_write(s, tmp, now, account, actor, "cert.remove",
@@ -2718,19 +2783,22 @@ static const char *joined(apr_pool_t *p, const apr_array_header_t *words)
     return apr_array_pstrcat(p, words, ',');
 }
 
-btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
-                                       const char *account, int enabled,
-                                       int allow_password,
-                                       apr_int64_t expected_version,
-                                       apr_time_t now, const char *actor,
-                                       apr_array_header_t **dups,
-                                       apr_array_header_t **missing)
+/* test_rule: 0 none (btssoctl), 1 a passing test login is required, 2 the
+ * administrator enables without one (confirm_untested, audited). */
+static btsso_error_t *set_enabled(btsso_store_t *s, apr_pool_t *p,
+                                  const char *account, int enabled,
+                                  int allow_password,
+                                  apr_int64_t expected_version,
+                                  apr_time_t now, const char *actor,
+                                  int test_rule, apr_array_header_t **dups,
+                                  apr_array_header_t **missing)
 {
     apr_pool_t *tmp;
     apr_dbd_transaction_t *txn;
     apr_array_header_t *found_dups = NULL, *found_missing = NULL, *certs;
     btsso_idp_t *idp = NULL;
     btsso_error_t *err;
+    int untested = 0;
 
     if (dups != NULL) {
         *dups = apr_array_make(p, 1, sizeof(btsso_dup_email_t *));
@@ -2785,6 +2853,9 @@ btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
                                    "account %s misses %s", account,
                                    joined(tmp, found_missing));
         }
+        if (err == NULL && test_rule != 0) {
+            err = test_gate(s, tmp, account, test_rule == 2, &untested);
+        }
     }
     if (err == NULL) {
         err = db_exec(s, tmp, "btsso_account_enable", NULL,
@@ -2802,10 +2873,28 @@ btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
                           apr_psprintf(tmp, "allow_password=%d",
                                        allow_password ? 1 : 0));
     }
+    if (err == NULL && untested) {
+        err = audit_write(s, tmp, now, account, actor, "sso.enable_untested",
+                          "confirm_untested: enabled without a passing "
+                          "test login since the last IdP, certificate or "
+                          "email mapping change");
+    }
     err = txn_end(s, tmp, txn, err, 0);
 done:
     apr_pool_destroy(tmp);
     return err;
+}
+
+btsso_error_t *btsso_store_set_enabled(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account, int enabled,
+                                       int allow_password,
+                                       apr_int64_t expected_version,
+                                       apr_time_t now, const char *actor,
+                                       apr_array_header_t **dups,
+                                       apr_array_header_t **missing)
+{
+    return set_enabled(s, p, account, enabled, allow_password,
+                       expected_version, now, actor, 0, dups, missing);
 }
 
 /* ---- sessions -------------------------------------------------------------- */
@@ -2972,4 +3061,195 @@ btsso_error_t *btsso_store_audit_list(btsso_store_t *s, apr_pool_t *p,
         APR_ARRAY_PUSH(*out, btsso_audit_t *) = a;
     }
     return NULL;
+}
+
+/* ---- audit (the trail read back; enabling after a passing test) ------- */
+
+#define AUDIT_NO_BOUND "9223372036854775807"
+
+btsso_error_t *btsso_store_audit_page(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      apr_int64_t before, apr_time_t since,
+                                      int limit, apr_array_header_t **out,
+                                      apr_int64_t *next)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 16, sizeof(btsso_audit_t *));
+    *next = 0;
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (limit < 1) {
+        limit = AUDIT_DEFAULT_LIMIT;
+    }
+    if (limit > BTSSO_AUDIT_PAGE_MAX) {
+        limit = BTSSO_AUDIT_PAGE_MAX;
+    }
+    /* one row beyond the page tells whether there is a next one */
+    err = db_select(s, p, "btsso_audit_page", &rows,
+                    ARGS(account, before > 0 ? i64(p, before)
+                                             : AUDIT_NO_BOUND,
+                         i64(p, since > 0 ? apr_time_sec(since) : 0),
+                         apr_itoa(p, limit + 1)));
+    if (err != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts && i < limit; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_audit_t *a = apr_pcalloc(p, sizeof(*a));
+
+        a->id = col_i64(r, 0);
+        a->at = apr_time_from_sec(col_i64(r, 1));
+        a->account = account;
+        a->actor = col_text(r, 2);
+        a->action = col_text(r, 3);
+        a->detail = col_text(r, 4);
+        APR_ARRAY_PUSH(*out, btsso_audit_t *) = a;
+    }
+    if (rows->nelts > limit && limit > 0) {
+        *next = APR_ARRAY_IDX(*out, limit - 1, btsso_audit_t *)->id;
+    }
+    return NULL;
+}
+
+static btsso_error_t *trust_changed(btsso_store_t *s, apr_pool_t *p,
+                                    const char *account)
+{
+    /* after bump_version, in the same transaction: the new version */
+    return db_exec(s, p, "btsso_trust_changed", NULL, ARGS(account));
+}
+
+static btsso_error_t *test_state_read(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      btsso_test_state_t *out)
+{
+    apr_array_header_t *rows;
+    const db_row_t *r;
+    btsso_error_t *err;
+
+    memset(out, 0, sizeof(*out));
+    if ((err = db_select(s, p, "btsso_trust_get", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    if (rows->nelts == 0) {
+        return not_found(s, account);
+    }
+    r = &APR_ARRAY_IDX(rows, 0, db_row_t);
+    out->version = col_i64(r, 0);
+    out->trust_version = col_i64(r, 1);
+    out->tested_version = col_i64(r, 2);
+    out->on_record = col_i64(r, 3) > 0;
+    out->at = apr_time_from_sec(col_i64(r, 3));
+    out->by = out->on_record ? col_text(r, 4) : NULL;
+    out->sso_enabled = col_i64(r, 5) != 0;
+    out->passed = out->on_record && out->tested_version > 0
+                  && out->tested_version >= out->trust_version;
+    return NULL;
+}
+
+btsso_error_t *btsso_store_test_state(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      btsso_test_state_t *out)
+{
+    btsso_error_t *err;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    return test_state_read(s, p, account, out);
+}
+
+/* Inside set_enabled's transaction, after the account row is locked: only
+ * turning SSO on needs the test; changing allow_password of an enabled
+ * account does not. */
+static btsso_error_t *test_gate(btsso_store_t *s, apr_pool_t *p,
+                                const char *account, int confirmed,
+                                int *untested)
+{
+    btsso_test_state_t ts;
+    btsso_error_t *err;
+
+    *untested = 0;
+    if ((err = test_state_read(s, p, account, &ts)) != NULL
+        || ts.sso_enabled || ts.passed) {
+        return err;
+    }
+    if (confirmed) {
+        *untested = 1;
+        return NULL;
+    }
+    return btsso_error_make(s->pool, 409, "untested",
+                            "Test the login first: no test login of an "
+                            "administrator of this account has succeeded "
+                            "since the IdP, its certificates or the email "
+                            "mapping last changed.",
+                            "account %s: %s", account,
+                            ts.on_record ? "the last passing test is older "
+                                           "than the last change"
+                                         : "no passing test on record");
+}
+
+btsso_error_t *btsso_store_set_enabled_tested(btsso_store_t *s,
+                                              apr_pool_t *p,
+                                              const char *account,
+                                              int enabled, int allow_password,
+                                              int confirm_untested,
+                                              apr_int64_t expected_version,
+                                              apr_time_t now,
+                                              const char *actor,
+                                              apr_array_header_t **dups,
+                                              apr_array_header_t **missing)
+{
+    return set_enabled(s, p, account, enabled, allow_password,
+                       expected_version, now, actor,
+                       confirm_untested ? 2 : 1, dups, missing);
+}
+
+btsso_error_t *btsso_store_test_passed(btsso_store_t *s, const char *account,
+                                       const char *email,
+                                       apr_int64_t version, apr_time_t now,
+                                       int *counted)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    btsso_error_t *err;
+    int is_admin = 0, n = 0;
+
+    *counted = 0;
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (email == NULL || !printable(email, 254) || version < 1) {
+        return NULL;
+    }
+    if ((err = btsso_store_is_admin(s, account, email, &is_admin)) != NULL
+        || !is_admin) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    /* Counts only when the settings the login was checked with (version)
+     * hold every trust change; a copy cached from before the last change
+     * proves nothing about the current settings. */
+    err = db_exec(s, tmp, "btsso_trust_tested", &n,
+                  ARGS(i64(tmp, version), i64(tmp, apr_time_sec(now)), email,
+                       account, i64(tmp, version)));
+    if (err == NULL && n == 1) {
+        err = audit_write(s, tmp, now, account, email, "sso.test_passed",
+                          apr_psprintf(tmp, "email=%s settings_version=%"
+                                       APR_INT64_T_FMT, email, version));
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+    if (err == NULL) {
+        *counted = n == 1 ? 1 : -1;
+    }
+done:
+    apr_pool_destroy(tmp);
+    return err;
 }

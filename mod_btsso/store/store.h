@@ -21,7 +21,7 @@
 #include "crypto/cert.h"
 #include "saml/metadata.h"
 
-#define BTSSO_SCHEMA_VERSION 3
+#define BTSSO_SCHEMA_VERSION 5
 
 /* Labels of the statements an operator may override by directive. */
 #define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */
@@ -139,6 +139,7 @@ typedef struct btsso_audit_t {
     const char *actor;
     const char *action;
     const char *detail;
+    apr_int64_t id;             /* btsso_store_audit_page only */
 } btsso_audit_t;
 
 /* ---- accounts and users ------------------------------------------------ */
@@ -365,5 +366,57 @@ btsso_error_t *btsso_store_session_revoked(btsso_store_t *s, apr_pool_t *p,
 btsso_error_t *btsso_store_audit_list(btsso_store_t *s, apr_pool_t *p,
                                       const char *account, int limit,
                                       apr_array_header_t **out); /* btsso_audit_t * */
+
+/* ---- audit (trail pages; enabling after a passing test) ----------------- */
+
+#define BTSSO_AUDIT_PAGE_MAX 500
+
+/* The account's audit rows, newest first: ids below before (0: from the
+ * newest), made at or after since (0: any), at most limit (1..500, else
+ * 100).  *next: the id to pass as before for the following page, 0 when
+ * this page holds the oldest row. */
+btsso_error_t *btsso_store_audit_page(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      apr_int64_t before, apr_time_t since,
+                                      int limit, apr_array_header_t **out,
+                                      apr_int64_t *next); /* btsso_audit_t * */
+
+typedef struct btsso_test_state_t {
+    int passed;         /* a passing admin test counts for enabling now */
+    int on_record;      /* one was ever recorded (at, by) */
+    apr_time_t at;
+    const char *by;     /* the email that signed in */
+    apr_int64_t version, trust_version, tested_version;
+    int sso_enabled;
+} btsso_test_state_t;
+
+/* Error not_found 404. */
+btsso_error_t *btsso_store_test_state(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      btsso_test_state_t *out);
+
+/* A /test/<account> login succeeded for email with the settings of
+ * version: when email administers the account (BTSSOAdminQuery) and no
+ * IdP, certificate or mapping change came after version, it is recorded
+ * (and audited, actor = email) and *counted is 1; 0: not an admin; -1:
+ * the settings changed after version. */
+btsso_error_t *btsso_store_test_passed(btsso_store_t *s, const char *account,
+                                       const char *email,
+                                       apr_int64_t version, apr_time_t now,
+                                       int *counted);
+
+/* btsso_store_set_enabled, with the admin API's test-login rule: turning
+ * SSO on also needs a passing test (else 409 untested) unless
+ * confirm_untested, which writes an sso.enable_untested audit row. */
+btsso_error_t *btsso_store_set_enabled_tested(btsso_store_t *s,
+                                              apr_pool_t *p,
+                                              const char *account,
+                                              int enabled, int allow_password,
+                                              int confirm_untested,
+                                              apr_int64_t expected_version,
+                                              apr_time_t now,
+                                              const char *actor,
+                                              apr_array_header_t **dups,
+                                              apr_array_header_t **missing);
 
 #endif /* BTSSO_STORE_H */

@@ -253,6 +253,26 @@ static const btsso_stmt_def_t store_statements[] = {
       " FROM audit ORDER BY id DESC LIMIT CAST(%s AS INTEGER)",
       "limit" },
 
+    /* ---- audit: trail pages, the test-login rule of enabling ---- */
+    { "btsso_audit_page",
+      "SELECT id, at, actor, action, COALESCE(detail, '') FROM audit"
+      " WHERE account = %s AND id < CAST(%s AS BIGINT)"
+      " AND at >= CAST(%s AS BIGINT)"
+      " ORDER BY id DESC LIMIT CAST(%s AS INTEGER)",
+      "account, id bound, unix time bound, limit" },
+    { "btsso_trust_changed",
+      "UPDATE accounts SET trust_version = version WHERE account = %s",
+      "account" },
+    { "btsso_trust_get",
+      "SELECT version, trust_version, tested_version, COALESCE(tested_at, 0),"
+      " COALESCE(tested_by, ''), sso_enabled FROM accounts WHERE account = %s",
+      "account" },
+    { "btsso_trust_tested",
+      "UPDATE accounts SET tested_version = CAST(%s AS BIGINT),"
+      " tested_at = CAST(%s AS BIGINT), tested_by = %s"
+      " WHERE account = %s AND trust_version <= CAST(%s AS BIGINT)",
+      "settings version tested, at, email, account, settings version" },
+
     { NULL, NULL, NULL }
 };
 

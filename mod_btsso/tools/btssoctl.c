@@ -57,12 +57,13 @@ static const char usage_text[] =
     "  sp-metadata ACCOUNT\n"
     "  schema sqlite3|pgsql|mysql             print the schema as SQL\n"
     "  session revoke ACCOUNT [EMAIL]         end a user's sessions, or all\n"
+    "  audit ACCOUNT [--since TIME]           the audit trail, newest first\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
     "  -d DRIVER  store driver, sqlite3, pgsql or mysql (overrides DBDriver)\n"
     "  -p PARAMS  store parameters (overrides DBDParams)\n"
-    "  --json     JSON output for show, list and cert expiring\n"
+    "  --json     JSON output for show, list, audit and cert expiring\n"
     "exit status: 0 success; 1 refused or failed (one line on stderr, nothing\n"
     "changed); 2 usage error\n";
 
@@ -1553,6 +1554,135 @@ static int cmd_sp_metadata(ctl_t *ctl, int argc, const char *const *argv,
     return 0;
 }
 
+/* ---- audit trail ---------------------------------------------------------- */
+
+static int two_digits(const char *c, int *out)
+{
+    if (!apr_isdigit(c[0]) || !apr_isdigit(c[1])) {
+        return 0;
+    }
+    *out = (c[0] - '0') * 10 + (c[1] - '0');
+    return 1;
+}
+
+/* --since: unix seconds, or a UTC ISO 8601 date with an optional time:
+ * YYYY-MM-DD, YYYY-MM-DDTHH:MM, YYYY-MM-DDTHH:MM:SS, each with an optional
+ * trailing Z (a space may stand for the T).  No other offsets: what an
+ * operator types means the same on every machine. */
+static int parse_since(const char *v, apr_time_t *out)
+{
+    apr_time_exp_t tm;
+    apr_int64_t n = 0;
+    const char *c = v;
+    int y1, y2, f;
+
+    if (*v == '\0') {
+        return 0;
+    }
+    for (c = v; apr_isdigit(*c) && c - v < 12; c++) {
+        n = n * 10 + (*c - '0');
+    }
+    if (*c == '\0') {
+        *out = apr_time_from_sec(n);
+        return 1;
+    }
+    memset(&tm, 0, sizeof(tm));
+    c = v;
+    if (!two_digits(c, &y1) || !two_digits(c + 2, &y2) || c[4] != '-'
+        || !two_digits(c + 5, &tm.tm_mon) || c[7] != '-'
+        || !two_digits(c + 8, &tm.tm_mday)) {
+        return 0;
+    }
+    tm.tm_year = y1 * 100 + y2 - 1900;
+    tm.tm_mon -= 1;
+    c += 10;
+    if (*c == 'T' || *c == ' ') {
+        if (!two_digits(c + 1, &tm.tm_hour) || c[3] != ':'
+            || !two_digits(c + 4, &tm.tm_min)) {
+            return 0;
+        }
+        c += 6;
+        if (*c == ':') {
+            if (!two_digits(c + 1, &tm.tm_sec)) {
+                return 0;
+            }
+            c += 3;
+        }
+    }
+    if (*c == 'Z') {
+        c++;
+    }
+    if (*c != '\0' || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1
+        || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59
+        || tm.tm_sec > 60) {
+        return 0;
+    }
+    f = apr_time_exp_gmt_get(out, &tm) == APR_SUCCESS;
+    return f;
+}
+
+/* Every row since TIME (all without --since), newest first, read in
+ * pages; text: one tab-separated line per row. */
+static int cmd_audit(ctl_t *ctl, int argc, const char *const *argv, int at)
+{
+    static const flag_spec_t flags[] = {
+        { "--since", 1 }, { NULL, 0 }
+    };
+    cmd_args_t a;
+    btsso_error_t *err;
+    btsso_account_t *acc;
+    apr_array_header_t *rows;
+    apr_int64_t next = 0;
+    apr_time_t since = 0;
+    json_t *list = NULL;
+    int rc, i;
+
+    if ((rc = parse_args(ctl, argc, argv, at, flags, 1, 1, &a)) != 0) {
+        return rc;
+    }
+    if (flag(&a, "--since") != NULL && !parse_since(flag(&a, "--since"),
+                                                    &since)) {
+        return usage_error(ctl, "--since takes unix seconds or a UTC date "
+                           "YYYY-MM-DD[THH:MM[:SS]][Z]");
+    }
+    if ((err = open_store(ctl)) != NULL
+        || (err = btsso_store_account_get(ctl->store, ctl->p, pos(&a, 0),
+                                          &acc)) != NULL) {
+        return fail(ctl, err);
+    }
+    if (ctl->json) {
+        list = json_array();
+    }
+    do {
+        if ((err = btsso_store_audit_page(ctl->store, ctl->p, acc->account,
+                                          next, since, BTSSO_AUDIT_PAGE_MAX,
+                                          &rows, &next)) != NULL) {
+            json_decref(list);
+            return fail(ctl, err);
+        }
+        for (i = 0; i < rows->nelts; i++) {
+            const btsso_audit_t *r = APR_ARRAY_IDX(rows, i, btsso_audit_t *);
+
+            if (list != NULL) {
+                json_array_append_new(list, json_pack(
+                    "{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)r->id,
+                    "at", iso_time(ctl->p, r->at), "actor", r->actor,
+                    "action", r->action, "detail", r->detail));
+            }
+            else {
+                printf("%s\t%s\t%s\t%s\n", iso_time(ctl->p, r->at),
+                       flat(ctl->p, r->actor), flat(ctl->p, r->action),
+                       flat(ctl->p, r->detail));
+            }
+        }
+    } while (next > 0);
+    if (list != NULL) {
+        print_json(json_pack("{s:s, s:o}", "account", acc->account,
+                             "audit", list));
+    }
+    return 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const char *invoking_user(apr_pool_t *p)
@@ -1646,6 +1776,9 @@ static int run(ctl_t *ctl, int argc, const char *const *argv)
     }
     if (strcmp(cmd, "sp-metadata") == 0) {
         return cmd_sp_metadata(ctl, argc, argv, 1);
+    }
+    if (strcmp(cmd, "audit") == 0) {
+        return cmd_audit(ctl, argc, argv, 1);
     }
     return usage_error(ctl, apr_psprintf(ctl->p, "unknown command %s", cmd));
 }

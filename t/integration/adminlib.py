@@ -9,7 +9,10 @@ CA verification is what the tests exercise.
     a = AdminPortal(make_httpd).start()
     c = a.client("ann@example.com")
     cfg = c.config()
-    c.put("enabled", json={"enabled": True})
+    c.put("enabled", json={"enabled": True, "confirm_untested": True})
+
+(Enabling through the API needs a passing test login of an administrator
+first, or confirm_untested: test_audit.py holds that rule's tests.)
 """
 import base64
 import hashlib

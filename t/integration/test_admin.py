@@ -468,7 +468,9 @@ def test_duplicates_and_enable_refusals(portal):
 def test_enable_disable_allow_password(portal):
     ann = portal.client()
     complete(portal, ann)
-    r = ann.put("enabled", json={"enabled": True})
+    # no IdP to sign in through here: the test-login rule has its own tests
+    # (test_audit.py)
+    r = ann.put("enabled", json={"enabled": True, "confirm_untested": True})
     assert r.status_code == 200, r.text
     assert r.json()["enabled"] is True and r.json()["allow_password"] is False
     assert portal.ctl("account", "show", "acme", json_out=True).stdout
@@ -480,7 +482,8 @@ def test_enable_disable_allow_password(portal):
                                          "allow_password": 1}):
         assert ann.put("enabled", json=bad).status_code == 400
     actions = [row[3] for row in portal.audit("acme")]
-    assert actions[-3:] == ["sso.enable", "sso.enable", "sso.disable"]
+    assert actions[-4:] == ["sso.enable", "sso.enable_untested",
+                            "sso.enable", "sso.disable"]
 
 
 def test_expired_only_certificates(portal):
@@ -594,14 +597,15 @@ def test_write_without_if_match_applies_to_current_settings(portal):
             ("PUT", "certificates/" + sha256_of("google"),
              {"json": {"role": "secondary"}}),
             ("DELETE", "certificates/" + sha256_of("google"), {}),
-            ("PUT", "enabled", {"json": {"enabled": True}}),
+            ("PUT", "enabled", {"json": {"enabled": True,
+                                         "confirm_untested": True}}),
             ("POST", "metadata", {"data": fixture("adfs.xml")})):
         r = other.send(method, path, version=False, **kw)
         assert r.status_code == 200, (method, path, r.text)
     assert other.config()["enabled"] is True
     assert [row[3] for row in portal.audit("acme")] == [
         "idp.set", "idp.email", "cert.add", "cert.role", "cert.remove",
-        "sso.enable", "idp.set"]
+        "sso.enable", "sso.enable_untested", "idp.set"]
 
 
 # ---- hostile input ----------------------------------------------------------------------

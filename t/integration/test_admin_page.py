@@ -347,12 +347,34 @@ def test_walk_every_step(portal, mdserver, browser, tmp_path):
     db.close()
     b.find("#dup-check").click()
     b.wait_msg("dup-msg", "ok", "its own contact email")
+    # no administrator passed the test login (this IdP is only a fixture):
+    # the page walks to the test first, and offers the override with a
+    # warning (test_audit.py has the real test logins)
+    first = b.find("#test-first")
+    assert first.is_displayed()
+    assert "Test first" in first.text and "locked out" in first.text
+    assert b.find("#test-first-link").get_attribute("href") == \
+        portal.url + "/sso/test/acme"
+    assert "No administrator" in b.find("#test-status").text
     if not b.find("#enable").is_selected():
         b.find("#enable").click()
     b.find("#enable-save").click()
+    b.wait_msg("enable-msg", "err", "Test the login first")
+    b.shot("07-test-first", "#step-enable")
+    b.find("#confirm-untested").click()
+    b.find("#enable-save").click()
     b.wait_msg("enable-msg", "ok", "SSO is enabled")
     assert b.find("#enabled-status").text == "enabled"
+    assert not b.find("#test-first").is_displayed()
     b.shot("07-enabled", "#step-enable")
+    # the change history: newest first, who did what; the CSV download
+    b.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR,
+                                         "#audit-rows tr")) > 5)
+    first_row = b.find("#audit-rows tr").text
+    assert "ann@example.com" in first_row and "sso.enable" in first_row
+    assert b.find("#audit-link").get_attribute("href") == \
+        portal.url + "/admin/sso/acme/audit?format=csv"
+    b.shot("10-audit", "#audit")
     b.driver.execute_script("window.scrollTo(0, 0);")
     b.shot("08-whole-page")
 
@@ -365,9 +387,10 @@ def test_walk_every_step(portal, mdserver, browser, tmp_path):
     assert roles == {adfs_sha: "primary", soon_sha: "none",
                      sha256_of("entra"): "none"}
     actions = [row[3] for row in portal.audit("acme")]
-    assert actions[-1] == "sso.enable"
+    assert actions[-1] == "sso.enable_untested"
     assert actions == ["idp.set"] * 2 + ["idp.email"] * 3 + ["cert.add"] * 2 + [
-        "cert.role"] * 2 + ["cert.remove", "sso.enable"], actions
+        "cert.role"] * 2 + ["cert.remove", "sso.enable",
+                            "sso.enable_untested"], actions
     assert b.console_problems() == []
 
 

@@ -412,6 +412,8 @@ def test_newcomer_sets_up_sso_in_the_demo(demo, browser):
     result = body(b)
     assert "Success" in result and "nina@newco.example" in result
     assert "extension 200" in result
+    # Nina administers newco: her passing test lets step 7 enable SSO
+    assert "This test counts" in result
     assert not [c for c in b.get_cookies() if c["name"] == "btsso_session"]
     shot(b, "demo-06-test-login", docs=True)
     b.close()
@@ -423,6 +425,8 @@ def test_newcomer_sets_up_sso_in_the_demo(demo, browser):
          == "nina@newco.example", what="the set-up page")
     assert find(b, "#missing-help").text.startswith(
         "The configuration is complete")
+    assert "Test passed: nina@newco.example" in find(b, "#test-status").text
+    assert not find(b, "#test-first").is_displayed()
     if not find(b, "#enable").is_selected():
         find(b, "#enable").click()
     find(b, "#enable-save").click()

@@ -297,9 +297,14 @@ static void test_init_idempotent(void **state)
     ok(btsso_store_init(again, &from, &to), "init on second connection");
     assert_int_equal(from, BTSSO_SCHEMA_VERSION);
     btsso_store_close(again);
+    /* one row per step (step numbers need not be contiguous) */
     assert_int_equal(raw_count(f->p, f->params,
-                               "SELECT count(*) FROM btsso_schema_version"),
-                     BTSSO_SCHEMA_VERSION);     /* one row per step */
+                               "SELECT max(version) FROM "
+                               "btsso_schema_version"),
+                     BTSSO_SCHEMA_VERSION);
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) - count(DISTINCT version) "
+                               "FROM btsso_schema_version"), 0);
 }
 
 static void test_schema_too_new(void **state)
@@ -945,10 +950,29 @@ static void test_domains(void **state)
                                "('domain.add', 'domain.remove')"), 4);
 }
 
+/* Takes a new database back to version 3 (before the test-login rule). */
+static void downgrade_to_v3(fx_t *f)
+{
+    static const char *const cols[] = {
+        "trust_version", "tested_version", "tested_at", "tested_by", NULL
+    };
+    int i;
+
+    for (i = 0; cols[i] != NULL; i++) {
+        assert_int_equal(raw_exec(f->p, f->params, apr_pstrcat(f->p,
+                                  "ALTER TABLE accounts DROP COLUMN ",
+                                  cols[i], NULL), NULL), 0);
+    }
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
+                              "btsso_schema_version WHERE version = 5",
+                              NULL), 0);
+}
+
 /* Takes a new database back to version 2 (before sessions followed the
  * account). */
 static void downgrade_to_v2(fx_t *f)
 {
+    downgrade_to_v3(f);
     assert_int_equal(raw_exec(f->p, f->params,
                               "DROP TABLE session_revocations", NULL), 0);
     assert_int_equal(raw_exec(f->p, f->params, "ALTER TABLE accounts DROP "
@@ -1000,13 +1024,75 @@ static void test_upgrade_v2_to_v3(void **state)
        "reopen");
     ok(btsso_store_init(f->s, &from, &to), "upgrade");
     assert_int_equal(from, 2);
-    assert_int_equal(to, 3);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
     /* accounts made before keep their rows, at epoch 1 */
     ok(btsso_store_account_get(f->s, f->p, "alpha", &a), "get");
     assert_int_equal(a->sessions_epoch, 1);
     assert_int_equal(a->revoke_seq, 0);
     ok(btsso_store_sessions_revoke(f->s, "alpha", "a@corp.example",
                                    apr_time_now(), ACTOR), "revoke");
+}
+
+/* v5: accounts made before keep their rows, with no test on record; a
+ * test counts only for an admin and only with settings that hold the last
+ * trust change; audit pages. */
+static void test_upgrade_v3_to_v5_and_test_rule(void **state)
+{
+    fx_t *f = *state;
+    btsso_test_state_t ts;
+    apr_array_header_t *rows;
+    apr_int64_t next, v;
+    int from = -1, to = -1, counted = 9, i;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    ok(btsso_store_user_add(f->s, "alpha", "1", "adm@corp.example", "user",
+                            1, ACTOR), "admin");
+    ok(btsso_store_user_add(f->s, "alpha", "2", "usr@corp.example", "user",
+                            0, ACTOR), "user");
+    downgrade_to_v3(f);
+    btsso_store_close(f->s);
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "reopen");
+    ok(btsso_store_init(f->s, &from, &to), "upgrade");
+    assert_int_equal(from, 3);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
+    ok(btsso_store_test_state(f->s, f->p, "alpha", &ts), "state");
+    assert_false(ts.passed);
+    assert_false(ts.on_record);
+    assert_null(ts.by);
+    v = ts.version;
+    ok(btsso_store_test_passed(f->s, "alpha", "usr@corp.example", v,
+                               apr_time_now(), &counted), "user test");
+    assert_int_equal(counted, 0);
+    ok(btsso_store_test_passed(f->s, "alpha", "ADM@corp.example", v,
+                               apr_time_now(), &counted), "admin test");
+    assert_int_equal(counted, 1);
+    ok(btsso_store_test_state(f->s, f->p, "alpha", &ts), "state");
+    assert_true(ts.passed);
+    assert_string_equal(ts.by, "ADM@corp.example");
+    expect_err(btsso_store_test_state(f->s, f->p, "nosuch", &ts),
+               "not_found", 404);
+    /* audit pages: newest first, before/next, since */
+    ok(btsso_store_audit_page(f->s, f->p, "alpha", 0, 0, 2, &rows, &next),
+       "page 1");
+    assert_int_equal(rows->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(rows, 0, btsso_audit_t *)->action,
+                        "sso.test_passed");
+    assert_int_equal(next, APR_ARRAY_IDX(rows, 1, btsso_audit_t *)->id);
+    ok(btsso_store_audit_page(f->s, f->p, "alpha", next, 0, 100, &rows,
+                              &next), "page 2");
+    assert_int_equal(next, 0);
+    for (i = 0; i < rows->nelts; i++) {
+        assert_true(APR_ARRAY_IDX(rows, i, btsso_audit_t *)->id
+                    < APR_ARRAY_IDX(rows, 0, btsso_audit_t *)->id + 1);
+    }
+    assert_string_equal(APR_ARRAY_IDX(rows, rows->nelts - 1,
+                                      btsso_audit_t *)->action,
+                        "account.add");
+    ok(btsso_store_audit_page(f->s, f->p, "alpha", 0,
+                              apr_time_now() + apr_time_from_sec(60), 10,
+                              &rows, &next), "since the future");
+    assert_int_equal(rows->nelts, 0);
 }
 
 static apr_int64_t epoch_of(fx_t *f, const char *account)
@@ -1902,6 +1988,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_domains),
     T(test_upgrade_v1_to_v2),
     T(test_upgrade_v2_to_v3),
+    T(test_upgrade_v3_to_v5_and_test_rule),
     T(test_sessions_revoke),
     T(test_sessions_end_on_disable_and_new_idp),
 };
