@@ -28,6 +28,7 @@
 #include "btsso_session.h"
 #include "btsso_acct.h"
 #include "fetch/fetch.h"
+#include "btsso_refresh.h"
 
 #define BTSSO_MUTEX_TYPE "btsso-session"
 
@@ -374,6 +375,7 @@ static void btsso_register_hooks(apr_pool_t *p)
     ap_hook_handler(btsso_sp_handler, NULL, NULL, APR_HOOK_FIRST);
     btsso_register_auth_hooks(p);
     btsso_register_admin_hooks(p);
+    btsso_register_refresh_hooks(p);
 }
 
 AP_DECLARE_MODULE(btsso) = {
