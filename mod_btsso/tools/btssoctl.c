@@ -1067,8 +1067,7 @@ static btsso_error_t *refresh_one(ctl_t *ctl, const char *account,
         return NULL;
     }
     waiting = rep->added->nelts - (rep->promoted != NULL ? 1 : 0);
-    *report = apr_psprintf(ctl->p, "refreshed (signature %s); %s%s%s%s",
-                           btsso_mdsig_name(rep->signature),
+    *report = apr_psprintf(ctl->p, "refreshed; %s%s%s%s",
                            rep->added->nelts > 0
                            ? apr_pstrcat(ctl->p, "new signing certificates: ",
                                          cert_words(ctl, rep->added), NULL)
