@@ -271,9 +271,10 @@ static void test_init_idempotent(void **state)
     ok(btsso_store_init(again, &from, &to), "init on second connection");
     assert_int_equal(from, BTSSO_SCHEMA_VERSION);
     btsso_store_close(again);
+    /* one row per step; step numbers need not be contiguous */
     assert_int_equal(raw_count(f->p, f->params,
-                               "SELECT count(*) FROM btsso_schema_version"),
-                     BTSSO_SCHEMA_VERSION);     /* one row per step */
+                               "SELECT max(version) FROM btsso_schema_version"),
+                     BTSSO_SCHEMA_VERSION);
 }
 
 static void test_schema_too_new(void **state)
@@ -768,6 +769,12 @@ static void test_domains(void **state)
  * account). */
 static void downgrade_to_v2(fx_t *f)
 {
+    /* the steps after 3 first (v7: the refresh schedule) */
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE idp_refresh",
+                              NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
+                              "btsso_schema_version WHERE version > 3",
+                              NULL), 0);
     assert_int_equal(raw_exec(f->p, f->params,
                               "DROP TABLE session_revocations", NULL), 0);
     assert_int_equal(raw_exec(f->p, f->params, "ALTER TABLE accounts DROP "
@@ -819,7 +826,7 @@ static void test_upgrade_v2_to_v3(void **state)
        "reopen");
     ok(btsso_store_init(f->s, &from, &to), "upgrade");
     assert_int_equal(from, 2);
-    assert_int_equal(to, 3);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
     /* accounts made before keep their rows, at epoch 1 */
     ok(btsso_store_account_get(f->s, f->p, "alpha", &a), "get");
     assert_int_equal(a->sessions_epoch, 1);
