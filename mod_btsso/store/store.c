@@ -2740,7 +2740,14 @@ btsso_error_t *btsso_store_refresh_due(btsso_store_t *s, apr_pool_t *p,
     int i;
 
     *out = apr_array_make(p, 4, sizeof(btsso_refresh_state_t *));
-    if ((err = db_exec(s, p, "btsso_refresh_seed", NULL, NULL, 0)) != NULL
+    /* rows for accounts that have none (made before v7, or by a writer
+     * that does not schedule): looked for first, so that a pass with
+     * nothing to add writes nothing */
+    if ((err = db_select(s, p, "btsso_refresh_unseeded", &rows, NULL, 0))
+        != NULL
+        || (rows->nelts > 0
+            && (err = db_exec(s, p, "btsso_refresh_seed", NULL, NULL, 0))
+               != NULL)
         || (err = db_select(s, p, "btsso_refresh_due", &rows,
                             ARGS(i64(p, apr_time_sec(now)),
                                  apr_itoa(p, limit > 0 ? limit : 100))))

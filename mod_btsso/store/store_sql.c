@@ -241,6 +241,12 @@ static const btsso_stmt_def_t store_statements[] = {
       " CAST(%s AS BIGINT), %s, CAST(%s AS BIGINT), %s, %s)",
       "next_due, failures, last_attempt, last_ok, last_error, valid_until,"
       " signature, account" },
+    { "btsso_refresh_unseeded",
+      "SELECT i.account FROM idp i"
+      " WHERE i.source_url IS NOT NULL AND i.source_url <> ''"
+      " AND NOT EXISTS (SELECT 1 FROM idp_refresh r"
+      "                 WHERE r.account = i.account) LIMIT 1",
+      "" },
     { "btsso_refresh_seed",
       "INSERT INTO idp_refresh (account, next_due)"
       " SELECT i.account, 0 FROM idp i"

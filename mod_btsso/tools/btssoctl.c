@@ -887,6 +887,7 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
     btsso_account_t *acc;
     btsso_idp_t *idp;
     btsso_idp_metadata_t *md = NULL;
+    btsso_refresh_state_t *rs = NULL;
     apr_array_header_t *certs;
     btsso_sp_addr_t addr;
     int rc, i, have_addr;
@@ -907,7 +908,10 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                                           "account %s", pos(&a, 0)));
     }
     if ((err = btsso_store_cert_list(ctl->store, ctl->p, pos(&a, 0),
-                                     &certs)) != NULL) {
+                                     &certs)) != NULL
+        || (idp->source_url != NULL
+            && (err = btsso_store_refresh_get(ctl->store, ctl->p, pos(&a, 0),
+                                              &rs)) != NULL)) {
         return fail(ctl, err);
     }
     /* the facts come from the stored copy, parsed as on upload */
@@ -969,6 +973,15 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                 certs, i, btsso_stored_cert_t *)));
         }
         json_object_set_new(o, "certificates", arr);
+        if (rs != NULL) {
+            json_object_set_new(o, "refresh", json_pack(
+                "{s:s?, s:s?, s:s?, s:i, s:s?}",
+                "last_ok", rs->last_ok ? iso_time(ctl->p, rs->last_ok) : NULL,
+                "last_attempt", rs->last_attempt
+                    ? iso_time(ctl->p, rs->last_attempt) : NULL,
+                "next", iso_time(ctl->p, rs->next_due),
+                "failures", rs->failures, "last_error", rs->last_error));
+        }
         print_json(o);
         return 0;
     }
@@ -1007,6 +1020,13 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                    at_->friendly_name ? at_->friendly_name : "",
                    at_->friendly_name ? ")" : "");
         }
+    }
+    if (rs != NULL) {
+        printf("refreshed:    %s, next %s%s%s\n",
+               rs->last_ok ? iso_time(ctl->p, rs->last_ok) : "not yet",
+               iso_time(ctl->p, rs->next_due),
+               rs->last_error ? "; last attempt failed: " : "",
+               rs->last_error ? rs->last_error : "");
     }
     printf("certificates:\n");
     for (i = 0; i < certs->nelts; i++) {

@@ -328,9 +328,9 @@ def test_cache_duration_shorter_than_interval_is_honoured(make_httpd,
     try:
         s.import_url(metadata([CUR], sign=CUR, cache_duration="PT1S"))
         start = s.fetches()
-        time.sleep(5)
-        # every second or so, not once an hour
-        assert s.fetches() - start >= 3
+        time.sleep(4.5)
+        # every second or so, not once a minute
+        assert s.fetches() - start >= 2
         cfg = s.ann.config()
         assert iso_secs(cfg["refresh"]["next"]) - time.time() < 5
         # without cacheDuration the interval rules
@@ -399,7 +399,7 @@ def test_only_one_process_refreshes(make_httpd, monkeypatch):
         assert len(kids) >= 3, kids
         start = s.fetches()
         t0 = time.time()
-        time.sleep(6)
+        time.sleep(4.5)
         n = s.fetches() - start
         elapsed = time.time() - t0
         # one refresh a second, not one per child
