@@ -409,3 +409,22 @@ def test_only_one_process_refreshes(make_httpd, monkeypatch):
         assert len(pids) == 1, pids
     finally:
         s.stop()
+
+
+def test_two_nodes_share_the_schedule(make_httpd, monkeypatch):
+    """A second node on the same store: each due account is claimed by one
+    of them, so the IdP is not asked twice as often."""
+    s = Site(make_httpd, monkeypatch, interval="1s")
+    node2 = make_httpd(btsso_conf=s.portal.conf, db=s.h.db)
+    try:
+        s.import_url(metadata([CUR], sign=CUR))
+        node2.start()
+        start = s.fetches()
+        t0 = time.time()
+        time.sleep(4.5)
+        n = s.fetches() - start
+        elapsed = time.time() - t0
+        assert 2 <= n <= elapsed / 1.0 + 1, (n, elapsed)
+    finally:
+        node2.stop()
+        s.stop()
