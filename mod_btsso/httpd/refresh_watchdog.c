@@ -140,7 +140,7 @@ static void report(void *baton, const btsso_refresh_report_t *r)
                      "certificate %s", r->account, r->promoted,
                      r->signer ? r->signer : "-");
     }
-    if (r->added->nelts > (r->promoted != NULL ? 1 : 0)) {
+    if (btsso_refresh_waiting(r) > 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0604: account "
                      "%s: new IdP certificate(s) wait for an administrator "
                      "to give them a role (%s): %s", r->account,

@@ -129,6 +129,17 @@ static btsso_error_t *bad_signature(apr_pool_t *p, const char *detail)
 
 /* ---- refresh --------------------------------------------------------------- */
 
+int btsso_refresh_waiting(const btsso_refresh_report_t *r)
+{
+    int i, n = 0;
+
+    for (i = 0; r->added != NULL && i < r->added->nelts; i++) {
+        const btsso_cert_t *c = APR_ARRAY_IDX(r->added, i, btsso_cert_t *);
+        n += r->promoted == NULL || strcmp(c->sha256, r->promoted) != 0;
+    }
+    return n;
+}
+
 static const char *flat_error(apr_pool_t *p, const btsso_error_t *e)
 {
     char *s = apr_pstrcat(p, e->code, e->detail ? ": " : "",

@@ -110,6 +110,10 @@ apr_time_t btsso_refresh_next_ok(apr_interval_time_t interval,
 apr_time_t btsso_refresh_next_failed(apr_interval_time_t interval,
                                      int failures, apr_time_t now);
 
+/* How many of r->added were left without a role (all but the promoted
+ * one): they wait for an administrator. */
+int btsso_refresh_waiting(const btsso_refresh_report_t *r);
+
 /* The usable (primary or secondary, valid at now) certificates among
  * stored ones, as btsso_cert_t *. */
 apr_array_header_t *btsso_refresh_trusted(apr_pool_t *p,

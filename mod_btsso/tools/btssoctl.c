@@ -1086,7 +1086,7 @@ static btsso_error_t *refresh_one(ctl_t *ctl, const char *account,
         *report = "unchanged";
         return NULL;
     }
-    waiting = rep->added->nelts - (rep->promoted != NULL ? 1 : 0);
+    waiting = btsso_refresh_waiting(rep);
     *report = apr_psprintf(ctl->p, "refreshed; %s%s%s%s",
                            rep->added->nelts > 0
                            ? apr_pstrcat(ctl->p, "new signing certificates: ",
