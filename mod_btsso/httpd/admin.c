@@ -49,6 +49,7 @@
 #include "core/multipart.h"
 #include "crypto/cert.h"
 #include "fetch/fetch.h"
+#include "btsso_refresh.h"
 #include "saml/metadata.h"
 
 APLOG_USE_MODULE(btsso);
@@ -695,6 +696,8 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
             json_object_set_new(io, "metadata_error", json_string(pe->code));
         }
         json_object_set_new(o, "idp", io);
+        json_object_set_new(o, "refresh", btsso_refresh_json(
+            r, ar->store, ar->account, idp, pe == NULL ? md : NULL, certs));
     }
     else {
         json_object_set_new(o, "idp", json_null());
@@ -787,6 +790,7 @@ static int post_metadata(admin_req *ar)
     const char *url = NULL, *entity = NULL;
     btsso_idp_metadata_t *md = NULL;
     btsso_idp_t *current = NULL;
+    btsso_md_trust_t facts;
     btsso_error_t *e;
     char *xml = NULL;
     apr_size_t len = 0;
@@ -877,7 +881,10 @@ static int post_metadata(admin_req *ar)
     if ((e = btsso_metadata_parse(r->pool, xml, len, upload_max(ar), entity,
                                   &md)) != NULL
         || (e = btsso_store_idp_get(ar->store, r->pool, ar->account,
-                                    &current)) != NULL) {
+                                    &current)) != NULL
+        /* validUntil, and a signature when this IdP's keys are trusted */
+        || (e = btsso_refresh_upload_check(r, ar->store, ar->account, md,
+                                           &facts)) != NULL) {
         return send_error(ar, e);
     }
     /* New metadata of the same IdP keeps a support-configured sharing (and
@@ -901,6 +908,7 @@ static int post_metadata(admin_req *ar)
         }
         return send_error(ar, e);
     }
+    btsso_refresh_uploaded(r, ar->store, ar->account, url, &facts);
     return changed(ar);
 }
 

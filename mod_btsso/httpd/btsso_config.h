@@ -58,6 +58,7 @@ typedef struct btsso_srv_cfg {
     apr_interval_time_t metadata_fetch_timeout; /* 10 s */
     int metadata_fetch_http;        /* Off */
     btsso_cidr_list_t *metadata_fetch_allow;
+    apr_interval_time_t metadata_refresh_interval; /* 6h, 0 off */
     /* login */
     const char *password_login_url;
 

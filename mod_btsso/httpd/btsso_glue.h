@@ -6,6 +6,7 @@
  *   00xx start-up and configuration     01xx store and account cache
  *   02xx SP endpoints (login, ACS)      03xx sessions and enforcement
  *   04xx admin API                      05xx logout
+ *   06xx metadata refresh
  */
 #ifndef BTSSO_GLUE_H
 #define BTSSO_GLUE_H

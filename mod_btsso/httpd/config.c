@@ -41,6 +41,7 @@
 #define DEF_METADATA_MAX       ((apr_off_t)1024 * 1024)
 #define DEF_FETCH_TIMEOUT      apr_time_from_sec(10)
 #define DEF_FETCH_HTTP         0
+#define DEF_REFRESH_INTERVAL   apr_time_from_sec(6 * 3600)
 #define DEF_PASSWORD_GUARD     0
 #define DEF_SET_HEADERS        0
 
@@ -66,6 +67,7 @@ void *btsso_create_srv_cfg(apr_pool_t *p, server_rec *s)
     c->metadata_max_size = BTSSO_UNSET;
     c->metadata_fetch_timeout = BTSSO_UNSET;
     c->metadata_fetch_http = BTSSO_UNSET;
+    c->metadata_refresh_interval = BTSSO_UNSET;
     return c;
 }
 
@@ -110,6 +112,7 @@ void *btsso_merge_srv_cfg(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(metadata_fetch_timeout);
     MERGE_INT(metadata_fetch_http);
     MERGE_PTR(metadata_fetch_allow);
+    MERGE_INT(metadata_refresh_interval);
     MERGE_PTR(password_login_url);
     /* rt: never merged, built per server at post_config */
     return c;
@@ -249,6 +252,9 @@ const char *btsso_config_resolve(apr_pool_t *p, server_rec *s,
     }
     if (sc->metadata_fetch_http == BTSSO_UNSET) {
         sc->metadata_fetch_http = DEF_FETCH_HTTP;
+    }
+    if (sc->metadata_refresh_interval == BTSSO_UNSET) {
+        sc->metadata_refresh_interval = DEF_REFRESH_INTERVAL;
     }
     /* Left NULL on purpose, meaning "none":
      *   sc->metadata_fetch_allow: no exception to the address policy;
@@ -434,7 +440,8 @@ static const char *set_duration(cmd_parms *cmd, void *dummy, const char *arg)
     }
     if (offset == APR_OFFSETOF(btsso_srv_cfg, clock_skew)
         || offset == APR_OFFSETOF(btsso_srv_cfg, config_ttl)
-        || offset == APR_OFFSETOF(btsso_srv_cfg, user_recheck)) {
+        || offset == APR_OFFSETOF(btsso_srv_cfg, user_recheck)
+        || offset == APR_OFFSETOF(btsso_srv_cfg, metadata_refresh_interval)) {
         min = 0;
     }
     return parse_duration(cmd, arg, min,
@@ -835,6 +842,11 @@ const command_rec btsso_cmds[] = {
         "Addresses/CIDR blocks (IPv4 or IPv6, several allowed) metadata may "
         "be fetched from despite being loopback/private/link-local (default "
         "none)"),
+    AP_INIT_TAKE1("BTSSOMetadataRefreshInterval", set_duration,
+        SRV_OFF(metadata_refresh_interval), RSRC_CONF,
+        "How often metadata fetched from a URL is fetched again by the "
+        "module (sooner when its cacheDuration/validUntil says so): a "
+        "duration (90s, 30mi, 6h), 0 = off (default 6h)"),
     AP_INIT_TAKE_ARGV("BTSSOSignatureAlgorithms", set_sigalgs, NULL,
         RSRC_CONF,
         "Accepted signature algorithms, one or more of rsa-sha256 rsa-sha384 "

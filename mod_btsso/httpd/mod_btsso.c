@@ -29,6 +29,7 @@
 #include "btsso_attrs.h"
 #include "btsso_acct.h"
 #include "fetch/fetch.h"
+#include "btsso_refresh.h"
 
 #define BTSSO_MUTEX_TYPE "btsso-session"
 
@@ -381,6 +382,7 @@ static void btsso_register_hooks(apr_pool_t *p)
     btsso_register_auth_hooks(p);
     btsso_register_attr_hooks(p);     /* Require btsso-attr, btsso-account */
     btsso_register_admin_hooks(p);
+    btsso_register_refresh_hooks(p);
 }
 
 AP_DECLARE_MODULE(btsso) = {

@@ -483,6 +483,62 @@ static const char *const v5_mysql[] = {
     NULL
 };
 
+/* ---- version 7 (refresh) -------------------------------------------------- */
+
+/* The schedule of the metadata refresh (SPEC "Metadata refresh"), one row
+ * per account whose metadata came from a URL: when it is due next, how
+ * many fetches failed in a row (the back-off), when it last worked, what
+ * went wrong last, and the validUntil and signature state of the copy in
+ * force.  Kept in the store, not in a process, so that a restart or a
+ * second node does not fetch everything again at once; a process claims
+ * a due row by moving next_due with a compare-and-set UPDATE. */
+static const char *const v7_sqlite3[] = {
+    "CREATE TABLE idp_refresh ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " next_due BIGINT NOT NULL DEFAULT 0,"
+    " failures INTEGER NOT NULL DEFAULT 0,"
+    " last_attempt BIGINT NOT NULL DEFAULT 0,"
+    " last_ok BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " valid_until BIGINT NOT NULL DEFAULT 0,"
+    " signature VARCHAR(16))",
+    "CREATE INDEX idp_refresh_due ON idp_refresh (next_due)",
+    NULL
+};
+
+static const char *const v7_pgsql[] = {
+    "CREATE TABLE idp_refresh ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " next_due BIGINT NOT NULL DEFAULT 0,"
+    " failures INTEGER NOT NULL DEFAULT 0,"
+    " last_attempt BIGINT NOT NULL DEFAULT 0,"
+    " last_ok BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " valid_until BIGINT NOT NULL DEFAULT 0,"
+    " signature VARCHAR(16))",
+    "CREATE INDEX idp_refresh_due ON idp_refresh (next_due)",
+    NULL
+};
+
+/* MySQL: the same table, its index inside CREATE TABLE. */
+static const char *const v7_mysql[] = {
+    "CREATE TABLE idp_refresh ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " next_due BIGINT NOT NULL DEFAULT 0,"
+    " failures INTEGER NOT NULL DEFAULT 0,"
+    " last_attempt BIGINT NOT NULL DEFAULT 0,"
+    " last_ok BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " valid_until BIGINT NOT NULL DEFAULT 0,"
+    " signature VARCHAR(16),"
+    " KEY idp_refresh_due (next_due),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+    NULL
+};
+
 /* A step without its mysql array still builds (the lead ports DDL at
  * merge): btsso_store_init and btssoctl schema then refuse MySQL with
  * "schema step N has no mysql form", and test_store's test_schema_dialects
@@ -492,6 +548,7 @@ static const schema_step_t schema_steps[] = {
     { 2, v2_sqlite3, v2_pgsql, v2_mysql },
     { 3, v3_sqlite3, v3_pgsql, v3_mysql },
     { 5, v5_sqlite3, v5_pgsql, v5_mysql },
+    { 7, v7_sqlite3, v7_pgsql, v7_mysql },
 };
 
 #define SCHEMA_STEP_COUNT \
@@ -3249,6 +3306,217 @@ btsso_error_t *btsso_store_test_passed(btsso_store_t *s, const char *account,
     if (err == NULL) {
         *counted = n == 1 ? 1 : -1;
     }
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+/* ---- refresh ------------------------------------------------------------ */
+
+static btsso_refresh_state_t *refresh_from_row(apr_pool_t *p,
+                                               const db_row_t *r)
+{
+    btsso_refresh_state_t *st = apr_pcalloc(p, sizeof(*st));
+
+    st->account = col_text(r, 0);
+    st->next_due = apr_time_from_sec(col_i64(r, 1));
+    st->failures = (int)col_i64(r, 2);
+    st->last_attempt = apr_time_from_sec(col_i64(r, 3));
+    st->last_ok = apr_time_from_sec(col_i64(r, 4));
+    st->last_error = col_opt(r, 5);
+    st->valid_until = apr_time_from_sec(col_i64(r, 6));
+    st->signature = col_opt(r, 7);
+    return st;
+}
+
+btsso_error_t *btsso_store_refresh_get(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       btsso_refresh_state_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    *out = NULL;
+    if ((err = db_select(s, p, "btsso_refresh_get", &rows, ARGS(account)))
+        != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        *out = refresh_from_row(p, &APR_ARRAY_IDX(rows, 0, db_row_t));
+    }
+    return NULL;
+}
+
+static btsso_error_t *refresh_write(btsso_store_t *s, apr_pool_t *p,
+                                    const btsso_refresh_state_t *st)
+{
+    const char *error = st->last_error != NULL && *st->last_error != '\0'
+                        ? st->last_error : NULL;
+    btsso_error_t *err;
+    int n = 0;
+#define REFRESH_ARGS \
+    ARGS(i64(p, apr_time_sec(st->next_due)), apr_itoa(p, st->failures), \
+         i64(p, apr_time_sec(st->last_attempt)),                        \
+         i64(p, apr_time_sec(st->last_ok)), error,                      \
+         i64(p, apr_time_sec(st->valid_until)), st->signature,          \
+         st->account)
+
+    err = db_exec(s, p, "btsso_refresh_update", &n, REFRESH_ARGS);
+    if (err == NULL && n == 0) {
+        err = db_exec(s, p, "btsso_refresh_insert", NULL, REFRESH_ARGS);
+    }
+#undef REFRESH_ARGS
+    return err;
+}
+
+btsso_error_t *btsso_store_refresh_put(btsso_store_t *s,
+                                       const btsso_refresh_state_t *st)
+{
+    apr_pool_t *tmp;
+    btsso_error_t *err;
+
+    if ((err = check_account_id(s, st->account)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    err = refresh_write(s, tmp, st);
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_refresh_due(btsso_store_t *s, apr_pool_t *p,
+                                       apr_time_t now, int limit,
+                                       apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = apr_array_make(p, 4, sizeof(btsso_refresh_state_t *));
+    /* rows for accounts that have none (made before v7, or by a writer
+     * that does not schedule): looked for first, so that a pass with
+     * nothing to add writes nothing */
+    if ((err = db_select(s, p, "btsso_refresh_unseeded", &rows, NULL, 0))
+        != NULL
+        || (rows->nelts > 0
+            && (err = db_exec(s, p, "btsso_refresh_seed", NULL, NULL, 0))
+               != NULL)
+        || (err = db_select(s, p, "btsso_refresh_due", &rows,
+                            ARGS(i64(p, apr_time_sec(now)),
+                                 apr_itoa(p, limit > 0 ? limit : 100))))
+           != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        APR_ARRAY_PUSH(*out, btsso_refresh_state_t *) =
+            refresh_from_row(p, &APR_ARRAY_IDX(rows, i, db_row_t));
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_refresh_claim(btsso_store_t *s,
+                                         const char *account,
+                                         apr_time_t seen, apr_time_t until,
+                                         apr_time_t now, int *claimed)
+{
+    apr_pool_t *tmp;
+    btsso_error_t *err;
+    int n = 0;
+
+    *claimed = 0;
+    apr_pool_create(&tmp, s->pool);
+    err = db_exec(s, tmp, "btsso_refresh_claim", &n,
+                  ARGS(i64(tmp, apr_time_sec(until)),
+                       i64(tmp, apr_time_sec(now)), account,
+                       i64(tmp, apr_time_sec(seen))));
+    *claimed = err == NULL && n == 1;
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+btsso_error_t *btsso_store_idp_refreshed(btsso_store_t *s,
+                                         const char *account,
+                                         const btsso_idp_metadata_t *md,
+                                         const apr_array_header_t *new_certs,
+                                         const char *promote,
+                                         const btsso_refresh_state_t *st,
+                                         apr_int64_t expected_version,
+                                         apr_time_t now, const char *actor,
+                                         const char *detail)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *stored = NULL;
+    btsso_error_t *err;
+    int i, n = 0;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (md == NULL || md->xml == NULL || md->entity_id == NULL) {
+        return btsso_error_make(s->pool, 400, "bad_metadata",
+                                "The IdP metadata is missing.",
+                                "idp_refreshed needs parsed metadata");
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_idp_refresh_xml", &n,
+                      ARGS(apr_pstrmemdup(tmp, md->xml, md->xml_len),
+                           i64(tmp, apr_time_sec(now)), account,
+                           md->entity_id));
+    }
+    if (err == NULL && n != 1) {
+        err = btsso_error_make(s->pool, 409, "conflict",
+                               "The configuration was changed meanwhile.",
+                               "account %s no longer has IdP %s", account,
+                               md->entity_id);
+    }
+    if (err == NULL) {
+        err = btsso_store_cert_list(s, tmp, account, &stored);
+    }
+    for (i = 0; err == NULL && new_certs != NULL && i < new_certs->nelts;
+         i++) {
+        const btsso_cert_t *c = APR_ARRAY_IDX(new_certs, i, btsso_cert_t *);
+        if (cert_listed(stored, c->sha256)) {
+            continue;
+        }
+        err = cert_insert(s, tmp, account, c, BTSSO_ROLE_NONE, "refresh",
+                          now);
+        if (err == NULL) {
+            err = audit_write(s, tmp, now, account, actor, "cert.add",
+                              apr_psprintf(tmp, "sha256=%s role=none "
+                                           "source=refresh subject=%s",
+                                           c->sha256, c->subject != NULL
+                                           ? c->subject : ""));
+        }
+    }
+    if (err == NULL && promote != NULL) {
+        err = cert_assign(s, tmp, account, promote, BTSSO_ROLE_SECONDARY);
+        if (err == NULL) {
+            /* the certificates that verify changed: an earlier test login
+             * no longer vouches for enabling (audit's test rule) */
+            err = trust_changed(s, tmp, account);
+        }
+        if (err == NULL) {
+            err = audit_write(s, tmp, now, account, actor, "cert.role",
+                              apr_psprintf(tmp, "sha256=%s role=secondary "
+                                           "(refreshed metadata signed by "
+                                           "a trusted certificate)",
+                                           promote));
+        }
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "idp.refresh",
+                          detail);
+    }
+    if (err == NULL && st != NULL) {
+        err = refresh_write(s, tmp, st);
+    }
+    err = txn_end(s, tmp, txn, err, 0);
 done:
     apr_pool_destroy(tmp);
     return err;

@@ -21,7 +21,7 @@
 #include "crypto/cert.h"
 #include "saml/metadata.h"
 
-#define BTSSO_SCHEMA_VERSION 5
+#define BTSSO_SCHEMA_VERSION 7
 
 /* Labels of the statements an operator may override by directive. */
 #define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */
@@ -418,5 +418,60 @@ btsso_error_t *btsso_store_set_enabled_tested(btsso_store_t *s,
                                               const char *actor,
                                               apr_array_header_t **dups,
                                               apr_array_header_t **missing);
+
+/* ---- refresh (SPEC "Metadata refresh"; store/refresh.h has the rules) -- */
+
+/* The schedule and last outcome of an account's metadata refresh. */
+typedef struct btsso_refresh_state_t {
+    const char *account;
+    apr_time_t next_due;        /* 0: due now */
+    int failures;               /* fetches failed in a row */
+    apr_time_t last_attempt;    /* 0: never */
+    apr_time_t last_ok;         /* 0: never */
+    const char *last_error;     /* NULL when the last attempt worked */
+    apr_time_t valid_until;     /* of the copy in force, 0 when none */
+    const char *signature;      /* of the copy in force: "none",
+                                   "verified", ... (saml/mdsig.h), or NULL */
+} btsso_refresh_state_t;
+
+/* *out NULL when the account has no schedule row. */
+btsso_error_t *btsso_store_refresh_get(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       btsso_refresh_state_t **out);
+/* Writes st (a row per account, made when missing).  Not a change of the
+ * configuration: no version bump, no audit row. */
+btsso_error_t *btsso_store_refresh_put(btsso_store_t *s,
+                                       const btsso_refresh_state_t *st);
+/* Accounts with metadata from a URL whose refresh is due at now (a row is
+ * made, due at once, for such an account that has none), earliest first,
+ * at most limit; each a btsso_refresh_state_t *. */
+btsso_error_t *btsso_store_refresh_due(btsso_store_t *s, apr_pool_t *p,
+                                       apr_time_t now, int limit,
+                                       apr_array_header_t **out);
+/* Takes a due row for one refresh: moves next_due from seen to until only
+ * when nobody moved it meanwhile (another process or node); *claimed 1
+ * when this caller did. */
+btsso_error_t *btsso_store_refresh_claim(btsso_store_t *s,
+                                         const char *account,
+                                         apr_time_t seen, apr_time_t until,
+                                         apr_time_t now, int *claimed);
+/*
+ * What a refresh changes, in one transaction: the new metadata of the
+ * same IdP (md->entity_id must be the stored one), the new signing
+ * certificates (source "refresh", no role), promote (a sha256 among the
+ * account's certificates, or NULL) made secondary, and st as the
+ * schedule.  Audit "idp.refresh" (detail), "cert.add" per certificate,
+ * "cert.role" for the promotion.  expected_version: conflict 409 when the
+ * account changed since the refresh read it.
+ */
+btsso_error_t *btsso_store_idp_refreshed(btsso_store_t *s,
+                                         const char *account,
+                                         const btsso_idp_metadata_t *md,
+                                         const apr_array_header_t *new_certs,
+                                         const char *promote,
+                                         const btsso_refresh_state_t *st,
+                                         apr_int64_t expected_version,
+                                         apr_time_t now, const char *actor,
+                                         const char *detail);
 
 #endif /* BTSSO_STORE_H */

@@ -273,6 +273,58 @@ static const btsso_stmt_def_t store_statements[] = {
       " WHERE account = %s AND trust_version <= CAST(%s AS BIGINT)",
       "settings version tested, at, email, account, settings version" },
 
+    /* ---- refresh ---- */
+    { "btsso_refresh_get",
+      "SELECT account, next_due, failures, last_attempt, last_ok,"
+      " COALESCE(last_error, ''), valid_until, COALESCE(signature, '')"
+      " FROM idp_refresh WHERE account = %s",
+      "account" },
+    { "btsso_refresh_update",
+      "UPDATE idp_refresh SET next_due = CAST(%s AS BIGINT),"
+      " failures = CAST(%s AS INTEGER), last_attempt = CAST(%s AS BIGINT),"
+      " last_ok = CAST(%s AS BIGINT), last_error = %s,"
+      " valid_until = CAST(%s AS BIGINT), signature = %s WHERE account = %s",
+      "next_due, failures, last_attempt, last_ok, last_error, valid_until,"
+      " signature, account" },
+    { "btsso_refresh_insert",
+      "INSERT INTO idp_refresh (next_due, failures, last_attempt, last_ok,"
+      " last_error, valid_until, signature, account)"
+      " VALUES (CAST(%s AS BIGINT), CAST(%s AS INTEGER), CAST(%s AS BIGINT),"
+      " CAST(%s AS BIGINT), %s, CAST(%s AS BIGINT), %s, %s)",
+      "next_due, failures, last_attempt, last_ok, last_error, valid_until,"
+      " signature, account" },
+    { "btsso_refresh_unseeded",
+      "SELECT i.account FROM idp i"
+      " WHERE i.source_url IS NOT NULL AND i.source_url <> ''"
+      " AND NOT EXISTS (SELECT 1 FROM idp_refresh r"
+      "                 WHERE r.account = i.account) LIMIT 1",
+      "" },
+    { "btsso_refresh_seed",
+      "INSERT INTO idp_refresh (account, next_due)"
+      " SELECT i.account, 0 FROM idp i"
+      " WHERE i.source_url IS NOT NULL AND i.source_url <> ''"
+      " AND NOT EXISTS (SELECT 1 FROM idp_refresh r"
+      "                 WHERE r.account = i.account)",
+      "" },
+    { "btsso_refresh_due",
+      "SELECT r.account, r.next_due, r.failures, r.last_attempt, r.last_ok,"
+      " COALESCE(r.last_error, ''), r.valid_until,"
+      " COALESCE(r.signature, '')"
+      " FROM idp_refresh r JOIN idp i ON i.account = r.account"
+      " WHERE i.source_url IS NOT NULL AND i.source_url <> ''"
+      " AND r.next_due <= CAST(%s AS BIGINT)"
+      " ORDER BY r.next_due, r.account LIMIT CAST(%s AS INTEGER)",
+      "now, limit" },
+    { "btsso_refresh_claim",
+      "UPDATE idp_refresh SET next_due = CAST(%s AS BIGINT),"
+      " last_attempt = CAST(%s AS BIGINT)"
+      " WHERE account = %s AND next_due = CAST(%s AS BIGINT)",
+      "until, now, account, seen" },
+    { "btsso_idp_refresh_xml",
+      "UPDATE idp SET metadata_xml = %s, updated = CAST(%s AS BIGINT)"
+      " WHERE account = %s AND entity_id = %s",
+      "metadata_xml, updated, account, entity_id" },
+
     { NULL, NULL, NULL }
 };
 

@@ -27,6 +27,9 @@
 #include "saml/metadata.h"
 #include "saml/spmeta.h"
 #include "store/store.h"
+#include "store/refresh.h"
+#include "saml/xmlsec_glue.h"
+#include "saml/response.h"
 #include "tools/httpd_conf.h"
 
 #ifndef BTSSO_DEFAULT_CONF
@@ -702,34 +705,35 @@ static int cmd_user(ctl_t *ctl, int argc, const char *const *argv, int at)
 
 /* ---- IdP ---------------------------------------------------------------- */
 
-static const btsso_stored_cert_t *find_cert(const apr_array_header_t *certs,
-                                            const char *sha256)
+static apr_status_t xmlsec_done(void *unused)
 {
-    int i;
+    btsso_xmlsec_shutdown();
+    return APR_SUCCESS;
+}
 
-    for (i = 0; i < certs->nelts; i++) {
-        const btsso_stored_cert_t *sc =
-            APR_ARRAY_IDX(certs, i, btsso_stored_cert_t *);
-        if (strcmp(sc->cert->sha256, sha256) == 0) {
-            return sc;
-        }
+/* Metadata signatures are checked with xmlsec: set it up once. */
+static btsso_error_t *need_xmlsec(ctl_t *ctl)
+{
+    static int done;
+    btsso_error_t *err;
+
+    if (done) {
+        return NULL;
     }
+    if ((err = btsso_xmlsec_init(ctl->p)) != NULL) {
+        return err;
+    }
+    apr_pool_cleanup_register(ctl->p, NULL, xmlsec_done,
+                              apr_pool_cleanup_null);
+    done = 1;
     return NULL;
 }
 
-static const btsso_stored_cert_t *role_holder(const apr_array_header_t *certs,
-                                              btsso_cert_role_e role)
+/* BTSSOMetadataRefreshInterval of the configuration (6 h unset). */
+static apr_interval_time_t refresh_interval(const ctl_t *ctl)
 {
-    int i;
-
-    for (i = 0; i < certs->nelts; i++) {
-        const btsso_stored_cert_t *sc =
-            APR_ARRAY_IDX(certs, i, btsso_stored_cert_t *);
-        if (sc->role == role) {
-            return sc;
-        }
-    }
-    return NULL;
+    return ctl->conf->refresh_interval >= 0 ? ctl->conf->refresh_interval
+                                            : apr_time_from_sec(6 * 3600);
 }
 
 static void print_cert_line(ctl_t *ctl, const btsso_stored_cert_t *sc)
@@ -808,6 +812,7 @@ static int idp_import(ctl_t *ctl, int argc, const char *const *argv, int at)
     btsso_error_t *err;
     btsso_idp_metadata_t *md;
     btsso_account_t *acc;
+    btsso_md_trust_t facts;
     const char *xml, *source;
     int rc;
 
@@ -820,10 +825,19 @@ static int idp_import(ctl_t *ctl, int argc, const char *const *argv, int at)
                                           &acc)) != NULL
         || (err = load_metadata(ctl, source, flag(&a, "--entity"), &md,
                                 &xml)) != NULL
+        || (err = need_xmlsec(ctl)) != NULL
+        /* validUntil, and a signature when this IdP's keys are trusted */
+        || (err = btsso_refresh_check_upload(ctl->store, ctl->p, pos(&a, 0),
+                                             md, 0, 0, ctl->now,
+                                             &facts)) != NULL
         || (err = btsso_store_idp_set(ctl->store, pos(&a, 0), md, xml,
                                       is_url(source) ? source : NULL,
                                       flag(&a, "--shared") != NULL, 0,
-                                      ctl->now, ctl->actor)) != NULL) {
+                                      ctl->now, ctl->actor)) != NULL
+        || (is_url(source)
+            && (err = btsso_refresh_schedule_upload(
+                    ctl->store, pos(&a, 0), &facts, refresh_interval(ctl),
+                    ctl->now)) != NULL)) {
         return fail(ctl, err);
     }
     print_import_summary(ctl, pos(&a, 0), md);
@@ -881,6 +895,7 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
     btsso_account_t *acc;
     btsso_idp_t *idp;
     btsso_idp_metadata_t *md = NULL;
+    btsso_refresh_state_t *rs = NULL;
     apr_array_header_t *certs;
     btsso_sp_addr_t addr;
     int rc, i, have_addr;
@@ -901,7 +916,10 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                                           "account %s", pos(&a, 0)));
     }
     if ((err = btsso_store_cert_list(ctl->store, ctl->p, pos(&a, 0),
-                                     &certs)) != NULL) {
+                                     &certs)) != NULL
+        || (idp->source_url != NULL
+            && (err = btsso_store_refresh_get(ctl->store, ctl->p, pos(&a, 0),
+                                              &rs)) != NULL)) {
         return fail(ctl, err);
     }
     /* the facts come from the stored copy, parsed as on upload */
@@ -963,6 +981,15 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                 certs, i, btsso_stored_cert_t *)));
         }
         json_object_set_new(o, "certificates", arr);
+        if (rs != NULL) {
+            json_object_set_new(o, "refresh", json_pack(
+                "{s:s?, s:s?, s:s?, s:i, s:s?}",
+                "last_ok", rs->last_ok ? iso_time(ctl->p, rs->last_ok) : NULL,
+                "last_attempt", rs->last_attempt
+                    ? iso_time(ctl->p, rs->last_attempt) : NULL,
+                "next", iso_time(ctl->p, rs->next_due),
+                "failures", rs->failures, "last_error", rs->last_error));
+        }
         print_json(o);
         return 0;
     }
@@ -1002,6 +1029,13 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
                    at_->friendly_name ? ")" : "");
         }
     }
+    if (rs != NULL) {
+        printf("refreshed:    %s, next %s%s%s\n",
+               rs->last_ok ? iso_time(ctl->p, rs->last_ok) : "not yet",
+               iso_time(ctl->p, rs->next_due),
+               rs->last_error ? "; last attempt failed: " : "",
+               rs->last_error ? rs->last_error : "");
+    }
     printf("certificates:\n");
     for (i = 0; i < certs->nelts; i++) {
         print_cert_line(ctl, APR_ARRAY_IDX(certs, i, btsso_stored_cert_t *));
@@ -1009,83 +1043,72 @@ static int idp_show(ctl_t *ctl, int argc, const char *const *argv, int at)
     return 0;
 }
 
+static const char *cert_words(ctl_t *ctl, const apr_array_header_t *certs)
+{
+    apr_array_header_t *words = apr_array_make(ctl->p, 2, sizeof(char *));
+    int i;
+
+    for (i = 0; i < certs->nelts; i++) {
+        const btsso_cert_t *c = APR_ARRAY_IDX(certs, i, btsso_cert_t *);
+        APR_ARRAY_PUSH(words, const char *) =
+            apr_psprintf(ctl->p, "%s (%s, until %s)", c->sha256, c->subject,
+                         iso_time(ctl->p, c->not_after));
+    }
+    return join(ctl->p, words, "; ");
+}
+
 /*
- * Refresh one account from its URL.  On a fetch or parse failure nothing
- * is written: the last good metadata stays in use.  New signing
- * certificates are added by idp_set; one of them fills the secondary slot
- * when that slot is empty or holds a certificate that is no longer valid.
+ * Refresh one account from its URL, by the rules the module's own refresh
+ * follows (store/refresh.h): on a fetch, parse, validUntil or signature
+ * failure nothing is written but the schedule, the last good metadata
+ * stays in use.  New signing certificates are added without a role; one
+ * fills the secondary slot (when empty or no longer valid) only when the
+ * document's signature verified with a certificate the account trusts.
  */
 static btsso_error_t *refresh_one(ctl_t *ctl, const char *account,
                                   const char **report)
 {
+    btsso_refresh_opts_t o;
+    btsso_refresh_report_t *rep = NULL;
     btsso_error_t *err;
-    btsso_idp_t *idp;
-    btsso_idp_metadata_t *md;
-    apr_array_header_t *before, *after, *added;
-    const btsso_stored_cert_t *secondary;
-    const char *xml;
-    const char *filled = NULL;
-    int i;
+    int waiting;
 
-    if ((err = btsso_store_idp_get(ctl->store, ctl->p, account, &idp))
-        != NULL) {
+    memset(&o, 0, sizeof(o));
+    if ((err = need_xmlsec(ctl)) != NULL
+        || (err = fetch_opts(ctl, &o.fetch)) != NULL) {
         return err;
     }
-    if (idp == NULL || idp->source_url == NULL) {
-        return btsso_error_make(ctl->p, 409, "not_from_url",
-                                "The IdP metadata of this account was not "
-                                "fetched from a URL.", "account %s",
-                                account);
+    o.interval = refresh_interval(ctl);
+    if (o.interval <= 0) {
+        o.interval = apr_time_from_sec(6 * 3600);
     }
-    if ((err = load_metadata(ctl, idp->source_url, idp->entity_id, &md,
-                             &xml)) != NULL) {
+    o.actor = ctl->actor;
+    if ((err = btsso_refresh_account(ctl->store, ctl->p, account, &o,
+                                     ctl->now, &rep)) != NULL) {
         return err;
     }
-    if (strcmp(xml, idp->metadata_xml) == 0) {
+    if (rep->error != NULL) {
+        return rep->error;
+    }
+    if (!rep->changed) {
         *report = "unchanged";
         return NULL;
     }
-    if ((err = btsso_store_cert_list(ctl->store, ctl->p, account, &before))
-            != NULL
-        || (err = btsso_store_idp_set(ctl->store, account, md, xml,
-                                      idp->source_url, idp->shared, 0,
-                                      ctl->now, ctl->actor)) != NULL
-        || (err = btsso_store_cert_list(ctl->store, ctl->p, account, &after))
-            != NULL) {
-        return err;
-    }
-    added = apr_array_make(ctl->p, 2, sizeof(const char *));
-    secondary = role_holder(after, BTSSO_ROLE_SECONDARY);
-    for (i = 0; i < after->nelts; i++) {
-        const btsso_stored_cert_t *sc =
-            APR_ARRAY_IDX(after, i, btsso_stored_cert_t *);
-        if (find_cert(before, sc->cert->sha256) != NULL) {
-            continue;
-        }
-        APR_ARRAY_PUSH(added, const char *) =
-            apr_psprintf(ctl->p, "%s (%s, until %s)", sc->cert->sha256,
-                         sc->cert->subject,
-                         iso_time(ctl->p, sc->cert->not_after));
-        if (filled == NULL && sc->role == BTSSO_ROLE_NONE
-            && btsso_cert_is_valid_at(sc->cert, ctl->now)
-            && (secondary == NULL
-                || !btsso_cert_is_valid_at(secondary->cert, ctl->now))) {
-            if ((err = btsso_store_cert_role(ctl->store, account,
-                                             sc->cert->sha256,
-                                             BTSSO_ROLE_SECONDARY, 0,
-                                             ctl->actor)) != NULL) {
-                return err;
-            }
-            filled = sc->cert->sha256;
-        }
-    }
-    *report = apr_psprintf(ctl->p, "refreshed; %s%s%s",
-                           added->nelts > 0
+    waiting = btsso_refresh_waiting(rep);
+    *report = apr_psprintf(ctl->p, "refreshed; %s%s%s%s",
+                           rep->added->nelts > 0
                            ? apr_pstrcat(ctl->p, "new signing certificates: ",
-                                         join(ctl->p, added, "; "), NULL)
+                                         cert_words(ctl, rep->added), NULL)
                            : "no new signing certificates",
-                           filled != NULL ? "; secondary is now " : "",
-                           filled != NULL ? filled : "");
+                           rep->promoted != NULL ? "; secondary is now " : "",
+                           rep->promoted != NULL ? rep->promoted : "",
+                           waiting > 0
+                           ? (rep->signature == BTSSO_MDSIG_VERIFIED
+                              ? "; waiting for promotion (the secondary "
+                                "slot is taken)"
+                              : "; waiting for promotion (the metadata is "
+                                "not signed by a certificate the account "
+                                "trusts)") : "");
     return NULL;
 }
 

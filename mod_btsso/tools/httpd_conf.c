@@ -354,6 +354,16 @@ static btsso_error_t *directive(reader_t *r, const char *file, int lineno,
         }
         c->fetch_timeout_sec = (int)apr_time_sec(v);
     }
+    else if (strcasecmp(name, "BTSSOMetadataRefreshInterval") == 0) {
+        apr_interval_time_t v;
+        const char *why;
+        ONE_ARG();
+        why = btsso_confval_duration(r->p, arg, 0, &v);
+        if (why != NULL) {
+            return value_error(r->p, file, lineno, name, why);
+        }
+        c->refresh_interval = v;
+    }
     else if (strcasecmp(name, "BTSSOMetadataFetchHTTP") == 0) {
         ONE_ARG();
         if (strcasecmp(arg, "on") == 0) {
@@ -521,6 +531,7 @@ btsso_error_t *btsso_httpd_conf_read(apr_pool_t *p, const char *file,
     r.p = p;
     r.conf = apr_pcalloc(p, sizeof(*r.conf));
     r.conf->sql_overrides = apr_hash_make(p);
+    r.conf->refresh_interval = -1;
     r.allow = apr_array_make(p, 2, sizeof(const char *));
     *out = NULL;
     if ((err = read_file(&r, file, 0, 0)) != NULL) {

@@ -31,6 +31,8 @@ typedef struct btsso_httpd_conf_t {
     apr_size_t metadata_max_size;   /* BTSSOMetadataMaxSize, 0 when unset */
     int fetch_timeout_sec;          /* BTSSOMetadataFetchTimeout, 0 unset */
     int fetch_http;                 /* BTSSOMetadataFetchHTTP, 0/1 */
+    apr_interval_time_t refresh_interval; /* BTSSOMetadataRefreshInterval,
+                                       -1 when unset */
     const char *fetch_allow;        /* BTSSOMetadataFetchAllow, ranges
                                        joined by spaces, NULL when unset */
     apr_hash_t *sql_overrides;      /* store label -> SQL of the

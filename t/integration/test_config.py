@@ -34,6 +34,7 @@ BTSSOMetadataMaxSize 2M
 BTSSOMetadataFetchTimeout 5s
 BTSSOMetadataFetchHTTP Off
 BTSSOMetadataFetchAllow 10.20.0.0/16 192.168.7.8 fd00:1234::/32
+BTSSOMetadataRefreshInterval 30mi
 BTSSOSignatureAlgorithms rsa-sha256 ecdsa-sha384
 BTSSOAllowIdPInitiated Off
 BTSSOPasswordLoginURL /login
@@ -88,6 +89,8 @@ BAD = [
     ("BTSSOClockSkew 3days", "BTSSOClockSkew"),
     ("BTSSOConfigTTL soon", "BTSSOConfigTTL"),
     ("BTSSOMetadataFetchTimeout x", "BTSSOMetadataFetchTimeout"),
+    ("BTSSOMetadataRefreshInterval soon", "BTSSOMetadataRefreshInterval"),
+    ("BTSSOMetadataRefreshInterval -1", "BTSSOMetadataRefreshInterval"),
     ("BTSSOCookieName 'bad name'", "BTSSOCookieName"),
     ("BTSSOCookieName a;b", "BTSSOCookieName"),
     ("BTSSOCookieSameSite Sometimes", "BTSSOCookieSameSite"),
@@ -204,6 +207,9 @@ AGREE = [
     ("BTSSOMetadataFetchTimeout 2mi", True),
     ("BTSSOMetadataFetchTimeout 2m", False),
     ("BTSSOMetadataFetchTimeout 1500ms", True),
+    ("BTSSOMetadataRefreshInterval 0", True),
+    ("BTSSOMetadataRefreshInterval 2s", True),
+    ("BTSSOMetadataRefreshInterval 6x", False),
     ("BTSSOMetadataMaxSize 2MiB", True),
     ("BTSSOMetadataMaxSize 100", False),
     ("BTSSOMetadataMaxSize 12Q", False),

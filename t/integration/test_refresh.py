@@ -16,12 +16,34 @@ import subprocess
 import urllib.parse
 
 import pytest
+import xmlsec
+from lxml import etree
 
 import btsso_httpd
-from adminlib import (AdminPortal, MetadataServer, MD, idp_metadata,
+from adminlib import (AdminPortal, MetadataServer, MD, KEYS, idp_metadata,
                       namespace_wrapper, sha256_of)
 
 ENTITY = "https://idp.refresh.example.test/idp"
+
+
+def signed(xml, key):
+    """xml (an EntityDescriptor) signed by fixture key `key` the way IdPs
+    sign metadata: enveloped, exclusive c14n, Reference to its ID."""
+    root = etree.fromstring(xml.encode())
+    root.set("ID", "_md")
+    sig = xmlsec.template.create(root, xmlsec.Transform.EXCL_C14N,
+                                 xmlsec.Transform.RSA_SHA256, ns="ds")
+    root.insert(0, sig)
+    ref = xmlsec.template.add_reference(sig, xmlsec.Transform.SHA256,
+                                        uri="#_md")
+    xmlsec.template.add_transform(ref, xmlsec.Transform.ENVELOPED)
+    xmlsec.template.add_transform(ref, xmlsec.Transform.EXCL_C14N)
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_file(os.path.join(KEYS, key + ".key"),
+                                   xmlsec.KeyFormat.PEM)
+    ctx.register_id(root, "ID")
+    ctx.sign(sig)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 @pytest.fixture
@@ -63,14 +85,17 @@ class Refresh:
                 r.stderr
         return r
 
-    def publish(self, name, certs, **kw):
-        return self.md.put(name, idp_metadata(ENTITY if "entity" not in kw
-                                              else kw.pop("entity"),
-                                              certs, **kw))
+    def publish(self, name, certs, sign=None, **kw):
+        xml = idp_metadata(ENTITY if "entity" not in kw else kw.pop("entity"),
+                           certs, **kw)
+        return self.md.put(name, signed(xml, sign) if sign else xml)
 
     def state(self, client=None):
+        """The configuration (the refresh schedule, which every run
+        updates, left out)."""
         j = (client or self.ann).config()
         j.pop("csrf_token")
+        j.pop("refresh", None)
         return j
 
     def roles(self, client=None):
@@ -98,11 +123,19 @@ def test_new_certificates_added_and_reported(rf):
     assert out.strip() == "acme: unchanged"
     assert rf.state() == before
 
-    # the IdP publishes its next certificate: added, reported, and it
-    # fills the empty secondary slot
+    # the IdP publishes its next certificate in unsigned metadata: added
+    # and reported, but TLS alone gives it no role: it waits
     rf.publish("idp.xml", ["keycloak", "google"], attributes=["mail"])
     out = rf.ctl("idp", "refresh", "acme").stdout
     assert google in out and "new signing certificates" in out
+    assert "secondary is now" not in out and "waiting for promotion" in out
+    assert rf.roles() == {keycloak: "primary", google: "none"}
+    assert rf.ann.config()["refresh"]["waiting"] == [google]
+    # the same metadata signed by the trusted key: it fills the empty
+    # secondary slot
+    rf.publish("idp.xml", ["keycloak", "google"], attributes=["mail"],
+               sign="keycloak")
+    out = rf.ctl("idp", "refresh", "acme").stdout
     assert "secondary is now " + google in out
     assert rf.roles() == {keycloak: "primary", google: "secondary"}
     # the running module sees it at once (BTSSOConfigTTL 0 in the tests)
@@ -111,7 +144,7 @@ def test_new_certificates_added_and_reported(rf):
 
     # a third one while the secondary is valid: added without a role
     rf.publish("idp.xml", ["keycloak", "google", "entra"],
-               attributes=["mail"])
+               attributes=["mail"], sign="keycloak")
     out = rf.ctl("idp", "refresh", "acme").stdout
     assert entra in out and "secondary is now" not in out
     assert rf.roles() == {keycloak: "primary", google: "secondary",
@@ -129,7 +162,7 @@ def test_expired_secondary_is_replaced(rf):
     r = rf.ann.put("certificates/" + expired, json={"role": "secondary"})
     assert r.status_code == 200, r.text
     assert rf.roles() == {keycloak: "primary", expired: "secondary"}
-    rf.publish("idp.xml", ["keycloak", "expired", "google"])
+    rf.publish("idp.xml", ["keycloak", "expired", "google"], sign="keycloak")
     out = rf.ctl("idp", "refresh", "acme").stdout
     assert "secondary is now " + google in out
     assert rf.roles() == {keycloak: "primary", expired: "none",
@@ -161,6 +194,10 @@ def test_last_good_metadata_survives(rf, mdserver):
     err = rf.ctl("idp", "refresh", "acme", rc=1).stderr
     assert "fetch_failed" in err
     assert rf.state() == good
+    # the schedule says so, and backs off
+    refresh = rf.ann.config()["refresh"]
+    assert refresh["failures"] == 6
+    assert refresh["last_error"].startswith("fetch_failed")
 
 
 def test_refresh_rechecks_redirects(rf, mdserver):
@@ -204,7 +241,8 @@ def test_refresh_all(rf, mdserver):
 
     # one account's IdP breaks, the other rolls its certificate
     mdserver.put("a.xml", b"garbage")
-    rf.publish("b.xml", ["entra", "google"], entity="https://other.idp.test/")
+    rf.publish("b.xml", ["entra", "google"], entity="https://other.idp.test/",
+               sign="entra")
     acme_before = rf.state()
     r = rf.ctl("idp", "refresh", "--all", rc=1)
     lines = r.stdout.splitlines()

@@ -189,6 +189,27 @@ BASE_MODULES = [
 ]
 
 
+_WATCHDOG_BUILTIN = None
+
+
+def watchdog_modules():
+    """[(name, so)] to load for mod_watchdog (the module's metadata refresh
+    runs in its singleton): none when apache2 has it compiled in, as
+    Debian's does."""
+    global _WATCHDOG_BUILTIN
+    if _WATCHDOG_BUILTIN is None:
+        try:
+            out = subprocess.run([HTTPD, "-l"], capture_output=True,
+                                 text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _WATCHDOG_BUILTIN = "mod_watchdog.c" in out
+    if _WATCHDOG_BUILTIN or not os.path.exists(
+            os.path.join(MODDIR, "mod_watchdog.so")):
+        return []
+    return [("watchdog_module", "mod_watchdog.so")]
+
+
 class Httpd:
     """One httpd.  `btsso_conf` is inserted at server scope, `extra_conf`
     after it (locations etc.)."""
@@ -226,7 +247,7 @@ class Httpd:
         mods = [m for m in BASE_MODULES]
         if self.mpm != "event":
             mods[0] = ("mpm_%s_module" % self.mpm, "mod_mpm_%s.so" % self.mpm)
-        for name, so in mods + self.modules:
+        for name, so in mods + watchdog_modules() + self.modules:
             lines.append("LoadModule %s %s/%s" % (name, MODDIR, so))
         if self.load_btsso:
             lines.append("LoadModule btsso_module %s" % module_path())

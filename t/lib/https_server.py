@@ -30,6 +30,8 @@ Routes (GET):
   /status?code=C          that status with a small body
   /seen?path=P            "yes" if a request for path P (with query) has
                           been received before, else "no"
+  /count?path=P           how many requests for path P (with query) have
+                          been received, as a decimal number
 """
 import argparse
 import http.server
@@ -113,6 +115,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         seen = self.server.seen_paths
         with self.server.seen_lock:
             seen.add(self.path)
+            counts = self.server.seen_counts
+            counts[self.path] = counts.get(self.path, 0) + 1
 
         def arg(name, default=None):
             return query.get(name, [default])[0]
@@ -159,6 +163,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         elif path == "/status":
             self.send_body(int(arg("code", "500")), b"status page\n")
+        elif path == "/count":
+            with self.server.seen_lock:
+                n = self.server.seen_counts.get(arg("path", ""), 0)
+            self.send_body(200, str(n).encode())
         elif path == "/seen":
             with self.server.seen_lock:
                 answer = b"yes" if arg("path", "") in seen else b"no"
@@ -196,11 +204,13 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, files_dir, seen_paths, seen_lock, tls_context=None):
+    def __init__(self, files_dir, seen_paths, seen_lock, tls_context=None,
+                 seen_counts=None):
         super().__init__(("127.0.0.1", 0), Handler)
         self.files_dir = files_dir
         self.seen_paths = seen_paths
         self.seen_lock = seen_lock
+        self.seen_counts = seen_counts if seen_counts is not None else {}
         self.tls_context = tls_context
 
     def get_request(self):
@@ -245,8 +255,11 @@ def main():
         tls.load_cert_chain(cert, key)
         seen_paths = set()
         seen_lock = threading.Lock()
-        https = Server(os.path.abspath(args.files), seen_paths, seen_lock, tls)
-        plain = Server(os.path.abspath(args.files), seen_paths, seen_lock)
+        seen_counts = {}
+        https = Server(os.path.abspath(args.files), seen_paths, seen_lock, tls,
+                       seen_counts)
+        plain = Server(os.path.abspath(args.files), seen_paths, seen_lock,
+                       seen_counts=seen_counts)
         servers = [https, plain]
         for s in servers:
             threading.Thread(target=s.serve_forever, daemon=True).start()

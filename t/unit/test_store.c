@@ -958,13 +958,17 @@ static void downgrade_to_v3(fx_t *f)
     };
     int i;
 
+    /* v7: the refresh schedule */
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE idp_refresh",
+                              NULL), 0);
+    /* v5: the test-login rule */
     for (i = 0; cols[i] != NULL; i++) {
         assert_int_equal(raw_exec(f->p, f->params, apr_pstrcat(f->p,
                                   "ALTER TABLE accounts DROP COLUMN ",
                                   cols[i], NULL), NULL), 0);
     }
     assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
-                              "btsso_schema_version WHERE version = 5",
+                              "btsso_schema_version WHERE version > 3",
                               NULL), 0);
 }
 
@@ -1952,6 +1956,95 @@ static void test_audit(void **state)
     assert_string_equal(a->actor, "bob");
 }
 
+/* ---- refresh schedule (v7) ---------------------------------------------------- */
+
+static void test_refresh_rows(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_from_sec(apr_time_sec(apr_time_now()));
+    btsso_idp_metadata_t *md;
+    btsso_refresh_state_t st, *got = NULL;
+    apr_array_header_t *due, *added;
+    apr_int64_t v;
+    int claimed = -1;
+    const char *url = "https://idp.example.com/md";
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "acme");
+    ok(btsso_store_account_add(f->s, "filed", NULL, ACTOR), "filed");
+    md = md_make(f->p, "https://idp.example.com/1", "okta", NULL);
+    ok(btsso_store_idp_set(f->s, "acme", md,
+                           xml_for(f->p, "https://idp.example.com/1"), url,
+                           0, 0, now, ACTOR), "idp from a URL");
+    ok(btsso_store_idp_set(f->s, "filed", md,
+                           xml_for(f->p, "https://idp.example.com/1"), NULL,
+                           1, 0, now, ACTOR), "idp from a file");
+    /* an account from a URL without a row is due at once; a file is not */
+    ok(btsso_store_refresh_due(f->s, f->p, now, 10, &due), "due");
+    assert_int_equal(due->nelts, 1);
+    got = APR_ARRAY_IDX(due, 0, btsso_refresh_state_t *);
+    assert_string_equal(got->account, "acme");
+    assert_int_equal(got->next_due, 0);
+    /* one claim wins, a second with the same view loses */
+    ok(btsso_store_refresh_claim(f->s, "acme", 0, now + apr_time_from_sec(60),
+                                 now, &claimed), "claim");
+    assert_int_equal(claimed, 1);
+    ok(btsso_store_refresh_claim(f->s, "acme", 0, now + apr_time_from_sec(60),
+                                 now, &claimed), "claim again");
+    assert_int_equal(claimed, 0);
+    ok(btsso_store_refresh_due(f->s, f->p, now, 10, &due), "due after");
+    assert_int_equal(due->nelts, 0);
+    /* the outcome, read back; NULL error stays NULL */
+    memset(&st, 0, sizeof(st));
+    st.account = "acme";
+    st.next_due = now + apr_time_from_sec(3600);
+    st.failures = 2;
+    st.last_attempt = now;
+    st.last_error = "fetch_failed: boom";
+    st.valid_until = now + apr_time_from_sec(86400);
+    st.signature = "none";
+    ok(btsso_store_refresh_put(f->s, &st), "put");
+    ok(btsso_store_refresh_get(f->s, f->p, "acme", &got), "get");
+    assert_non_null(got);
+    assert_int_equal(got->next_due, st.next_due);
+    assert_int_equal(got->failures, 2);
+    assert_string_equal(got->last_error, "fetch_failed: boom");
+    assert_int_equal(got->valid_until, st.valid_until);
+    assert_string_equal(got->signature, "none");
+    ok(btsso_store_refresh_get(f->s, f->p, "filed", &got), "get none");
+    assert_null(got);
+    /* a refresh's change: new certificate, promoted, audited, scheduled;
+     * the account's version guards it */
+    v = account(f, "acme")->version;
+    md = md_make(f->p, "https://idp.example.com/1", "okta", "entra", NULL);
+    md->xml = "<md:EntityDescriptor entityID=\"https://idp.example.com/1\""
+              " ID=\"_2\"/>";
+    md->xml_len = strlen(md->xml);
+    added = apr_array_make(f->p, 1, sizeof(btsso_cert_t *));
+    APR_ARRAY_PUSH(added, btsso_cert_t *) =
+        APR_ARRAY_IDX(md->signing_certs, 1, btsso_cert_t *);
+    st.failures = 0;
+    st.last_error = NULL;
+    st.signature = "verified";
+    assert_non_null(btsso_store_idp_refreshed(
+        f->s, "acme", md, added, NULL, &st, v + 1, now, "refresh", "x"));
+    ok(btsso_store_idp_refreshed(f->s, "acme", md, added,
+                                 APR_ARRAY_IDX(added, 0, btsso_cert_t *)
+                                     ->sha256, &st, v, now, "refresh",
+                                 "source=test"), "refreshed");
+    assert_int_equal(account(f, "acme")->version, v + 1);
+    assert_string_equal(role_of(f, "acme", APR_ARRAY_IDX(
+        added, 0, btsso_cert_t *)->sha256), "secondary");
+    ok(btsso_store_refresh_get(f->s, f->p, "acme", &got), "get after");
+    assert_null(got->last_error);
+    assert_string_equal(got->signature, "verified");
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM audit WHERE actor = "
+                               "'refresh'"), 3);
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM certificates WHERE "
+                               "source = 'refresh'"), 1);
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1991,6 +2084,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_upgrade_v3_to_v5_and_test_rule),
     T(test_sessions_revoke),
     T(test_sessions_end_on_disable_and_new_idp),
+    T(test_refresh_rows),
 };
 
 int main(void)
