@@ -15,6 +15,7 @@
 #include "btsso_acct.h"
 #include "btsso_session.h"
 #include "btsso_handlers.h"
+#include "btsso_policy.h"
 #include "core/addressing.h"
 #include "core/url.h"
 #include "saml/authnreq.h"
@@ -88,6 +89,8 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
     req.idp_sso_url = sso->location;
     req.acs_url = addr.acs_url;
     req.nameid_format = NULL;
+    /* ForceAuthn (always for /test), RequestedAuthnContext when opted in */
+    btsso_policy_authnreq(e, test, &req);
 
     /* The request ID is needed in the pending record before the URL is
      * built, and the RelayState key in the URL: build, remember, encode. */
