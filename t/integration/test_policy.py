@@ -362,3 +362,42 @@ def test_policy_write_csrf_if_match_audit(make_httpd, tmp_path):
     # the page has a Policy section
     page = a.s.get(a.url, timeout=20).text
     assert 'id="policy"' in page
+
+
+def test_policy_section_of_the_page(make_httpd, tmp_path):
+    """The page's Policy section in headless Chromium: what is saved is
+    what the API then shows, and it is shown again after a reload."""
+    pytest.importorskip("selenium", reason="install python3-selenium")
+    from selenium.webdriver.common.by import By
+    from test_admin_page import Browser
+    p = make_portal(make_httpd, tmp_path)
+    b = Browser(ADMIN)
+    try:
+        b.open(p.url + "/admin/sso/acme/")
+        b.wait(lambda d: d.find_element(By.ID, "user").text == ADMIN)
+        assert b.find("#policy-max-age").get_attribute("placeholder") == "480"
+        b.find("#policy-classes").send_keys(MFA + "\n" + X509 + "\n")
+        b.find("#policy-force").click()
+        b.find("#policy-max-age").send_keys("10")
+        b.find("#policy-save").click()
+        b.wait_msg("policy-msg", "ok", "Policy saved")
+        pol = Admin(p).config().json()["policy"]
+        assert pol["authn_context"] == [MFA, X509]
+        assert pol["force_authn"] is True
+        assert pol["request_authn_context"] is False
+        assert pol["session_max_age"] == 600
+        # a refusal is shown where the change was made
+        b.find("#policy-classes").clear()
+        b.find("#policy-request").click()
+        b.find("#policy-save").click()
+        b.wait_msg("policy-msg", "err", "classes")
+        b.open(p.url + "/admin/sso/acme/")
+        b.wait(lambda d: d.find_element(By.ID, "policy-classes")
+               .get_attribute("value") == MFA + "\n" + X509)
+        assert b.find("#policy-force").is_selected()
+        assert not b.find("#policy-request").is_selected()
+        assert b.find("#policy-max-age").get_attribute("value") == "10"
+        assert "ForceAuthn" in b.find("#policy-done").text
+        assert not b.console_problems()
+    finally:
+        b.quit()
