@@ -7,6 +7,7 @@ BTSSOSessionMaxAge; lowering it ends older sessions within BTSSOConfigTTL.
 /sso/test/<account> always asks for ForceAuthn.  All through httpd, with
 pysaml2 as the IdP (it writes the AuthnStatement)."""
 import html
+import json
 import os
 import re
 import sqlite3
@@ -346,6 +347,12 @@ def test_policy_write_csrf_if_match_audit(make_httpd, tmp_path):
                   "'policy.set'")
     assert rows == [(ADMIN, "authn_context=%s request_authn_context=0 "
                             "force_authn=1 session_max_age=900" % MFA)]
+    # btssoctl account show prints it
+    shown = p.ctl("account", "show", "acme", json_out=True)
+    assert json.loads(shown.stdout)["policy"] == {
+        "authn_context": [MFA], "request_authn_context": False,
+        "force_authn": True, "session_max_age": 900}
+    assert "force_authn=on" in p.ctl("account", "show", "acme").stdout
     # someone who does not administer the account: 403, nothing changes
     write_htpasswd(os.path.join(p.httpd.dir, "htpasswd"),
                    [ADMIN, "ann@example.com"])
