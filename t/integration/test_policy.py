@@ -255,9 +255,9 @@ def test_session_cap_bounds_new_sessions(make_httpd, tmp_path):
 def test_lowering_the_cap_ends_older_sessions(make_httpd, tmp_path):
     p = make_portal(make_httpd, tmp_path)
     old = sid_of(login(p))
-    time.sleep(3.2)
+    time.sleep(4.2)
     young = sid_of(login(p, email="bob@example.com"))
-    set_policy(p, session_max_age=3)
+    set_policy(p, session_max_age=4)
     start = time.time()
     while session(p, old).status_code == 200:
         assert time.time() - start < TTL + 1.5, "older session not ended"
@@ -265,7 +265,7 @@ def test_lowering_the_cap_ends_older_sessions(make_httpd, tmp_path):
     # the younger one lives on, and says when it now ends
     r = session(p, young)
     assert r.status_code == 200, r.text
-    assert r.json()["expires"] <= time.time() + 3
+    assert r.json()["expires"] <= time.time() + 4
     assert "session cap" in p.httpd.log_text()
     # an ended session stays ended when the cap goes again
     set_policy(p)
@@ -408,3 +408,22 @@ def test_policy_section_of_the_page(make_httpd, tmp_path):
         assert not b.console_problems()
     finally:
         b.quit()
+
+
+def test_lowered_cap_ends_sessions_on_every_node(make_httpd, tmp_path,
+                                                 memcached):
+    """Two nodes sharing memcached and the store (test_session_follow's
+    set-up): a cap lowered through node A ends an older session made on
+    node B, on both nodes, within BTSSOConfigTTL."""
+    import test_session_follow as tsf
+    a, b = tsf.two_nodes(make_httpd, tmp_path, memcached)
+    urls = [a.url, b.url]
+    sid = tsf.login(a, url=b.url)                   # made on node B
+    assert all(tsf.session_status(u, sid) == 200 for u in urls)
+    time.sleep(2.2)
+    r = tsf.Admin(a.url).send("PUT", "policy", {"session_max_age": 2})
+    assert r.status_code == 200, r.text
+    assert tsf.ended_within(urls, sid, TTL + 1.5) is not None
+
+
+from test_session_follow import memcached  # noqa: E402,F401  (fixture)
