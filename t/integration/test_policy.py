@@ -83,14 +83,19 @@ def set_policy(p, **policy):
     return r.json()
 
 
-def respond(p, req, email="ann@example.com", class_ref=PPT):
+def respond(p, req, email="ann@example.com", class_ref=PPT,
+            session_not_on_or_after=None):
     """pysaml2's signed Response to req, whose AuthnStatement carries
-    class_ref (PysamlIdP always writes ...:Password)."""
+    class_ref (PysamlIdP always writes ...:Password) and, when given (unix
+    time), SessionNotOnOrAfter."""
     server = p.idp.server
     real = server.create_authn_response
 
     def with_class(**kw):
         kw["authn"] = {"class_ref": class_ref, "authn_auth": p.idp.entity_id}
+        if session_not_on_or_after is not None:
+            kw["session_not_on_or_after"] = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(session_not_on_or_after))
         return real(**kw)
     server.create_authn_response = with_class
     try:
@@ -250,6 +255,15 @@ def test_session_cap_bounds_new_sessions(make_httpd, tmp_path):
     assert r.status_code == 303
     exp = session(p, sid_of(r)).json()["expires"]
     assert before + 600 - 5 <= exp <= time.time() + 600 + 1
+    # the soonest of the server's, the policy's and the IdP's end
+    for idp_end, want in ((time.time() + 120, 120), (time.time() + 3600, 600)):
+        r, req = p.start_login()
+        before = time.time()
+        r = p.acs(respond(p, req, session_not_on_or_after=int(idp_end)),
+                  req.relay_state)
+        assert r.status_code == 303, r.text
+        exp = session(p, sid_of(r)).json()["expires"]
+        assert before + want - 5 <= exp <= time.time() + want + 1, want
 
 
 def test_lowering_the_cap_ends_older_sessions(make_httpd, tmp_path):
