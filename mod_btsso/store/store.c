@@ -286,7 +286,7 @@ static const char *const v3_pgsql[] = {
     NULL
 };
 
-/* ---- version 6 (policy) -------------------------------------------------- */
+/* ---- version 6 (policy) ------------------------------------------------ */
 
 /* Per-account policy (PUT <account>/policy): no row, or a default field,
  * is the server-wide behaviour.  authn_context holds the required

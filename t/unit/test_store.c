@@ -1698,7 +1698,7 @@ static void test_audit(void **state)
     assert_string_equal(a->actor, "bob");
 }
 
-/* ---- policy ---------------------------------------------------------------- */
+/* ---- policy ------------------------------------------------------------ */
 
 static btsso_policy_t *policy_of(fx_t *f, const char *account)
 {
