@@ -31,9 +31,11 @@ NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
 
 # ---- helpers ------------------------------------------------------------------
 
-def make_portal(make_httpd, tmp_path, conf=""):
-    conf = ("BTSSOConfigTTL %g\n" % TTL
-            if "BTSSOConfigTTL" not in conf else "") + conf
+def make_portal(make_httpd, tmp_path, ttl=0):
+    """httpd runs several processes: a policy saved through one is seen by
+    the others within BTSSOConfigTTL, so tests that log in right after a
+    change use 0 (a store read per request); those about the TTL, TTL."""
+    conf = "BTSSOConfigTTL %g\n" % ttl
     p = Portal(make_httpd, tmp_path, btsso_conf=conf,
                extra_conf=ADMIN_LOCATION.format(htpasswd="{dir}/htpasswd"))
     p.httpd.extra_conf = p.httpd.extra_conf.replace("{dir}", p.httpd.dir)
@@ -267,7 +269,7 @@ def test_session_cap_bounds_new_sessions(make_httpd, tmp_path):
 
 
 def test_lowering_the_cap_ends_older_sessions(make_httpd, tmp_path):
-    p = make_portal(make_httpd, tmp_path)
+    p = make_portal(make_httpd, tmp_path, ttl=TTL)
     old = sid_of(login(p))
     time.sleep(4.2)
     young = sid_of(login(p, email="bob@example.com"))
