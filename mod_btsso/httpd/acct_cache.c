@@ -245,12 +245,27 @@ static btsso_cert_t *flat_cert(flat *f, const btsso_cert_t *c)
     return d;
 }
 
+static const btsso_policy_t *flat_policy(flat *f, const btsso_policy_t *pol)
+{
+    btsso_policy_t *d = flat_alloc(f, sizeof(*d));
+    int i, n = pol->authn_context != NULL ? pol->authn_context->nelts : 0;
+
+    *d = *pol;
+    d->authn_context = flat_array(f, sizeof(const char *), n);
+    for (i = 0; i < n; i++) {
+        APR_ARRAY_IDX(d->authn_context, i, const char *) =
+            flat_str(f, APR_ARRAY_IDX(pol->authn_context, i, const char *));
+    }
+    return d;
+}
+
 static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
                                     const btsso_idp_t *idp,
                                     const btsso_idp_metadata_t *md,
                                     const apr_array_header_t *certs,
                                     const apr_array_header_t *revs,
-                                    int revs_truncated)
+                                    int revs_truncated,
+                                    const btsso_policy_t *pol)
 {
     btsso_acct_entry *e = flat_alloc(f, sizeof(*e));
     btsso_account_t *a = flat_alloc(f, sizeof(*a));
@@ -310,6 +325,7 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
     }
     e->revocations = ca;
     e->revocations_truncated = revs_truncated;
+    e->policy = flat_policy(f, pol);
     return e;
 }
 
@@ -347,6 +363,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     btsso_idp_t *idp = NULL;
     apr_array_header_t *certs = NULL, *revs = NULL;
     btsso_idp_metadata_t *md = NULL;
+    btsso_policy_t *pol = NULL;
     int revs_truncated = 0;
     flat f;
 
@@ -378,6 +395,9 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
                             - sc->clock_skew - c_ttl(r),
             BTSSO_ACCT_REVOCATIONS, &revs, &revs_truncated);
     }
+    if (err == NULL) {
+        err = btsso_store_policy_get(st, p, account, &pol);
+    }
     if (err == NULL && idp != NULL) {
         *xml_len = strlen(idp->metadata_xml);
         err = btsso_metadata_parse(p, idp->metadata_xml, *xml_len,
@@ -400,7 +420,8 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     }
     memset(&f, 0, sizeof(f));
     f.scratch = p;
-    (void)flat_entry(&f, acct, idp, md, certs, revs, revs_truncated);
+    (void)flat_entry(&f, acct, idp, md, certs, revs, revs_truncated,
+                      pol);
     f.cap = f.used;
     f.used = 0;
     f.base = malloc(f.cap);
@@ -409,7 +430,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
         return btsso_error_make(r->pool, 500, "internal",
                                 "Out of memory.", NULL);
     }
-    e = flat_entry(&f, acct, idp, md, certs, revs, revs_truncated);
+    e = flat_entry(&f, acct, idp, md, certs, revs, revs_truncated, pol);
     e->size = f.cap + entry_load_keys(e);
     apr_pool_destroy(p);
     *out = e;

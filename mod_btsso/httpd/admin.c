@@ -7,7 +7,8 @@
  *   .../<account>/                       the set-up page
  *   .../<account>/<endpoint>             config, metadata, email-attribute,
  *                                        certificates, sp-metadata,
- *                                        duplicate-emails, enabled
+ *                                        duplicate-emails, enabled,
+ *                                        policy
  *   .../<account>/certificates/<sha256>  one certificate
  *   .../<account>/sessions/revoke        end sessions (POST)
  *
@@ -43,6 +44,7 @@
 #include "btsso_acct.h"
 #include "btsso_admin.h"
 #include "btsso_handlers.h"
+#include "btsso_policy.h"
 #include "btsso_session.h"
 #include "core/addressing.h"
 #include "core/b64.h"
@@ -72,7 +74,7 @@ typedef struct admin_req {
 
 static const char *const endpoints[] = {
     "config", "metadata", "email-attribute", "certificates", "sp-metadata",
-    "duplicate-emails", "enabled", "audit", NULL
+    "duplicate-emails", "enabled", "audit", "policy", NULL
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -648,6 +650,7 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
     btsso_account_t *acc;
     btsso_idp_t *idp = NULL;
     btsso_idp_metadata_t *md = NULL;
+    btsso_policy_t *policy = NULL;
     apr_array_header_t *certs, *missing, *domains;
     btsso_sp_addr_t addr;
     apr_time_t now = apr_time_now();
@@ -663,7 +666,9 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
         || (e = btsso_store_cert_list(ar->store, r->pool, ar->account,
                                       &certs)) != NULL
         || (e = btsso_store_domain_list(ar->store, r->pool, ar->account,
-                                        &domains)) != NULL) {
+                                        &domains)) != NULL
+        || (e = btsso_store_policy_get(ar->store, r->pool, ar->account,
+                                       &policy)) != NULL) {
         return e;
     }
     token = btsso_csrf_token(r, ar->user, ar->account, ar->session_account);
@@ -714,6 +719,8 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
             certs, i, btsso_stored_cert_t *), now));
     }
     json_object_set_new(o, "certificates", a);
+    json_object_set_new(o, "policy", btsso_policy_json(r->pool, policy,
+                                                       sc->session_max_age));
     missing = btsso_account_missing(r->pool, idp, certs, now);
     json_object_set_new(o, "missing", missing_json(missing));
     json_object_set_new(o, "missing_text",
@@ -1152,6 +1159,33 @@ static int put_enabled(admin_req *ar)
     return btsso_send_json(r, e->status, body);
 }
 
+/* PUT policy: replaces the account's policy (a field left out is the
+ * server-wide behaviour).  Sessions older than a lowered cap end within
+ * BTSSOConfigTTL (session.c). */
+static int put_policy(admin_req *ar)
+{
+    btsso_policy_t *pol = NULL;
+    btsso_error_t *e;
+    const char *ignored = NULL;
+    json_t *j;
+
+    if ((e = read_json(ar, &j)) != NULL || (e = precondition(ar)) != NULL
+        || (e = btsso_policy_from_json(ar->r->pool, j, &pol, &ignored))
+            != NULL
+        || (e = btsso_store_policy_set(ar->store, ar->account, pol,
+                                       ar->sc->session_max_age, ar->version,
+                                       apr_time_now(), ar->user)) != NULL) {
+        return send_error(ar, e);
+    }
+    if (ignored != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, ar->r,
+                      "BTSSO0450: account %s: policy fields ignored "
+                      "(unknown): %s", ar->account,
+                      ap_escape_logitem(ar->r->pool, ignored));
+    }
+    return changed(ar);
+}
+
 /* POST sessions/revoke {"email": "..."} or {}: end that user's sessions
  * of this account, or every one, on every node within BTSSOConfigTTL
  * (sessions follow the account cache: session.c). */
@@ -1251,6 +1285,9 @@ static int dispatch(admin_req *ar)
     }
     if (m != M_PUT) {
         return method_not_allowed(r, BIT(M_PUT));
+    }
+    if (!strcmp(ep, "policy")) {
+        return put_policy(ar);
     }
     return !strcmp(ep, "enabled") ? put_enabled(ar) : put_email_attribute(ar);
 }

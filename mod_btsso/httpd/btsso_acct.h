@@ -31,6 +31,9 @@ typedef struct btsso_acct_entry {
      * revocations_truncated: older ones exist that are not here. */
     const apr_array_header_t *revocations;  /* btsso_revocation_t */
     int revocations_truncated;
+    /* The account's policy (PUT <account>/policy); never NULL: defaults
+     * when none is set. */
+    const btsso_policy_t *policy;
     /* private (acct_cache.c) */
     apr_size_t size;                    /* bytes of the block */
     int refs;                           /* table + requests holding it */

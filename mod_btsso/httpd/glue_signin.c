@@ -16,6 +16,7 @@
 #include "btsso_session.h"
 #include "btsso_handlers.h"
 #include "btsso_post.h"
+#include "btsso_policy.h"
 #include "core/addressing.h"
 #include "core/url.h"
 #include "saml/authnreq.h"
@@ -95,6 +96,8 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
     req.idp_sso_url = sso->location;
     req.acs_url = addr.acs_url;
     req.nameid_format = NULL;
+    /* ForceAuthn (always for /test), RequestedAuthnContext when opted in */
+    btsso_policy_authnreq(e, test, &req);
 
     /* The request ID is needed in the pending record before the URL is
      * built, and the RelayState key in the URL: build, remember, encode. */

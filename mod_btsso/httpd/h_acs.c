@@ -21,6 +21,7 @@
 #include "btsso_session.h"
 #include "btsso_attrs.h"
 #include "btsso_handlers.h"
+#include "btsso_policy.h"
 #include "core/addressing.h"
 #include "core/pending.h"
 #include "core/url.h"
@@ -305,6 +306,15 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
         }
     }
 
+    /* The account's policy: the class the IdP asserted, not the one asked
+     * for, decides. */
+    if ((err = btsso_policy_check_assertion(r, e, a)) != NULL) {
+        if (test) {
+            return btsso_send_test_result(r, account, a, NULL, NULL, err);
+        }
+        return fail(r, account, e->idp->entity_id, err, 0);
+    }
+
     email = assertion_email(e, a);
     if (email == NULL || *email == '\0') {
         err = btsso_error_make(r->pool, 403, "no_email",
@@ -351,7 +361,8 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     ss.name_id_format = a->name_id_format;
     ss.idp = e->idp->entity_id;
     ss.session_index = a->session_index;
-    ss.expires = a->session_not_on_or_after;
+    ss.expires = btsso_policy_session_expiry(e, a->session_not_on_or_after,
+                                             now);
     ss.attributes = btsso_attrs_for_session(r, account, a);
     err = btsso_session_create(r, &ss);
     if (err != NULL) {

@@ -702,8 +702,17 @@ static int session_follows(request_rec *r, btsso_session_t *ss,
         *why = "the account's sessions were revoked";
         return 0;
     }
-    /* The policy session cap is not enforced here yet: accounts have no
-     * policy (PUT policy is issue 12). */
+    /* The policy's session cap, lowered since the session was made: it
+     * ends earlier, and says so (BTSSO_SESSION_EXPIRES, /sso/session). */
+    if (e->policy->session_max_age > 0
+        && ss->created + e->policy->session_max_age < ss->expires) {
+        ss->expires = ss->created + e->policy->session_max_age;
+        *dirty = 1;
+        if (now >= ss->expires) {
+            *why = "the account's session cap (policy) is exceeded";
+            return 0;
+        }
+    }
     n = e->revocations->nelts;
     for (i = 0; i < n; i++) {
         const btsso_revocation_t *v = &APR_ARRAY_IDX(e->revocations, i,

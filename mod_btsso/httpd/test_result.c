@@ -83,11 +83,13 @@ int btsso_send_test_result(request_rec *r, const char *account,
                    "<tr><th>Issuer</th><td>%s</td></tr>"
                    "<tr><th>NameID</th><td id=\"nameid\">%s</td></tr>"
                    "<tr><th>NameID format</th><td>%s</td></tr>"
+                   "<tr><th>Authentication context</th>"
+                   "<td id=\"authn_context\">%s</td></tr>"
                    "<tr><th>Email used</th><td id=\"email\">%s</td></tr>"
                    "</table><h2>Attributes</h2><table id=\"attributes\">"
                    "<tr><th>Name</th><th>Friendly name</th><th>Values</th>"
                    "</tr>", H(a->issuer), H(a->name_id),
-                   H(a->name_id_format), H(email));
+                   H(a->name_id_format), H(a->authn_context_class), H(email));
         for (i = 0; a->attributes != NULL && i < a->attributes->nelts; i++) {
             const btsso_attribute_t *at = &APR_ARRAY_IDX(a->attributes, i,
                                                          btsso_attribute_t);

@@ -198,7 +198,16 @@ btsso_error_t *btsso_authnreq_build(apr_pool_t *p, const btsso_authnreq_t *req,
     xmlDocPtr doc;
     xmlNodePtr root, policy;
     xmlNsPtr samlp, saml;
+    int i;
 
+    for (i = 0; req->requested_classes != NULL
+                && i < req->requested_classes->nelts; i++) {
+        if ((err = check_text(p, "AuthnContextClassRef",
+                              APR_ARRAY_IDX(req->requested_classes, i,
+                                            const char *), 1)) != NULL) {
+            return err;
+        }
+    }
     if ((err = check_text(p, "SP entityID", req->sp_entity_id, 1)) != NULL
         || (err = check_text(p, "NameID format", req->nameid_format, 0))
         || (err = check_endpoint(p, "IdP SSO URL", req->idp_sso_url)) != NULL
@@ -222,6 +231,18 @@ btsso_error_t *btsso_authnreq_build(apr_pool_t *p, const btsso_authnreq_t *req,
              && *req->nameid_format != '\0' ? req->nameid_format
              : BTSSO_NAMEID_UNSPECIFIED);
     set_prop(policy, "AllowCreate", "true");
+    /* After NameIDPolicy (and Conditions): the schema's order. */
+    if (req->requested_classes != NULL && req->requested_classes->nelts > 0) {
+        xmlNodePtr rac = xmlNewChild(root, samlp, (const xmlChar *)
+                                     "RequestedAuthnContext", NULL);
+
+        set_prop(rac, "Comparison", "exact");
+        for (i = 0; i < req->requested_classes->nelts; i++) {
+            xmlNewTextChild(rac, saml, (const xmlChar *)"AuthnContextClassRef",
+                            (const xmlChar *)APR_ARRAY_IDX(
+                                req->requested_classes, i, const char *));
+        }
+    }
     return finish(p, doc, id, out);
 }
 

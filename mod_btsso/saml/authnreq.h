@@ -50,6 +50,9 @@ typedef struct btsso_authnreq_t {
     const char *nameid_format;  /* NameIDPolicy Format; NULL: unspecified */
     int force_authn;            /* ForceAuthn="true" when non-zero */
     int is_passive;             /* IsPassive="true" when non-zero */
+    /* RequestedAuthnContext Comparison="exact" with these
+     * AuthnContextClassRef URIs (const char *); NULL or empty: none. */
+    const apr_array_header_t *requested_classes;
 } btsso_authnreq_t;
 
 typedef struct btsso_logoutreq_t {

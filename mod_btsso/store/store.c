@@ -483,6 +483,56 @@ static const char *const v5_mysql[] = {
     NULL
 };
 
+/* ---- version 6 (policy) ------------------------------------------------ */
+
+/* Per-account policy (PUT <account>/policy): no row, or a default field,
+ * is the server-wide behaviour.  authn_context holds the required
+ * AuthnContextClassRef URIs separated by single spaces (URIs hold none),
+ * '' for any class; session_max_age is seconds, 0 for BTSSOSessionMaxAge.
+ * No DEFAULT on the TEXT column (MySQL refuses one there). */
+static const char *const v6_sqlite3[] = {
+    "CREATE TABLE account_policy ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " authn_context TEXT NOT NULL,"
+    " request_authn_context INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (request_authn_context IN (0, 1)),"
+    " force_authn INTEGER NOT NULL DEFAULT 0 CHECK (force_authn IN (0, 1)),"
+    " session_max_age BIGINT NOT NULL DEFAULT 0"
+    "  CHECK (session_max_age >= 0),"
+    " updated BIGINT NOT NULL)",
+    NULL
+};
+
+static const char *const v6_pgsql[] = {
+    "CREATE TABLE account_policy ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " authn_context TEXT NOT NULL,"
+    " request_authn_context INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (request_authn_context IN (0, 1)),"
+    " force_authn INTEGER NOT NULL DEFAULT 0 CHECK (force_authn IN (0, 1)),"
+    " session_max_age BIGINT NOT NULL DEFAULT 0"
+    "  CHECK (session_max_age >= 0),"
+    " updated BIGINT NOT NULL)",
+    NULL
+};
+
+static const char *const v6_mysql[] = {
+    "CREATE TABLE account_policy ("
+    " account VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " authn_context TEXT NOT NULL,"
+    " request_authn_context INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (request_authn_context IN (0, 1)),"
+    " force_authn INTEGER NOT NULL DEFAULT 0 CHECK (force_authn IN (0, 1)),"
+    " session_max_age BIGINT NOT NULL DEFAULT 0"
+    "  CHECK (session_max_age >= 0),"
+    " updated BIGINT NOT NULL,"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+    NULL
+};
+
 /* ---- version 7 (refresh) -------------------------------------------------- */
 
 /* The schedule of the metadata refresh (SPEC "Metadata refresh"), one row
@@ -548,6 +598,7 @@ static const schema_step_t schema_steps[] = {
     { 2, v2_sqlite3, v2_pgsql, v2_mysql },
     { 3, v3_sqlite3, v3_pgsql, v3_mysql },
     { 5, v5_sqlite3, v5_pgsql, v5_mysql },
+    { 6, v6_sqlite3, v6_pgsql, v6_mysql },
     { 7, v7_sqlite3, v7_pgsql, v7_mysql },
 };
 
@@ -1215,6 +1266,18 @@ const char *btsso_store_schema_sql(apr_pool_t *p, const char *dialect)
     return out;
 }
 
+static int step_recorded(const apr_array_header_t *rows, int version)
+{
+    int i;
+
+    for (i = 0; i < rows->nelts; i++) {
+        if (col_i64(&APR_ARRAY_IDX(rows, i, db_row_t), 0) == version) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
 {
     apr_pool_t *tmp;
@@ -1244,12 +1307,19 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
                                               : schema_version_ddl)) != NULL) {
         goto done;
     }
-    if ((err = raw_select(s, tmp, "SELECT COALESCE(MAX(version), 0)"
-                          " FROM btsso_schema_version", &rows)) != NULL) {
+    /* Every step not on record runs, in order: a step is recorded by
+     * number, so one missing below the newest (a database made while a
+     * release's steps were being numbered) is still applied. */
+    if ((err = raw_select(s, tmp, "SELECT version FROM btsso_schema_version",
+                          &rows)) != NULL) {
         goto done;
     }
-    current = rows->nelts > 0 ? (int)col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t),
-                                             0) : 0;
+    current = 0;
+    for (i = 0; i < rows->nelts; i++) {
+        int v = (int)col_i64(&APR_ARRAY_IDX(rows, i, db_row_t), 0);
+
+        current = v > current ? v : current;
+    }
     if (from != NULL) {
         *from = current;
     }
@@ -1266,7 +1336,7 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
         const char *const *sql;
         apr_dbd_transaction_t *txn;
 
-        if (step->version <= current) {
+        if (step_recorded(rows, step->version)) {
             continue;
         }
         if ((sql = step_sql(step, d)) == NULL) {
@@ -1297,7 +1367,7 @@ btsso_error_t *btsso_store_init(btsso_store_t *s, int *from, int *to)
                                    "%d: %s", step->version, err->detail);
             goto done;
         }
-        current = step->version;
+        current = step->version > current ? step->version : current;
     }
     if (to != NULL) {
         *to = current;
@@ -3515,6 +3585,216 @@ btsso_error_t *btsso_store_idp_refreshed(btsso_store_t *s,
     }
     if (err == NULL && st != NULL) {
         err = refresh_write(s, tmp, st);
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+/* ---- policy ------------------------------------------------------------- */
+
+btsso_policy_t *btsso_policy_make(apr_pool_t *p)
+{
+    btsso_policy_t *pol = apr_pcalloc(p, sizeof(*pol));
+
+    pol->authn_context = apr_array_make(p, 1, sizeof(const char *));
+    return pol;
+}
+
+int btsso_policy_is_default(const btsso_policy_t *pol)
+{
+    return (pol->authn_context == NULL || pol->authn_context->nelts == 0)
+           && !pol->request_authn_context && !pol->force_authn
+           && pol->session_max_age == 0;
+}
+
+int btsso_policy_class_ok(const btsso_policy_t *pol, const char *class_ref)
+{
+    int i;
+
+    if (pol == NULL || pol->authn_context == NULL
+        || pol->authn_context->nelts == 0) {
+        return 1;
+    }
+    if (class_ref == NULL) {
+        return 0;
+    }
+    for (i = 0; i < pol->authn_context->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(pol->authn_context, i, const char *),
+                   class_ref) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An absolute URI as the policy keeps it: scheme ":" and something, all
+ * printable ASCII without spaces (the stored list is space-separated). */
+static int policy_uri_ok(const char *u)
+{
+    const char *c;
+
+    if (u == NULL || !apr_isalpha((unsigned char)u[0])) {
+        return 0;
+    }
+    for (c = u + 1; *c != ':'; c++) {
+        if (!apr_isalnum((unsigned char)*c) && *c != '+' && *c != '-'
+            && *c != '.') {
+            return 0;
+        }
+    }
+    if (c[1] == '\0') {
+        return 0;
+    }
+    for (c = u; *c != '\0'; c++) {
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static btsso_error_t *bad_policy(apr_pool_t *p, const char *message,
+                                 const char *detail)
+{
+    return btsso_error_make(p, 400, "bad_policy", message, "%s", detail);
+}
+
+btsso_error_t *btsso_policy_check(apr_pool_t *p, btsso_policy_t *pol,
+                                  apr_interval_time_t max_age)
+{
+    apr_array_header_t *kept;
+    int i, j;
+
+    if (pol->authn_context == NULL) {
+        pol->authn_context = apr_array_make(p, 1, sizeof(const char *));
+    }
+    if (pol->authn_context->nelts > BTSSO_POLICY_CLASSES_MAX) {
+        return bad_policy(p, apr_psprintf(p, "List at most %d "
+                          "authentication context classes.",
+                          BTSSO_POLICY_CLASSES_MAX),
+                          apr_psprintf(p, "%d classes",
+                                       pol->authn_context->nelts));
+    }
+    kept = apr_array_make(p, pol->authn_context->nelts,
+                          sizeof(const char *));
+    for (i = 0; i < pol->authn_context->nelts; i++) {
+        const char *u = APR_ARRAY_IDX(pol->authn_context, i, const char *);
+
+        if (u == NULL || strlen(u) > BTSSO_POLICY_CLASS_MAX
+            || !policy_uri_ok(u)) {
+            return bad_policy(p, apr_psprintf(p, "Each authentication "
+                              "context class is a URI (such as "
+                              "urn:oasis:names:tc:SAML:2.0:ac:classes:"
+                              "PasswordProtectedTransport) of at most %d "
+                              "characters, without spaces or control "
+                              "characters.", BTSSO_POLICY_CLASS_MAX),
+                              apr_psprintf(p, "class %d is not a URI", i + 1));
+        }
+        for (j = 0; j < kept->nelts; j++) {
+            if (strcmp(APR_ARRAY_IDX(kept, j, const char *), u) == 0) {
+                break;
+            }
+        }
+        if (j == kept->nelts) {
+            APR_ARRAY_PUSH(kept, const char *) = u;
+        }
+    }
+    pol->authn_context = kept;
+    if (pol->request_authn_context && kept->nelts == 0) {
+        return bad_policy(p, "Asking the identity provider for an "
+                          "authentication context needs the classes to ask "
+                          "for: list them in authn_context.",
+                          "request_authn_context without classes");
+    }
+    if (pol->session_max_age < 0
+        || (pol->session_max_age > 0
+            && pol->session_max_age < apr_time_from_sec(1))
+        || (max_age > 0 && pol->session_max_age > max_age)) {
+        return bad_policy(p, apr_psprintf(p, "The session lifetime is a "
+                          "number of seconds from 1 to %" APR_INT64_T_FMT
+                          " (the server's longest, BTSSOSessionMaxAge).",
+                          (apr_int64_t)apr_time_sec(max_age)),
+                          apr_psprintf(p, "session_max_age %" APR_INT64_T_FMT
+                                       " s", (apr_int64_t)apr_time_sec(
+                                           pol->session_max_age)));
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_policy_get(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      btsso_policy_t **out)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    btsso_policy_t *pol = btsso_policy_make(p);
+    const db_row_t *r;
+    char *list, *tok, *last = NULL;
+
+    *out = pol;
+    if ((err = db_select(s, p, "btsso_policy_get", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    if (rows->nelts == 0) {
+        return NULL;
+    }
+    r = &APR_ARRAY_IDX(rows, 0, db_row_t);
+    list = apr_pstrdup(p, col_text(r, 0));
+    for (tok = apr_strtok(list, " ", &last); tok != NULL;
+         tok = apr_strtok(NULL, " ", &last)) {
+        APR_ARRAY_PUSH(pol->authn_context, const char *) = tok;
+    }
+    pol->request_authn_context = col_i64(r, 1) != 0;
+    pol->force_authn = col_i64(r, 2) != 0;
+    pol->session_max_age = apr_time_from_sec(col_i64(r, 3));
+    pol->updated = apr_time_from_sec(col_i64(r, 4));
+    return NULL;
+}
+
+btsso_error_t *btsso_store_policy_set(btsso_store_t *s, const char *account,
+                                      btsso_policy_t *pol,
+                                      apr_interval_time_t max_age,
+                                      apr_int64_t expected_version,
+                                      apr_time_t now, const char *actor)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    btsso_error_t *err;
+    const char *classes, *secs;
+
+    if ((err = check_account_id(s, account)) != NULL
+        || (err = btsso_policy_check(s->pool, pol, max_age)) != NULL) {
+        return err;
+    }
+    apr_pool_create(&tmp, s->pool);
+    classes = apr_array_pstrcat(tmp, pol->authn_context, ' ');
+    secs = i64(tmp, apr_time_sec(pol->session_max_age));
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    err = bump_version(s, tmp, account, expected_version, now);
+    if (err == NULL) {
+        err = db_exec(s, tmp, "btsso_policy_delete", NULL, ARGS(account));
+    }
+    /* no row: the server-wide behaviour */
+    if (err == NULL && !btsso_policy_is_default(pol)) {
+        err = db_exec(s, tmp, "btsso_policy_insert", NULL,
+                      ARGS(account, classes,
+                           pol->request_authn_context ? "1" : "0",
+                           pol->force_authn ? "1" : "0", secs,
+                           i64(tmp, apr_time_sec(now))));
+    }
+    if (err == NULL) {
+        err = audit_write(s, tmp, now, account, actor, "policy.set",
+                          apr_psprintf(tmp, "authn_context=%s "
+                                       "request_authn_context=%d "
+                                       "force_authn=%d session_max_age=%s",
+                                       *classes ? classes : "-",
+                                       pol->request_authn_context ? 1 : 0,
+                                       pol->force_authn ? 1 : 0, secs));
     }
     err = txn_end(s, tmp, txn, err, 0);
 done:

@@ -474,4 +474,58 @@ btsso_error_t *btsso_store_idp_refreshed(btsso_store_t *s,
                                          apr_time_t now, const char *actor,
                                          const char *detail);
 
+/* ---- per-account policy (policy) ---------------------------------------- */
+
+/* Bounds of a policy's required classes. */
+#define BTSSO_POLICY_CLASSES_MAX 16
+#define BTSSO_POLICY_CLASS_MAX   1024   /* bytes of one class URI */
+
+/* SPEC "Per-account policy".  A field at its default (empty list, 0) keeps
+ * the server-wide behaviour. */
+typedef struct btsso_policy_t {
+    /* const char *: AuthnContextClassRef URIs one of which every assertion
+     * must carry (exact match); empty: any class, or none. */
+    apr_array_header_t *authn_context;
+    /* Also ask the IdP for them (RequestedAuthnContext, Comparison
+     * "exact").  Off by default: Entra ID then refuses passkey and
+     * Windows Hello sign-ins (AADSTS75011). */
+    int request_authn_context;
+    int force_authn;                     /* ForceAuthn="true" every login */
+    apr_interval_time_t session_max_age; /* cap; 0: BTSSOSessionMaxAge */
+    apr_time_t updated;                  /* 0 when never set */
+} btsso_policy_t;
+
+/* A policy with every field at its default. */
+btsso_policy_t *btsso_policy_make(apr_pool_t *p);
+/* Non-zero when every field is at its default. */
+int btsso_policy_is_default(const btsso_policy_t *pol);
+/* Whether class_ref is one of the policy's classes (any when the list is
+ * empty); NULL (no AuthnContextClassRef) matches only an empty list. */
+int btsso_policy_class_ok(const btsso_policy_t *pol, const char *class_ref);
+
+/*
+ * Check (and normalize: duplicates dropped, order kept) a policy: at most
+ * BTSSO_POLICY_CLASSES_MAX classes, each an absolute URI (scheme ":" ...)
+ * of printable ASCII without spaces, at most BTSSO_POLICY_CLASS_MAX bytes;
+ * request_authn_context only with classes; session_max_age 0, or between
+ * 1 s and max_age (BTSSOSessionMaxAge; 0: no upper bound).  Error:
+ * bad_policy 400, message saying what is wrong.
+ */
+btsso_error_t *btsso_policy_check(apr_pool_t *p, btsso_policy_t *pol,
+                                  apr_interval_time_t max_age);
+
+/* The account's policy; never NULL (defaults when none is set).  No check
+ * that the account exists. */
+btsso_error_t *btsso_store_policy_get(btsso_store_t *s, apr_pool_t *p,
+                                      const char *account,
+                                      btsso_policy_t **out);
+/* Replace the account's policy (checked with btsso_policy_check against
+ * max_age).  Audit "policy.set".  Errors: bad_policy 400, not_found 404,
+ * conflict 409 (expected_version). */
+btsso_error_t *btsso_store_policy_set(btsso_store_t *s, const char *account,
+                                      btsso_policy_t *pol,
+                                      apr_interval_time_t max_age,
+                                      apr_int64_t expected_version,
+                                      apr_time_t now, const char *actor);
+
 #endif /* BTSSO_STORE_H */

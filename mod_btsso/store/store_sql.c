@@ -325,6 +325,22 @@ static const btsso_stmt_def_t store_statements[] = {
       " WHERE account = %s AND entity_id = %s",
       "metadata_xml, updated, account, entity_id" },
 
+    /* ---- per-account policy (policy) ---- */
+    { "btsso_policy_get",
+      "SELECT authn_context, request_authn_context, force_authn,"
+      " session_max_age, updated FROM account_policy WHERE account = %s",
+      "account" },
+    { "btsso_policy_delete",
+      "DELETE FROM account_policy WHERE account = %s",
+      "account" },
+    { "btsso_policy_insert",
+      "INSERT INTO account_policy (account, authn_context,"
+      " request_authn_context, force_authn, session_max_age, updated)"
+      " VALUES (%s, %s, CAST(%s AS INTEGER), CAST(%s AS INTEGER),"
+      " CAST(%s AS BIGINT), CAST(%s AS BIGINT))",
+      "account, space-separated class URIs, request_authn_context,"
+      " force_authn, session_max_age seconds, updated" },
+
     { NULL, NULL, NULL }
 };
 

@@ -580,6 +580,7 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
     if (strcmp(sub, "show") == 0) {
         btsso_account_t *acc;
         btsso_idp_t *idp;
+        btsso_policy_t *pol;
         apr_array_header_t *certs, *missing;
         if ((rc = parse_args(ctl, argc, argv, at + 1, NULL, 1, 1, &a)) != 0) {
             return rc;
@@ -590,7 +591,9 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
             || (err = btsso_store_idp_get(ctl->store, ctl->p, pos(&a, 0),
                                           &idp)) != NULL
             || (err = btsso_store_cert_list(ctl->store, ctl->p, pos(&a, 0),
-                                            &certs)) != NULL) {
+                                            &certs)) != NULL
+            || (err = btsso_store_policy_get(ctl->store, ctl->p, pos(&a, 0),
+                                             &pol)) != NULL) {
             return fail(ctl, err);
         }
         missing = btsso_account_missing(ctl->p, idp, certs, ctl->now);
@@ -606,6 +609,13 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
             json_object_set_new(o, "certificates",
                                 json_integer(certs->nelts));
             json_object_set_new(o, "missing", json_words(missing));
+            json_object_set_new(o, "policy", json_pack(
+                "{s:o, s:b, s:b, s:o}", "authn_context",
+                json_words(pol->authn_context), "request_authn_context",
+                pol->request_authn_context, "force_authn", pol->force_authn,
+                "session_max_age", pol->session_max_age > 0
+                    ? json_integer(apr_time_sec(pol->session_max_age))
+                    : json_null()));
             print_json(o);
             return 0;
         }
@@ -627,6 +637,22 @@ static int cmd_account(ctl_t *ctl, int argc, const char *const *argv, int at)
         printf("missing:        %s\n", missing->nelts > 0
                                        ? join(ctl->p, missing, ", ")
                                        : "(nothing)");
+        printf("policy:         %s\n", btsso_policy_is_default(pol)
+               ? "(server defaults)"
+               : apr_psprintf(ctl->p, "authn_context=%s%s force_authn=%s "
+                              "session_max_age=%s",
+                              pol->authn_context->nelts > 0
+                                  ? join(ctl->p, pol->authn_context, ",")
+                                  : "(any)",
+                              pol->request_authn_context ? " (requested)"
+                                                         : "",
+                              pol->force_authn ? "on" : "off",
+                              pol->session_max_age > 0
+                                  ? apr_psprintf(ctl->p, "%" APR_INT64_T_FMT
+                                                 "s", (apr_int64_t)
+                                                 apr_time_sec(
+                                                     pol->session_max_age))
+                                  : "(server)"));
         return 0;
     }
     return usage_error(ctl, "account add|list|show|domain");

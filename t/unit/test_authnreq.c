@@ -211,6 +211,52 @@ static void test_authnreq_content(void **state)
     xmlFreeDoc(doc);
 }
 
+/* The policy's opt-in RequestedAuthnContext: schema-valid (after
+ * NameIDPolicy), Comparison exact, one ClassRef per class in order. */
+static void test_requested_authn_context(void **state)
+{
+    btsso_authnreq_t req = basic_request();
+    apr_array_header_t *classes = apr_array_make(pool, 2,
+                                                 sizeof(const char *));
+    btsso_saml_msg_t *msg = NULL;
+    xmlDocPtr doc;
+    xmlNodePtr root, rac, c;
+    int n = 0;
+
+    req.requested_classes = classes;    /* empty: no element */
+    assert_null(btsso_authnreq_build(pool, &req, NOW, NULL, NULL, &msg));
+    assert_null(strstr(msg->xml, "RequestedAuthnContext"));
+
+    APR_ARRAY_PUSH(classes, const char *) =
+        "http://schemas.microsoft.com/claims/multipleauthn";
+    APR_ARRAY_PUSH(classes, const char *) =
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:X509";
+    assert_null(btsso_authnreq_build(pool, &req, NOW, NULL, NULL, &msg));
+    assert_int_equal(schema_check(msg->xml), 0);
+    doc = parse(msg->xml);
+    root = xmlDocGetRootElement(doc);
+    rac = child(root, "RequestedAuthnContext");
+    assert_non_null(rac);
+    assert_string_equal(prop(rac, "Comparison"), "exact");
+    for (c = rac->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE) {
+            continue;
+        }
+        assert_string_equal((const char *)c->name, "AuthnContextClassRef");
+        assert_string_equal((const char *)c->ns->href,
+                            "urn:oasis:names:tc:SAML:2.0:assertion");
+        assert_string_equal(text_of(c), APR_ARRAY_IDX(classes, n,
+                                                      const char *));
+        n++;
+    }
+    assert_int_equal(n, 2);
+    xmlFreeDoc(doc);
+
+    /* a class that is not UTF-8 is a build error, never garbage XML */
+    APR_ARRAY_PUSH(classes, const char *) = "urn:\xff\xfe";
+    assert_non_null(btsso_authnreq_build(pool, &req, NOW, NULL, NULL, &msg));
+}
+
 static void test_random_ids_differ(void **state)
 {
     btsso_authnreq_t req = basic_request();
@@ -913,6 +959,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_authnreq_content),
+        cmocka_unit_test(test_requested_authn_context),
         cmocka_unit_test(test_random_ids_differ),
         cmocka_unit_test(test_values_are_escaped),
         cmocka_unit_test(test_build_errors),

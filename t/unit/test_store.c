@@ -958,8 +958,10 @@ static void downgrade_to_v3(fx_t *f)
     };
     int i;
 
-    /* v7: the refresh schedule */
+    /* v7: the refresh schedule; v6: the policy */
     assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE idp_refresh",
+                              NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE account_policy",
                               NULL), 0);
     /* v5: the test-login rule */
     for (i = 0; cols[i] != NULL; i++) {
@@ -974,6 +976,16 @@ static void downgrade_to_v3(fx_t *f)
 
 /* Takes a new database back to version 2 (before sessions followed the
  * account). */
+/* Undo schema step 6 (policy), so that the older steps can be undone. */
+static void downgrade_policy(fx_t *f)
+{
+    assert_int_equal(raw_exec(f->p, f->params,
+                              "DROP TABLE account_policy", NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
+                              "btsso_schema_version WHERE version = 6",
+                              NULL), 0);
+}
+
 static void downgrade_to_v2(fx_t *f)
 {
     downgrade_to_v3(f);
@@ -2043,6 +2055,139 @@ static void test_refresh_rows(void **state)
     assert_int_equal(raw_count(f->p, f->params,
                                "SELECT count(*) FROM certificates WHERE "
                                "source = 'refresh'"), 1);
+/* ---- policy ------------------------------------------------------------ */
+
+static btsso_policy_t *policy_of(fx_t *f, const char *account)
+{
+    btsso_policy_t *pol = NULL;
+
+    ok(btsso_store_policy_get(f->s, f->p, account, &pol), "policy_get");
+    assert_non_null(pol);
+    return pol;
+}
+
+#define MFA "http://schemas.microsoft.com/claims/multipleauthn"
+#define PPT "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+#define EIGHT_H apr_time_from_sec(8 * 3600)
+
+static void test_policy(void **state)
+{
+    fx_t *f = *state;
+    apr_time_t now = apr_time_now();
+    btsso_policy_t *pol;
+    btsso_account_t *a;
+    apr_int64_t v;
+    int i;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "acme");
+    pol = policy_of(f, "acme");             /* none set: the defaults */
+    assert_true(btsso_policy_is_default(pol));
+    assert_true(btsso_policy_class_ok(pol, NULL));
+    assert_true(btsso_policy_class_ok(pol, PPT));
+
+    pol = btsso_policy_make(f->p);
+    APR_ARRAY_PUSH(pol->authn_context, const char *) = MFA;
+    APR_ARRAY_PUSH(pol->authn_context, const char *) = PPT;
+    APR_ARRAY_PUSH(pol->authn_context, const char *) = MFA;  /* dropped */
+    pol->force_authn = 1;
+    pol->request_authn_context = 1;
+    pol->session_max_age = apr_time_from_sec(3600);
+    ok(btsso_store_account_get(f->s, f->p, "acme", &a), "get");
+    v = a->version;
+    ok(btsso_store_policy_set(f->s, "acme", pol, EIGHT_H, v, now, "bob"),
+       "set");
+    pol = policy_of(f, "acme");
+    assert_int_equal(pol->authn_context->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(pol->authn_context, 0, const char *),
+                        MFA);
+    assert_string_equal(APR_ARRAY_IDX(pol->authn_context, 1, const char *),
+                        PPT);
+    assert_true(pol->force_authn);
+    assert_true(pol->request_authn_context);
+    assert_true(pol->session_max_age == apr_time_from_sec(3600));
+    assert_true(btsso_policy_class_ok(pol, MFA));
+    assert_false(btsso_policy_class_ok(pol, NULL));
+    assert_false(btsso_policy_class_ok(pol,
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"));
+    assert_false(btsso_policy_class_ok(pol, "HTTP://schemas.microsoft.com/"
+                                            "claims/multipleauthn"));
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM audit WHERE account = "
+                               "'acme' AND action = 'policy.set' AND actor ="
+                               " 'bob'"), 1);
+    /* the version moved: a change from the old one is a conflict */
+    expect_err(btsso_store_policy_set(f->s, "acme", btsso_policy_make(f->p),
+                                      EIGHT_H, v, now, "bob"),
+               "conflict", 409);
+    assert_int_equal(policy_of(f, "acme")->authn_context->nelts, 2);
+
+    /* refusals change nothing */
+    pol = btsso_policy_make(f->p);
+    pol->session_max_age = EIGHT_H + apr_time_from_sec(1);
+    expect_err(btsso_store_policy_set(f->s, "acme", pol, EIGHT_H, 0, now,
+                                      "bob"), "bad_policy", 400);
+    pol->session_max_age = -1;
+    expect_err(btsso_policy_check(f->p, pol, EIGHT_H), "bad_policy", 400);
+    pol->session_max_age = 0;
+    pol->request_authn_context = 1;             /* nothing to request */
+    expect_err(btsso_policy_check(f->p, pol, EIGHT_H), "bad_policy", 400);
+    pol->request_authn_context = 0;
+    {
+        static const char *const bad[] = {
+            "", "multipleauthn", "urn:", ":x", "1urn:x", "urn:a b",
+            "urn:a\nb", "urn:a\tb", "urn:\xc3\xa9", "urn:x\x7f", NULL
+        };
+        for (i = 0; bad[i] != NULL; i++) {
+            apr_array_clear(pol->authn_context);
+            APR_ARRAY_PUSH(pol->authn_context, const char *) = bad[i];
+            expect_err(btsso_store_policy_set(f->s, "acme", pol, EIGHT_H, 0,
+                                              now, "bob"), "bad_policy", 400);
+        }
+    }
+    apr_array_clear(pol->authn_context);
+    APR_ARRAY_PUSH(pol->authn_context, const char *) =
+        apr_psprintf(f->p, "urn:%01021d", 0);           /* 1024 + 1 */
+    expect_err(btsso_policy_check(f->p, pol, EIGHT_H), "bad_policy", 400);
+    apr_array_clear(pol->authn_context);
+    for (i = 0; i <= BTSSO_POLICY_CLASSES_MAX; i++) {
+        APR_ARRAY_PUSH(pol->authn_context, const char *) =
+            apr_psprintf(f->p, "urn:x:%d", i);
+    }
+    expect_err(btsso_policy_check(f->p, pol, EIGHT_H), "bad_policy", 400);
+    pol = policy_of(f, "acme");
+    assert_int_equal(pol->authn_context->nelts, 2);
+    assert_true(pol->session_max_age == apr_time_from_sec(3600));
+
+    /* an all-default policy leaves no row: the server-wide behaviour */
+    ok(btsso_store_policy_set(f->s, "acme", btsso_policy_make(f->p), EIGHT_H,
+                              0, now, "bob"), "clear");
+    assert_true(btsso_policy_is_default(policy_of(f, "acme")));
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM account_policy"), 0);
+    expect_err(btsso_store_policy_set(f->s, "nosuch", btsso_policy_make(f->p),
+                                      EIGHT_H, 0, now, "bob"),
+               "not_found", 404);
+}
+
+static void test_upgrade_v3_to_policy(void **state)
+{
+    fx_t *f = *state;
+    btsso_policy_t *pol;
+    int from = -1, to = -1;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    downgrade_policy(f);
+    btsso_store_close(f->s);
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "reopen");
+    ok(btsso_store_init(f->s, &from, &to), "upgrade");
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
+    assert_true(btsso_policy_is_default(policy_of(f, "alpha")));
+    pol = btsso_policy_make(f->p);
+    pol->force_authn = 1;
+    ok(btsso_store_policy_set(f->s, "alpha", pol, EIGHT_H, 0, apr_time_now(),
+                              ACTOR), "set after upgrade");
+    assert_true(policy_of(f, "alpha")->force_authn);
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
@@ -2085,6 +2230,8 @@ static const struct CMUnitTest store_tests[] = {
     T(test_sessions_revoke),
     T(test_sessions_end_on_disable_and_new_idp),
     T(test_refresh_rows),
+    T(test_policy),
+    T(test_upgrade_v3_to_policy),
 };
 
 int main(void)
