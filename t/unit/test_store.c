@@ -2055,6 +2055,8 @@ static void test_refresh_rows(void **state)
     assert_int_equal(raw_count(f->p, f->params,
                                "SELECT count(*) FROM certificates WHERE "
                                "source = 'refresh'"), 1);
+}
+
 /* ---- policy ------------------------------------------------------------ */
 
 static btsso_policy_t *policy_of(fx_t *f, const char *account)
