@@ -28,6 +28,8 @@ extern module AP_MODULE_DECLARE_DATA btsso_module;
 #define BTSSO_SP_HANDLER    "btsso-sp"
 #define BTSSO_ADMIN_HANDLER "btsso-admin"
 #define BTSSO_NOTE_SP       "btsso-sp-endpoint"
+/* set by btsso_session_get: a session came but could not be checked now */
+#define BTSSO_NOTE_UNVERIFIED "btsso-session-unverified"
 
 typedef struct btsso_runtime {
     server_rec *s;

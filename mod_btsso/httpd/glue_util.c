@@ -13,6 +13,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <apr_strings.h>
+#include <apr_atomic.h>
 #include <jansson.h>
 
 #include "btsso_glue.h"
@@ -44,22 +45,59 @@ void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
 #define STORE_RETRY_FIRST apr_time_from_msec(10)
 #define STORE_RETRY_MAX apr_time_from_msec(200)
 
+/*
+ * A database that is down (PostgreSQL stopped, unreachable) is no brief
+ * lock: once a whole round of retries has failed, the requests of the next
+ * STORE_DOWN_HOLD seconds try once each and answer 503 at once, instead of
+ * each holding a worker for the ~3 s of retries (under load that would take
+ * every worker, pages that need no store included).  One request per hold
+ * period still makes the full round, and the first success ends it.
+ * Per process; a plain 32-bit word read and written atomically.
+ */
+#define STORE_DOWN_HOLD 2
+static apr_uint32_t store_down_until;   /* apr_time_sec(), 0 when up */
+
 btsso_store_t *btsso_request_store(request_rec *r)
 {
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    btsso_store_t *st;
     ap_dbd_t *dbd;
     apr_interval_time_t wait = STORE_RETRY_FIRST;
+    apr_uint32_t now_sec = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_uint32_t down = apr_atomic_read32(&store_down_until);
+    int attempts = STORE_ATTEMPTS;
     int attempt;
 
     if (btsso_dbd_acquire == NULL) {
         return NULL;
     }
+    /* while down, one request (the one moving the hold on) makes the
+     * round; the others try once */
+    if (down != 0
+        && (now_sec < down
+            || apr_atomic_cas32(&store_down_until, now_sec + STORE_DOWN_HOLD,
+                                down) != down)) {
+        attempts = 1;
+    }
     for (attempt = 1; ; attempt++) {
         dbd = btsso_dbd_acquire(r);
-        if (dbd != NULL || attempt == STORE_ATTEMPTS) {
+        if (dbd != NULL || attempt >= attempts) {
             break;
         }
         apr_sleep(wait);
         wait = wait * 2 > STORE_RETRY_MAX ? STORE_RETRY_MAX : wait * 2;
+    }
+    if (dbd != NULL) {
+        if (apr_atomic_read32(&store_down_until) != 0) {
+            apr_atomic_set32(&store_down_until, 0);
+            ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                          "BTSSO0120: database connections work again");
+        }
+    }
+    else if (attempts > 1) {
+        apr_atomic_set32(&store_down_until,
+                         (apr_uint32_t)apr_time_sec(apr_time_now())
+                         + STORE_DOWN_HOLD);
     }
     if (dbd != NULL && attempt > 1) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -74,7 +112,14 @@ btsso_store_t *btsso_request_store(request_rec *r)
                       "a connection opens)");
         return NULL;
     }
-    return btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+    st = btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+    /* the SQL mod_dbd prepared (mod_btsso.c), should a reconnect lose it */
+    btsso_store_set_sql(st, BTSSO_Q_USER, sc->user_query);
+    btsso_store_set_sql(st, BTSSO_Q_DUPLICATES, sc->duplicate_email_query);
+    btsso_store_set_sql(st, BTSSO_Q_ADMIN, sc->admin_query);
+    btsso_store_set_sql(st, BTSSO_Q_ACCOUNT_BY_EMAIL,
+                        sc->account_by_email_query);
+    return st;
 }
 
 void btsso_log_error(request_rec *r, int level, const char *tag,

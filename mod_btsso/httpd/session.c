@@ -793,7 +793,11 @@ btsso_session_t *btsso_session_get(request_rec *r)
     }
     follows = session_follows(r, ss, now, &why, &dirty);
     if (follows < 0) {
-        return NULL;    /* cannot be told: refused, but not ended */
+        /* cannot be told (the store is down): refused, but not ended;
+         * enforcement answers 503 rather than sending the person to sign
+         * in again, which needs the store too */
+        apr_table_setn(r->notes, BTSSO_NOTE_UNVERIFIED, "1");
+        return NULL;
     }
     if (follows == 0) {
         /* Ended for good: a later change (SSO enabled again, the user

@@ -341,8 +341,25 @@ static const char *one_line(apr_pool_t *p, const char *text)
     return s;
 }
 
+/*
+ * A statement that failed because the connection is gone (the database was
+ * restarted, stopped, or the network dropped) is the service being briefly
+ * unavailable (503), not a fault of the module (500): the caller shows a
+ * "try again" page, and mod_dbd drops the connection when it is next
+ * checked out.  apr_dbd_check_conn only reads the connection's state for
+ * PostgreSQL (no reconnect, which would lose the prepared statements).
+ */
 static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
 {
+    if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
+        return btsso_error_make(s->pool, 503, "store_unavailable",
+                                "The service is temporarily unavailable: the "
+                                "account database cannot be reached; try "
+                                "again in a moment.",
+                                "%s: connection lost: %s", what,
+                                one_line(s->pool, apr_dbd_error(
+                                    s->driver, s->handle, rv)));
+    }
     return btsso_error_make(s->pool, 500, "db_error",
                             "The account database failed.", "%s: %s", what,
                             one_line(s->pool, apr_dbd_error(s->driver,
@@ -441,6 +458,60 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
     return NULL;
 }
 
+/*
+ * PostgreSQL keeps prepared statements in the server session.  When the
+ * server restarts while a pooled connection sits idle, mod_dbd's check of
+ * that connection (apr_dbd_check_conn: PQreset) reconnects it, and every
+ * statement mod_dbd prepared is gone: each request on that connection
+ * would fail "prepared statement ... does not exist" until httpd restarts.
+ * After a failed statement, prepare it again under its label: that works
+ * only when the server no longer had it, and then the whole set is
+ * prepared again (a failure for one that exists is harmless) and the
+ * statement retried once.  Inside a transaction the server refuses the
+ * PREPARE: the change fails this time, the next read repairs the set.
+ */
+static int statements_restored(btsso_store_t *s, const char *label)
+{
+    apr_dbd_prepared_t *stmt = NULL;
+    apr_hash_index_t *hi;
+    apr_pool_t *tmp;
+    const char *sql;
+    int ok;
+
+    if (s->prepare_on_demand || strcmp(s->dialect, "pgsql") != 0
+        || apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS
+        || apr_pool_create(&tmp, s->pool) != APR_SUCCESS) {
+        return 0;
+    }
+    sql = apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING);
+    ok = (sql != NULL || (sql = default_sql(label)) != NULL)
+         && apr_dbd_prepare(s->driver, tmp, s->handle, sql, label,
+                            &stmt) == 0;
+    for (hi = ok ? apr_hash_first(tmp, s->prepared) : NULL; hi != NULL;
+         hi = apr_hash_next(hi)) {
+        const void *key;
+        const char *other;
+
+        apr_hash_this(hi, &key, NULL, NULL);
+        other = apr_hash_get(s->overrides, key, APR_HASH_KEY_STRING);
+        if (strcmp(key, label) != 0
+            && (other != NULL || (other = default_sql(key)) != NULL)) {
+            (void)apr_dbd_prepare(s->driver, tmp, s->handle, other, key,
+                                  &stmt);
+        }
+    }
+    apr_pool_destroy(tmp);
+    return ok;
+}
+
+void btsso_store_set_sql(btsso_store_t *s, const char *label,
+                         const char *sql)
+{
+    if (sql != NULL) {
+        apr_hash_set(s->overrides, label, APR_HASH_KEY_STRING, sql);
+    }
+}
+
 static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
                               const char *label, int *nrows,
                               const char **args, int nargs)
@@ -453,6 +524,9 @@ static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
         return err;
     }
     rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
+    if (rv != 0 && statements_restored(s, label)) {
+        rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
+    }
     if (rv != 0) {
         return db_error(s, rv, label);
     }
@@ -498,6 +572,11 @@ static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
     /* Random access: the pgsql driver then reports execution errors here
      * instead of ending the row loop early as if the set were empty. */
     rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs, args);
+    if (rv != 0 && statements_restored(s, label)) {
+        res = NULL;
+        rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs,
+                             args);
+    }
     if (rv != 0) {
         return db_error(s, rv, label);
     }

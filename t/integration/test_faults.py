@@ -1,0 +1,453 @@
+"""Faults under load (issue 13 item 3), each mounted through a real httpd
+while a bounded load (a few seconds, a few hundred requests, 127.0.0.1
+only) of logins and protected-page requests runs:
+
+- PostgreSQL stopped for some seconds, then started again: clean 503
+  pages of the module's own while it is down (no internals), no 500, no
+  crash, no leaked connection (pg_stat_activity), full service back
+  without restarting httpd;
+- one of two memcached servers (the session cache) killed, then started
+  again: sessions on the other server go on, the rest sign in again, never
+  a 500 or a crash;
+- the session cache full: the oldest sessions go, logins go on, and a used
+  assertion stays refused;
+- an IdP metadata URL that accepts the connection and never answers (or
+  drips a byte at a time): the admin API answers 502 within
+  BTSSOMetadataFetchTimeout saying it timed out, the old configuration
+  stays in force, logins go on meanwhile;
+- SQLite on a full filesystem (a small tmpfs in httpd's own mount
+  namespace; needs root): every write refused with a clear error, nothing
+  half-written, reads and logins go on, writes work again once there is
+  room;
+- a graceful restart (SIGUSR1 to httpd's parent) under login load: no
+  request fails, no session is lost.
+
+A crash shows as an "exit signal" line in the error log (checked here) or
+as httpd's own exit status (the harness).
+"""
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+import requests
+
+import btsso_httpd
+import samlgen
+from adminlib import Client, write_htpasswd
+from portal import Portal
+
+TOP = btsso_httpd.TOP
+PGTMP = os.path.join(TOP, "t", "lib", "pgtmp.sh")
+PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+
+IDP_MD = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+  xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}">
+ <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+  <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>
+   <ds:X509Certificate>{cert}</ds:X509Certificate>
+  </ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+  <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+    Location="https://idp.example.test/saml/sso"/>
+{extra} </md:IDPSSODescriptor>
+</md:EntityDescriptor>
+"""
+
+ADMIN = """
+<Location /admin/sso>
+    AuthType Basic
+    AuthName "portal"
+    AuthBasicProvider file
+    AuthUserFile {htpasswd}
+    Require valid-user
+    SetHandler btsso-admin
+</Location>
+"""
+
+USERS = ["u%02d@example.com" % i for i in range(10)]
+
+# what a page for people must never show: driver messages, addresses,
+# internals (the detail goes to the error log only)
+INTERNALS = re.compile(r"db_error|apr_dbd|PQ|libpq|postgres|sqlite|"
+                       r"127\.0\.0\.1|memcache|socache|errno|"
+                       r"connection refused|server closed", re.I)
+
+EXIT_SIGNAL = re.compile(r"exit signal|child pid \d+ exit signal|"
+                         r"seg(mentation)? ?fault|AH00052", re.I)
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def cert_body(path):
+    with open(path) as f:
+        return "".join(l.strip() for l in f if not l.startswith("-----"))
+
+
+def idp_metadata(extra=""):
+    return IDP_MD.format(entity=samlgen.IDP_ENTITY_ID,
+                         cert=cert_body(samlgen.DEFAULT_CERT), extra=extra)
+
+
+def sid_of(r):
+    for h in r.raw.headers.getlist("Set-Cookie"):
+        if h.startswith("btsso_session="):
+            return h.split(";", 1)[0].split("=", 1)[1] or None
+    return None
+
+
+def assert_no_crash(h):
+    """No child died on a signal (httpd's parent logs it as AH00052
+    "child pid N exit signal ..."), and httpd still runs."""
+    bad = [l for l in h.log_text().splitlines() if EXIT_SIGNAL.search(l)]
+    assert not bad, "crash in the error log:\n" + "\n".join(bad[:10])
+    assert h.proc is not None and h.proc.poll() is None, "httpd exited"
+
+
+def assert_clean_503(r):
+    """A 503 page of the module's own, for people: HTML, no internals, not
+    httpd's default error document."""
+    assert r.status_code == 503, (r.status_code, r.text[:300])
+    assert r.headers.get("Content-Type", "").startswith("text/html"), \
+        r.headers
+    body = r.text
+    assert "<main>" in body and "Apache" not in body, body[:400]
+    assert "temporarily unavailable" in body, body[:400]
+    assert not INTERNALS.search(body), body
+
+
+class Site:
+    """httpd with mod_btsso, one account 'acme' whose IdP is samlgen's
+    (IdP-initiated responses signed with the fixture key: cheap enough to
+    make a few hundred for a load), optionally the admin API."""
+
+    def __init__(self, make_httpd, tmp_path, admin=False, **httpd_kw):
+        self.p = Portal(make_httpd, tmp_path, **httpd_kw)
+        h = self.p.httpd
+        self.htpasswd = os.path.join(h.dir, "htpasswd")
+        if admin:
+            h.extra_conf += ADMIN.format(htpasswd=self.htpasswd)
+        write_htpasswd(self.htpasswd, ["u00@example.com"])
+
+    @property
+    def url(self):
+        return self.p.url
+
+    @property
+    def httpd(self):
+        return self.p.httpd
+
+    def ctl(self, *args, **kw):
+        return self.p.ctl(*args, **kw)
+
+    def setup_store(self, users=USERS):
+        """The account, its users (u00 is an admin), its IdP, enabled."""
+        self.httpd.write_config()
+        self.ctl("init")
+        self.ctl("account", "add", "acme")
+        for i, email in enumerate(users):
+            args = ["user", "add", "acme", str(100 + i), email]
+            if i == 0:
+                args.append("--admin")
+            self.ctl(*args)
+        md = os.path.join(self.p.tmp, "samlgen-idp.xml")
+        with open(md, "w") as f:
+            f.write(idp_metadata())
+        self.httpd.fix_perms()
+        self.ctl("idp", "import", "acme", md)
+        self.ctl("attr", "set", "acme", "mail")
+        self.ctl("enable", "acme")
+
+    def start(self, users=USERS):
+        self.setup_store(users)
+        self.httpd.start()
+        return self
+
+    def response(self, email="u00@example.com", **kw):
+        acs = self.url + "/sso/acs"
+        kw.setdefault("attributes", {"mail": [email]})
+        return samlgen.build_response_b64(
+            now=now(), audience=self.url + "/sso", destination=acs,
+            recipient=acs, name_id=email, **kw)
+
+    def acs(self, b64, session=None, timeout=30):
+        return (session or requests).post(
+            self.url + "/sso/acs", data={"SAMLResponse": b64},
+            allow_redirects=False, timeout=timeout)
+
+    def login(self, email="u00@example.com"):
+        """A session id for email (IdP-initiated login)."""
+        r = self.acs(self.response(email))
+        assert r.status_code == 303, (r.status_code, r.text[:500])
+        sid = sid_of(r)
+        assert sid
+        return sid
+
+    def page(self, sid, session=None, timeout=30):
+        return (session or requests).get(
+            self.url + "/app/", cookies={"btsso_session": sid},
+            allow_redirects=False, timeout=timeout)
+
+    def admin(self):
+        return Client(self, "u00@example.com", "acme")
+
+
+class Load:
+    """A bounded load in threads: each worker calls job(session, n) until
+    stop(), the time limit or max_requests; job returns a tuple that is
+    recorded with the time.  Exceptions (a hang past the client timeout, a
+    reset) are recorded too: they are failures the tests judge."""
+
+    def __init__(self, job, workers=4, seconds=10.0, max_requests=400,
+                 think=0.0):
+        self.job = job
+        self.think = think
+        self.workers = workers
+        self.deadline = time.time() + seconds
+        self.max_requests = max_requests
+        self.results = []
+        self.lock = threading.Lock()
+        self.count = 0
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True)
+                        for _ in range(workers)]
+
+    def _next(self):
+        with self.lock:
+            if self.stopping.is_set() or self.count >= self.max_requests \
+                    or time.time() >= self.deadline:
+                return None
+            self.count += 1
+            return self.count
+
+    def _run(self):
+        s = requests.Session()
+        while True:
+            n = self._next()
+            if n is None:
+                return
+            t0 = time.time()
+            # keep-alive, but no cookie carried from one request to the
+            # next: each request says who it is
+            s.cookies.clear()
+            try:
+                out = self.job(s, n)
+            except Exception as e:  # recorded, judged by the test
+                out = ("exception", repr(e))
+            with self.lock:
+                self.results.append((t0, time.time() - t0) + tuple(out))
+            if self.think:
+                self.stopping.wait(self.think)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+        return self.results
+
+
+def statuses(results):
+    out = {}
+    for r in results:
+        out[r[3]] = out.get(r[3], 0) + 1
+    return out
+
+
+# ---- PostgreSQL stopped and started again ------------------------------------
+
+class PgCluster:
+    """t/lib/pgtmp.sh's throwaway cluster, which this test stops and starts
+    again on the same port."""
+
+    def __init__(self):
+        if not os.path.exists(os.path.join(PGBIN, "pg_ctl")):
+            pytest.skip("PostgreSQL is not installed (%s)" % PGBIN)
+        self.dir = tempfile.mkdtemp(prefix="btsso-pg-")
+        r = subprocess.run(["sh", PGTMP, "start", self.dir],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            subprocess.run(["sh", PGTMP, "stop", self.dir])
+            pytest.fail("pgtmp.sh start failed: " + r.stderr.strip())
+        self.params = r.stdout.strip().splitlines()[-1]
+        with open(os.path.join(self.dir, "port")) as f:
+            self.port = int(f.read())
+
+    def _pg_ctl(self, *args):
+        cmd = [os.path.join(PGBIN, "pg_ctl"), "-D",
+               os.path.join(self.dir, "data")] + list(args)
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    def stop(self):
+        # fast: the server ends every backend, as a crash or an
+        # operator's restart does
+        self._pg_ctl("-m", "fast", "-w", "-t", "30", "stop")
+
+    def start(self):
+        self._pg_ctl("-l", os.path.join(self.dir, "server.log"), "-w",
+                     "-t", "30", "-o",
+                     "-c listen_addresses=127.0.0.1 -p %d "
+                     "-c unix_socket_directories=%s -c fsync=off "
+                     "-c full_page_writes=off" % (self.port, self.dir),
+                     "start")
+
+    def backends(self):
+        """Client connections to the test database, ours excluded."""
+        import psycopg2
+        conn = psycopg2.connect(self.params)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                        "datname = 'btsso_test' AND "
+                        "backend_type = 'client backend' AND "
+                        "pid <> pg_backend_pid()")
+            return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def destroy(self):
+        subprocess.run(["sh", PGTMP, "stop", self.dir], check=False)
+
+
+@pytest.fixture
+def pg():
+    c = PgCluster()
+    yield c
+    c.destroy()
+
+
+def login_and_page_job(site, sids, responses):
+    """Alternately a login (a fresh signed response) and a protected page
+    of one of the sessions made before the load."""
+    def job(s, n):
+        if n % 2 == 0 and responses:
+            b64 = responses.pop()
+            r = site.acs(b64, session=s, timeout=30)
+            return ("acs", r.status_code, r.text[:2000],
+                    r.headers.get("Content-Type", ""))
+        r = site.page(sids[n % len(sids)], session=s, timeout=30)
+        return ("page", r.status_code, r.text[:2000],
+                r.headers.get("Content-Type", ""))
+    return job
+
+
+def debug_dump(name, results, h=None):
+    """With BTSSO_FAULTS_DEBUG=DIR: the load's answers and the error log
+    kept there for a look after the test."""
+    d = os.environ.get("BTSSO_FAULTS_DEBUG")
+    if not d:
+        return
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name + ".results"), "w") as f:
+        for r in sorted(results):
+            f.write("%.3f %.3f %s %s %s\n" % (r[0], r[1], r[2], r[3],
+                                             r[4][-300:].replace("\n", " ")))
+    if h is not None:
+        shutil.copy(h.error_log, os.path.join(d, name + ".error.log"))
+
+
+def judge(results, allowed):
+    """Every answer's status among allowed; every 503 a clean page."""
+    bad = [r for r in results if r[3] not in allowed]
+    assert not bad, "unexpected answers: %r" % [
+        (r[2], r[3], r[4][:300]) for r in bad[:5]]
+    for r in results:
+        if r[3] == 503:
+            body = r[4]
+            assert r[5].startswith("text/html"), r
+            assert "<main>" in body and "Apache" not in body, body[:400]
+            assert "temporarily unavailable" in body, body[:400]
+            assert not INTERNALS.search(body), body
+
+
+def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
+    site = Site(make_httpd, tmp_path, dbdriver="pgsql", dbdparams=pg.params,
+                processes=2)
+    site.start()
+    h = site.httpd
+    # mod_dbd's own lines while the database is down
+    for tag in ("AH00629", "AH00633", "AH00635", "AH00631", "AH00632",
+                "AH00639", "AH02655", "BTSSO0101", "BTSSO0330",
+                "BTSSO0312", "BTSSO0210"):
+        h.expect_log(tag)
+    sids = [site.login(u) for u in USERS[:8]]
+    for sid in sids:
+        assert site.page(sid).status_code == 200
+
+    # warm: the connections a load of this shape holds
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(60)]
+    warm = Load(login_and_page_job(site, sids, resp), workers=3,
+                seconds=2, max_requests=80, think=0.05).start().stop()
+    judge(warm, {200, 303})
+    before = pg.backends()
+    assert 0 < before <= 2 * 8, before
+
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(230)]
+    load = Load(login_and_page_job(site, sids, resp), workers=3,
+                seconds=20, max_requests=450, think=0.05).start()
+    time.sleep(1)
+    t_down = time.time()
+    pg.stop()
+    time.sleep(3)
+    pg.start()
+    t_up = time.time()
+    time.sleep(3.5)
+    results = load.stop()
+    debug_dump("pg", results, h)
+    print("down %.3f up %.3f" % (t_down, t_up))
+    judge(results, {200, 303, 503})
+    down = [r for r in results if t_down + 0.5 < r[0] and r[0] + r[1] < t_up]
+    assert down and all(r[3] == 503 for r in down), statuses(down)
+    # no request hung: each answered well within the client timeout
+    assert max(r[1] for r in results) < 10, max(r[1] for r in results)
+
+    # full service back without restarting httpd: every session, a login
+    deadline = time.time() + 15
+    while True:
+        codes = [site.page(sid).status_code for sid in sids]
+        r = site.acs(site.response("u03@example.com"))
+        if all(c == 200 for c in codes) and r.status_code == 303:
+            break
+        assert time.time() < deadline, (codes, r.status_code, r.text[:300])
+        time.sleep(0.5)
+    after_ok = [r for r in results if r[0] > t_up + 2]
+    assert after_ok and all(r[3] in (200, 303) for r in after_ok), \
+        statuses(after_ok)
+    # no leaked connection: as many as the same load held before (each
+    # process keeps what it used, at most DBDMax), none left over from
+    # the outage
+    after = pg.backends()
+    print("backends before %d after %d" % (before, after))
+    assert after <= max(before, 2 * 2) + 2 and after <= 2 * 8, \
+        (before, after)
+
+    # A quick restart while httpd is idle: the connections it keeps were
+    # ended by the server without httpd noticing.  The next requests may
+    # get a 503 each while those are found dead, then every one works
+    # again, with no connection left that lost its prepared statements.
+    pg.stop()
+    pg.start()
+    answers = []
+    t0 = time.time()
+    for i in range(12):
+        answers.append(site.page(sids[i % len(sids)]).status_code)
+        answers.append(site.acs(site.response(USERS[i % len(USERS)])).status_code)
+    print("idle restart: %.1f s: %r" % (time.time() - t0, answers))
+    assert set(answers) <= {200, 303, 503}, answers
+    tail = answers[-10:]
+    assert all(c in (200, 303) for c in tail), answers
+    assert_no_crash(h)
