@@ -37,6 +37,7 @@ typedef struct btsso_runtime {
     btsso_spkey_t *spkey_next;
     apr_array_header_t *dec_keys;    /* btsso_sp_key_t *, current then next */
     apr_global_mutex_t *cache_mutex; /* socache lock, when not MP-safe */
+    apr_global_mutex_t *replay_mutex; /* the same, for the replay cache */
     struct btsso_acct_cache *accounts;  /* btsso_acct.h */
 } btsso_runtime;
 

@@ -252,6 +252,12 @@ class Load:
             t.start()
         return self
 
+    def wait(self):
+        """Until the time limit or max_requests."""
+        for t in self.threads:
+            t.join(self.deadline - time.time() + 60)
+        return self.results
+
     def stop(self):
         self.stopping.set()
         for t in self.threads:
@@ -339,9 +345,10 @@ def login_and_page_job(site, sids, responses):
             r = site.acs(b64, session=s, timeout=30)
             return ("acs", r.status_code, r.text[:2000],
                     r.headers.get("Content-Type", ""))
-        r = site.page(sids[n % len(sids)], session=s, timeout=30)
+        sid = sids[n % len(sids)]
+        r = site.page(sid, session=s, timeout=30)
         return ("page", r.status_code, r.text[:2000],
-                r.headers.get("Content-Type", ""))
+                r.headers.get("Content-Type", ""), sid)
     return job
 
 
@@ -391,7 +398,7 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
     # warm: the connections a load of this shape holds
     resp = [site.response(USERS[i % len(USERS)]) for i in range(60)]
     warm = Load(login_and_page_job(site, sids, resp), workers=3,
-                seconds=2, max_requests=80, think=0.05).start().stop()
+                seconds=2, max_requests=80, think=0.05).start().wait()
     judge(warm, {200, 303})
     before = pg.backends()
     assert 0 < before <= 2 * 8, before
@@ -451,3 +458,162 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
     tail = answers[-10:]
     assert all(c in (200, 303) for c in tail), answers
     assert_no_crash(h)
+
+
+# ---- memcached killed and started again ----------------------------------------
+
+def wait_port(port, proc, what):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited" % what)
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not listen" % what)
+
+
+class Memcached:
+    def __init__(self, port=None, megabytes=16):
+        if shutil.which("memcached") is None:
+            pytest.fail("memcached is not installed (scripts/deps.sh test)")
+        self.port = port or btsso_httpd.free_port()
+        self.megabytes = megabytes
+        self.proc = None
+        self.start()
+
+    def start(self):
+        cmd = ["memcached", "-l", "127.0.0.1", "-p", str(self.port),
+               "-U", "0", "-m", str(self.megabytes)]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc, "memcached")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def two_memcached():
+    a, b = Memcached(), Memcached()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_memcached_killed_under_load(make_httpd, tmp_path, two_memcached):
+    """Sessions spread over two memcached servers; one is killed under
+    load and started again (empty).  Sessions on the other go on; the
+    rest sign in again; never a 500, never a crash."""
+    m1, m2 = two_memcached
+    site = Site(make_httpd, tmp_path, processes=2,
+                modules=[("socache_memcache_module",
+                          "mod_socache_memcache.so")],
+                btsso_conf="BTSSOSessionCache memcache:127.0.0.1:%d,"
+                           "127.0.0.1:%d\n" % (m1.port, m2.port))
+    site.start()
+    h = site.httpd
+    for tag in ("BTSSO0301", "BTSSO0302", "BTSSO0303", "BTSSO0304",
+                "BTSSO0210", "socache_memcache:"):
+        h.expect_log(tag)
+    sids = [site.login(USERS[i % len(USERS)]) for i in range(16)]
+    assert all(site.page(sid).status_code == 200 for sid in sids)
+
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(200)]
+    load = Load(login_and_page_job(site, sids, resp), workers=3,
+                seconds=15, max_requests=400, think=0.05).start()
+    time.sleep(1)
+    t_kill = time.time()
+    m2.kill()
+    time.sleep(3)
+    m2.start()
+    t_up = time.time()
+    time.sleep(3)
+    results = load.stop()
+    debug_dump("memcached", results, h)
+    # a lost session is a sign-in again (302 to the IdP), a cache that
+    # cannot vouch for an assertion a 503: never a 500
+    judge(results, {200, 302, 303, 503})
+    assert_no_crash(h)
+
+    final = {sid: site.page(sid).status_code for sid in sids}
+    kept = [sid for sid, c in final.items() if c == 200]
+    lost = [sid for sid, c in final.items() if c != 200]
+    assert kept and lost, final     # both servers held some
+    assert all(final[sid] == 302 for sid in lost), final
+    # the sessions on the surviving server were never refused
+    refused = [r for r in results if r[2] == "page" and r[3] != 200
+               and r[6] in kept]
+    assert not refused, refused[:3]
+    # full service: a login now works, and its session holds
+    deadline = time.time() + 10
+    while True:
+        r = site.acs(site.response("u01@example.com"))
+        if r.status_code == 303:
+            break
+        assert r.status_code == 503 and time.time() < deadline, \
+            (r.status_code, r.text[:300])
+        time.sleep(0.5)
+    assert site.page(sid_of(r)).status_code == 200
+
+
+# ---- the session cache full ----------------------------------------------------
+
+def test_session_cache_full(make_httpd, tmp_path):
+    """A session cache far too small for the logins it gets: the oldest
+    sessions go, logins go on, and an assertion that was used stays
+    refused while it is valid (its replay mark must not be the first thing
+    evicted)."""
+    site = Site(make_httpd, tmp_path, processes=1)
+    h = site.httpd
+    # 2 subcaches of 15 entries: a login writes 2 or 3 (session, replay
+    # mark, NameID index)
+    h.btsso_conf += "BTSSOSessionCache shmcb:%s/sessions(16384)\n" % h.dir
+    site.start()
+    h.expect_log("BTSSO0210")   # the replays below
+    first = site.response("u00@example.com")
+    r = site.acs(first)
+    assert r.status_code == 303, r.text
+    sid_first = sid_of(r)
+    early = [site.response(USERS[i % len(USERS)]) for i in range(5)]
+    early_sids = [sid_of(site.acs(b)) for b in early]
+    assert all(early_sids)
+
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(60)]
+
+    def job(s, n):
+        r = site.acs(resp[n - 1], session=s)
+        return ("acs", r.status_code, r.text[:2000],
+                r.headers.get("Content-Type", ""), sid_of(r))
+    results = Load(job, workers=3, seconds=20,
+                   max_requests=len(resp)).start().wait()
+    debug_dump("full", results, h)
+    judge(results, {303})
+    assert_no_crash(h)
+    # the oldest sessions went, the newest hold
+    oldest = [sid_first] + early_sids
+    gone = [site.page(sid).status_code for sid in oldest]
+    print("oldest sessions:", gone)
+    assert gone.count(302) >= 4, gone
+    newest = [r[6] for r in sorted(results)[-5:]]
+    assert all(site.page(sid).status_code == 200 for sid in newest)
+    # logins go on
+    assert site.acs(site.response("u02@example.com")).status_code == 303
+    # every used assertion is still refused, the oldest included
+    for b64 in [first] + early + resp[:10] + resp[-10:]:
+        r = site.acs(b64)
+        assert r.status_code == 403, (r.status_code, r.text[:300])
+        assert "replay" in r.text.lower() or "already" in r.text.lower(), \
+            r.text[:500]
