@@ -617,3 +617,107 @@ def test_session_cache_full(make_httpd, tmp_path):
         assert r.status_code == 403, (r.status_code, r.text[:300])
         assert "replay" in r.text.lower() or "already" in r.text.lower(), \
             r.text[:500]
+
+
+# ---- an IdP metadata URL that never answers ---------------------------------------
+
+class StuckServer:
+    """127.0.0.1 HTTP servers that accept a connection and then never
+    answer ('silent'), or answer a byte at a time, forever ('drip')."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.accepted = 0
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/federationmetadata.xml" % self.port
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.conns.append(conn)
+            threading.Thread(target=self._handle, args=(conn,),
+                             daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            conn.recv(65536)
+            if self.mode == "drip":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: "
+                             b"application/samlmetadata+xml\r\n\r\n")
+                while not self.stopping.wait(0.3):
+                    conn.sendall(b" ")
+            else:
+                self.stopping.wait(120)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("mode", ["silent", "drip"])
+def test_metadata_url_never_answers(make_httpd, tmp_path, mode):
+    timeout = 2
+    site = Site(make_httpd, tmp_path, admin=True, processes=1,
+                btsso_conf="BTSSOMetadataFetchHTTP On\n"
+                           "BTSSOMetadataFetchAllow 127.0.0.1/32\n"
+                           "BTSSOMetadataFetchTimeout %d\n" % timeout)
+    site.start()
+    stuck = StuckServer(mode)
+    try:
+        admin = site.admin()
+        before = admin.config()
+        before.pop("csrf_token")
+        assert before["idp"]["entity_id"] == samlgen.IDP_ENTITY_ID
+
+        # logins go on while the fetch waits
+        resp = [site.response(USERS[i % len(USERS)]) for i in range(40)]
+
+        def job(s, n):
+            r = site.acs(resp[n - 1], session=s)
+            return ("acs", r.status_code, r.text[:2000],
+                    r.headers.get("Content-Type", ""))
+        load = Load(job, workers=2, seconds=timeout + 6,
+                    max_requests=len(resp), think=0.1).start()
+        t0 = time.time()
+        r = admin.post("metadata", json={"url": stuck.url()}, timeout=30)
+        took = time.time() - t0
+        results = load.wait()
+        assert stuck.accepted >= 1
+        assert r.status_code == 502, (r.status_code, r.text)
+        j = r.json()
+        assert j["error"] == "fetch_failed", j
+        # within the limit (plus what a busy machine adds), and it says so
+        assert timeout - 0.5 <= took < timeout + 4, took
+        assert re.search(r"did not answer within %d s" % timeout,
+                         j["message"]), j
+        assert not INTERNALS.search(j["message"]), j
+        # the old configuration stays in force
+        after = admin.config()
+        after.pop("csrf_token")
+        assert after == before
+        judge(results, {303})
+        assert max(x[1] for x in results) < timeout, \
+            "a login waited for the fetch"
+        assert site.acs(site.response("u05@example.com")).status_code == 303
+    finally:
+        stuck.stop()
