@@ -721,3 +721,54 @@ def test_metadata_url_never_answers(make_httpd, tmp_path, mode):
         assert site.acs(site.response("u05@example.com")).status_code == 303
     finally:
         stuck.stop()
+
+
+# ---- a graceful restart under login load -----------------------------------------
+
+def test_graceful_restart_under_login_load(make_httpd, tmp_path):
+    """SIGUSR1 to httpd's parent (apachectl graceful) twice while logins
+    and protected pages run: every request is answered as usual, and every
+    session, those made during the restarts included, still holds."""
+    site = Site(make_httpd, tmp_path, processes=2)
+    site.start()
+    h = site.httpd
+    sids = [site.login(USERS[i % len(USERS)]) for i in range(6)]
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(120)]
+    made = []
+
+    def job(s, n):
+        # a new connection each time: a browser retries a request on a
+        # kept-alive connection the old generation closed, requests does
+        # not, and that is not what this test is about
+        hdr = {"Connection": "close"}
+        if n % 2 == 0 and resp:
+            r = requests.post(site.url + "/sso/acs",
+                              data={"SAMLResponse": resp.pop()},
+                              headers=hdr, allow_redirects=False, timeout=30)
+            if r.status_code == 303:
+                made.append(sid_of(r))
+            return ("acs", r.status_code, r.text[:2000],
+                    r.headers.get("Content-Type", ""))
+        sid = sids[n % len(sids)]
+        r = requests.get(site.url + "/app/", headers=hdr,
+                         cookies={"btsso_session": sid},
+                         allow_redirects=False, timeout=30)
+        return ("page", r.status_code, r.text[:2000],
+                r.headers.get("Content-Type", ""), sid)
+
+    load = Load(job, workers=3, seconds=12, max_requests=240,
+                think=0.02).start()
+    time.sleep(1)
+    h.graceful()
+    time.sleep(1)
+    h.graceful()
+    time.sleep(1)
+    results = load.stop()
+    debug_dump("graceful", results, h)
+    judge(results, {200, 303})
+    assert_no_crash(h)
+    assert h.log_text().count("resuming normal operations") >= 3
+    # no session lost
+    for sid in sids + made:
+        assert site.page(sid).status_code == 200, sid
+    assert len(made) > 10, len(made)
