@@ -351,6 +351,22 @@ static const char *one_line(apr_pool_t *p, const char *text)
  */
 static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
 {
+    const char *msg = apr_dbd_error(s->driver, s->handle, rv);
+
+    /* A full filesystem (SQLITE_FULL; PostgreSQL's "could not extend
+     * file": No space left on device): the change is rolled back whole,
+     * which the administrator is told, and the operator sees why. */
+    if ((strcmp(s->dialect, "sqlite3") == 0 && (rv & 0xff) == 13)
+        || (msg != NULL && (strstr(msg, "disk is full") != NULL
+                            || strstr(msg, "No space left on device")
+                               != NULL))) {
+        return btsso_error_make(s->pool, 507, "store_full",
+                                "The account database is out of space; "
+                                "nothing was changed.  Try again later, or "
+                                "tell your service provider.",
+                                "%s: %s (free space where the database "
+                                "lives)", what, one_line(s->pool, msg));
+    }
     if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
         return btsso_error_make(s->pool, 503, "store_unavailable",
                                 "The service is temporarily unavailable: the "

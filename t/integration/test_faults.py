@@ -772,3 +772,108 @@ def test_graceful_restart_under_login_load(make_httpd, tmp_path):
     for sid in sids + made:
         assert site.page(sid).status_code == 200, sid
     assert len(made) > 10, len(made)
+
+
+# ---- SQLite on a full filesystem ---------------------------------------------------
+
+def tmpfs_wrapper(workdir, program, store_dir, size="4m"):
+    """A script that runs `program` in a private mount namespace where
+    store_dir is a small tmpfs holding a copy of what store_dir held on
+    disk (the process keeps its PID: unshare and sh exec).  Nothing
+    outside that process tree sees the tmpfs; nsenter -t PID -m does."""
+    user = btsso_httpd.run_user() or "root"
+    script = os.path.join(workdir, "tmpfs-" + os.path.basename(program))
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\n"
+                "exec /usr/bin/unshare -m --propagation private /bin/sh -c "
+                "'set -e; cp -a \"$0\"/. \"$0.disk\"; "
+                "mount -t tmpfs -o size=%s,mode=0755 btsso-full \"$0\"; "
+                "cp -a \"$0.disk\"/. \"$0\"/; chown -R %s \"$0\"; "
+                "exec %s \"$@\"' %s \"$@\"\n"
+                % (size, user, program, store_dir))
+    os.chmod(script, 0o755)
+    return script
+
+
+def in_ns(pid, *cmd, check=True):
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "--"]
+                          + list(cmd), capture_output=True, text=True,
+                          timeout=60, check=check)
+
+
+ATTRS = "".join('  <saml:Attribute xmlns:saml="urn:oasis:names:tc:SAML:'
+                '2.0:assertion" Name="urn:example:attribute:%04d:%s"/>\n'
+                % (i, "x" * 200) for i in range(300))
+
+
+def test_sqlite_full_filesystem(make_httpd, tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("a tmpfs in a private mount namespace needs root "
+                    "(run the suite as root, e.g. in CI's container)")
+    workdir = tempfile.mkdtemp(prefix="btsso-httpd-")
+    store_dir = os.path.join(workdir, "store")
+    os.makedirs(store_dir)
+    db = os.path.join(store_dir, "btsso.db")
+    site = Site(make_httpd, tmp_path, admin=True, processes=1,
+                workdir=workdir, db=db)
+    h = site.httpd
+    site.setup_store()
+    monkeypatch.setattr(btsso_httpd, "HTTPD",
+                        tmpfs_wrapper(workdir, btsso_httpd.HTTPD, store_dir))
+    h.start()
+    pid = h.proc.pid
+    h.expect_log("BTSSO0401")       # the refused writes, for the operator
+    admin = site.admin()
+    sids = [site.login(u) for u in USERS[:3]]
+    before = admin.config()
+    before.pop("csrf_token")
+
+    # fill the filesystem to the last block
+    in_ns(pid, "sh", "-c",
+          "dd if=/dev/zero of=%s/filler bs=64k 2>/dev/null; "
+          "dd if=/dev/zero of=%s/filler2 bs=512 2>/dev/null; "
+          "df %s; true" % (store_dir, store_dir, store_dir))
+    df = in_ns(pid, "df", "--output=avail", store_dir).stdout.split()
+    assert df[-1] == "0", df
+
+    big_md = idp_metadata(extra=ATTRS)
+    writes = [
+        ("PUT", "email-attribute", {"json": {"attribute": "email"}}),
+        ("POST", "metadata", {"data": big_md.encode(), "headers": {
+            "Content-Type": "application/samlmetadata+xml"}}),
+        ("POST", "certificates", {"data": open(os.path.join(
+            TOP, "t", "fixtures", "keys", "okta.crt")).read()}),
+        ("PUT", "enabled", {"json": {"enabled": False}}),
+    ]
+    for method, path, kw in writes:
+        r = admin.send(method, path, version=False, timeout=30, **kw)
+        # refused, with a clear error for the administrator, no internals
+        assert r.status_code == 507, (path, r.status_code, r.text)
+        j = r.json()
+        assert j["error"] == "store_full", (path, j)
+        assert "nothing was changed" in j["message"], j
+        assert not INTERNALS.search(j["message"]), j
+        # nothing half-written: the configuration reads back the same
+        now_cfg = admin.config()
+        now_cfg.pop("csrf_token")
+        assert now_cfg == before, path
+    # reads and logins go on
+    for sid in sids:
+        assert site.page(sid).status_code == 200
+    for u in USERS[3:6]:
+        assert site.page(site.login(u)).status_code == 200
+    # the database is whole
+    check = in_ns(pid, "/usr/bin/python3", "-c",
+                  "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                  "print(c.execute('PRAGMA integrity_check').fetchone()[0])",
+                  db)
+    assert check.stdout.strip() == "ok", check
+
+    # room again: writes work, without a restart
+    in_ns(pid, "rm", "-f", os.path.join(store_dir, "filler"),
+          os.path.join(store_dir, "filler2"))
+    r = admin.put("email-attribute", json={"attribute": "email"},
+                  version=False)
+    assert r.status_code == 200, r.text
+    assert admin.config()["email"]["attribute"] == "email"
+    assert_no_crash(h)
