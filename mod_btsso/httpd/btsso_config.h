@@ -63,10 +63,6 @@ typedef struct btsso_srv_cfg {
     struct btsso_runtime *rt;
     const ap_socache_provider_t *socache_provider;
     ap_socache_instance_t *socache_instance;
-    /* replay marks also kept apart, where sessions cannot evict them
-     * (session.c); NULL without mod_socache_shmcb */
-    const ap_socache_provider_t *replay_provider;
-    ap_socache_instance_t *replay_instance;
 } btsso_srv_cfg;
 
 typedef struct btsso_dir_cfg {

@@ -46,7 +46,7 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
 
 /* Create the replay-mark cache of this process (shmcb, once per process,
  * kept over graceful restarts); NULL, or why it failed.  Sets
- * sc->replay_provider (left NULL when mod_socache_shmcb is not loaded). */
+ * sc->rt->replay_provider (left NULL when mod_socache_shmcb is not loaded). */
 const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                      apr_pool_t *pconf, apr_pool_t *ptemp);
 

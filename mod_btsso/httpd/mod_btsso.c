@@ -233,8 +233,8 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "BTSSO0007: %s", err);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (sc->replay_provider != NULL
-            && (sc->replay_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE)) {
+        if (sc->rt->replay_provider != NULL
+            && (sc->rt->replay_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE)) {
             need_replay_mutex = 1;
         }
         sc->rt->accounts = btsso_acct_cache_create(

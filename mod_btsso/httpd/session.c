@@ -945,6 +945,7 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
  * a replay when either cache has seen it.
  */
 #define REPLAY_SHMCB_SIZE 4194304
+#define REPLAY_CACHE_KEY "btsso-replay-cache"
 
 /* The replay cache's lock, unless the session cache's (the same mutex) is
  * held already. */
@@ -961,7 +962,6 @@ static void replay_unlock(btsso_srv_cfg *sc)
         apr_global_mutex_unlock(sc->rt->replay_mutex);
     }
 }
-#define REPLAY_CACHE_KEY "btsso-replay-cache"
 
 const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                      apr_pool_t *pconf, apr_pool_t *ptemp)
@@ -973,8 +973,8 @@ const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
     const char *err;
     apr_status_t rv;
 
-    sc->replay_provider = NULL;
-    sc->replay_instance = NULL;
+    sc->rt->replay_provider = NULL;
+    sc->rt->replay_instance = NULL;
     apr_pool_userdata_get((void **)&c, REPLAY_CACHE_KEY, pp);
     if (c == NULL) {
         c = apr_pcalloc(pp, sizeof(*c));
@@ -1007,8 +1007,8 @@ const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
         apr_pool_cleanup_register(pconf, c, destroy_cache_on_exit,
                                   apr_pool_cleanup_null);
     }
-    sc->replay_provider = c->provider;
-    sc->replay_instance = c->instance;
+    sc->rt->replay_provider = c->provider;
+    sc->rt->replay_instance = c->instance;
     return NULL;
 }
 
@@ -1032,12 +1032,12 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                         KEY_BYTES, buf, &len,
                                         r->pool);
     seen = (rv == APR_SUCCESS);
-    if (!seen && sc->replay_provider != NULL) {
+    if (!seen && sc->rt->replay_provider != NULL) {
         unsigned int llen = sizeof(buf);
 
         replay_lock(sc);
-        seen = sc->replay_provider->retrieve(
-            sc->replay_instance, r->server,
+        seen = sc->rt->replay_provider->retrieve(
+            sc->rt->replay_instance, r->server,
             raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf,
             &llen, r->pool) == APR_SUCCESS;
         replay_unlock(sc);
@@ -1049,12 +1049,12 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                          raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                          KEY_BYTES, until,
                                          (unsigned char *)"1", 1, r->pool);
-        if (rv == APR_SUCCESS && sc->replay_provider != NULL) {
+        if (rv == APR_SUCCESS && sc->rt->replay_provider != NULL) {
             apr_status_t lrv;
 
             replay_lock(sc);
-            lrv = sc->replay_provider->store(
-                sc->replay_instance, r->server,
+            lrv = sc->rt->replay_provider->store(
+                sc->rt->replay_instance, r->server,
                 raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES,
                 until, (unsigned char *)"1", 1, r->pool);
             replay_unlock(sc);

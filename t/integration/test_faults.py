@@ -71,7 +71,7 @@ ADMIN = """
 </Location>
 """
 
-USERS = ["u%02d@example.com" % i for i in range(10)]
+USERS = ["u%02d@example.com" % i for i in range(6)]
 
 # what a page for people must never show: driver messages, addresses,
 # internals (the detail goes to the error log only)
@@ -396,16 +396,16 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
         assert site.page(sid).status_code == 200
 
     # warm: the connections a load of this shape holds
-    resp = [site.response(USERS[i % len(USERS)]) for i in range(60)]
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(30)]
     warm = Load(login_and_page_job(site, sids, resp), workers=3,
                 seconds=2, max_requests=80, think=0.05).start().wait()
     judge(warm, {200, 303})
     before = pg.backends()
     assert 0 < before <= 2 * 8, before
 
-    resp = [site.response(USERS[i % len(USERS)]) for i in range(230)]
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(160)]
     load = Load(login_and_page_job(site, sids, resp), workers=3,
-                seconds=20, max_requests=450, think=0.05).start()
+                seconds=20, max_requests=320, think=0.07).start()
     time.sleep(1)
     t_down = time.time()
     pg.stop()
@@ -531,9 +531,9 @@ def test_memcached_killed_under_load(make_httpd, tmp_path, two_memcached):
     sids = [site.login(USERS[i % len(USERS)]) for i in range(16)]
     assert all(site.page(sid).status_code == 200 for sid in sids)
 
-    resp = [site.response(USERS[i % len(USERS)]) for i in range(200)]
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(120)]
     load = Load(login_and_page_job(site, sids, resp), workers=3,
-                seconds=15, max_requests=400, think=0.05).start()
+                seconds=15, max_requests=240, think=0.07).start()
     time.sleep(1)
     t_kill = time.time()
     m2.kill()
@@ -690,14 +690,14 @@ def test_metadata_url_never_answers(make_httpd, tmp_path, mode):
         assert before["idp"]["entity_id"] == samlgen.IDP_ENTITY_ID
 
         # logins go on while the fetch waits
-        resp = [site.response(USERS[i % len(USERS)]) for i in range(40)]
+        resp = [site.response(USERS[i % len(USERS)]) for i in range(24)]
 
         def job(s, n):
             r = site.acs(resp[n - 1], session=s)
             return ("acs", r.status_code, r.text[:2000],
                     r.headers.get("Content-Type", ""))
-        load = Load(job, workers=2, seconds=timeout + 6,
-                    max_requests=len(resp), think=0.1).start()
+        load = Load(job, workers=2, seconds=timeout + 4,
+                    max_requests=len(resp), think=0.15).start()
         t0 = time.time()
         r = admin.post("metadata", json={"url": stuck.url()}, timeout=30)
         took = time.time() - t0
@@ -733,7 +733,7 @@ def test_graceful_restart_under_login_load(make_httpd, tmp_path):
     site.start()
     h = site.httpd
     sids = [site.login(USERS[i % len(USERS)]) for i in range(6)]
-    resp = [site.response(USERS[i % len(USERS)]) for i in range(120)]
+    resp = [site.response(USERS[i % len(USERS)]) for i in range(70)]
     made = []
 
     def job(s, n):
