@@ -345,13 +345,25 @@ static const char *one_line(apr_pool_t *p, const char *text)
  * A statement that failed because the connection is gone (the database was
  * restarted, stopped, or the network dropped) is the service being briefly
  * unavailable (503), not a fault of the module (500): the caller shows a
- * "try again" page, and mod_dbd drops the connection when it is next
- * checked out.  apr_dbd_check_conn only reads the connection's state for
- * PostgreSQL (no reconnect, which would lose the prepared statements).
+ * "try again" page.  apr_dbd_check_conn tells (PostgreSQL: it tries one
+ * reconnect, as mod_dbd's own check does; what that loses is repaired by
+ * statements_restored below).
  */
+static btsso_error_t *unavailable(btsso_store_t *s, const char *what,
+                                  const char *why)
+{
+    return btsso_error_make(s->pool, 503, "store_unavailable",
+                            "The service is temporarily unavailable: the "
+                            "account database cannot be reached; try again "
+                            "in a moment.", "%s: connection lost or reset: "
+                            "%s", what, one_line(s->pool, why));
+}
+
 static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
 {
-    const char *msg = apr_dbd_error(s->driver, s->handle, rv);
+    /* copied: libpq's buffer changes with the next call on the handle */
+    const char *msg = apr_pstrdup(s->pool, apr_dbd_error(s->driver,
+                                                         s->handle, rv));
 
     /* A full filesystem (SQLITE_FULL; PostgreSQL's "could not extend
      * file": No space left on device): the change is rolled back whole,
@@ -368,18 +380,11 @@ static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
                                 "lives)", what, one_line(s->pool, msg));
     }
     if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
-        return btsso_error_make(s->pool, 503, "store_unavailable",
-                                "The service is temporarily unavailable: the "
-                                "account database cannot be reached; try "
-                                "again in a moment.",
-                                "%s: connection lost: %s", what,
-                                one_line(s->pool, apr_dbd_error(
-                                    s->driver, s->handle, rv)));
+        return unavailable(s, what, msg);
     }
     return btsso_error_make(s->pool, 500, "db_error",
                             "The account database failed.", "%s: %s", what,
-                            one_line(s->pool, apr_dbd_error(s->driver,
-                                                            s->handle, rv)));
+                            one_line(s->pool, msg));
 }
 
 static const char *i64(apr_pool_t *p, apr_int64_t v)
@@ -480,11 +485,13 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
  * that connection (apr_dbd_check_conn: PQreset) reconnects it, and every
  * statement mod_dbd prepared is gone: each request on that connection
  * would fail "prepared statement ... does not exist" until httpd restarts.
- * After a failed statement, prepare it again under its label: that works
- * only when the server no longer had it, and then the whole set is
- * prepared again (a failure for one that exists is harmless) and the
- * statement retried once.  Inside a transaction the server refuses the
- * PREPARE: the change fails this time, the next read repairs the set.
+ * After a failed statement: a connection that cannot be made good again
+ * is the store being unavailable (-1); otherwise prepare the statement
+ * again under its label, which works only when the server no longer had
+ * it, and then prepare the whole set again (a failure for one that exists
+ * is harmless) and say so (1).  0: a genuine error.  Inside a transaction
+ * nothing is repaired (any error aborts it, and apr_dbd refuses every
+ * later statement of it): the change fails, the next read repairs.
  */
 static int statements_restored(btsso_store_t *s, const char *label)
 {
@@ -494,8 +501,10 @@ static int statements_restored(btsso_store_t *s, const char *label)
     const char *sql;
     int ok;
 
+    if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
+        return -1;
+    }
     if (s->prepare_on_demand || strcmp(s->dialect, "pgsql") != 0
-        || apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS
         || apr_pool_create(&tmp, s->pool) != APR_SUCCESS) {
         return 0;
     }
@@ -540,10 +549,16 @@ static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
         return err;
     }
     rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
-    if (rv != 0 && statements_restored(s, label)) {
-        rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
-    }
     if (rv != 0) {
+        /* A change is not retried: one on a connection that broke may have
+         * been applied before it did. */
+        const char *why = apr_pstrdup(s->pool, apr_dbd_error(
+            s->driver, s->handle, rv));
+        int lost = statements_restored(s, label);
+
+        if (lost != 0) {
+            return unavailable(s, label, why);
+        }
         return db_error(s, rv, label);
     }
     if (nrows != NULL) {
@@ -588,10 +603,19 @@ static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
     /* Random access: the pgsql driver then reports execution errors here
      * instead of ending the row loop early as if the set were empty. */
     rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs, args);
-    if (rv != 0 && statements_restored(s, label)) {
-        res = NULL;
-        rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1, nargs,
-                             args);
+    if (rv != 0) {
+        const char *why = apr_pstrdup(s->pool, apr_dbd_error(
+            s->driver, s->handle, rv));
+        int lost = statements_restored(s, label);
+
+        if (lost > 0) {         /* a read runs again on the repaired set */
+            res = NULL;
+            rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1,
+                                 nargs, args);
+        }
+        if (lost < 0 || (lost > 0 && rv != 0)) {
+            return unavailable(s, label, why);
+        }
     }
     if (rv != 0) {
         return db_error(s, rv, label);
