@@ -564,16 +564,20 @@ def test_memcached_killed_under_load(make_httpd, tmp_path, two_memcached):
     refused = [r for r in results if r[2] == "page" and r[3] != 200
                and r[6] in kept]
     assert not refused, refused[:3]
-    # full service: a login now works, and its session holds
-    deadline = time.time() + 10
+    # full service: a login works, and its session holds.  For a few
+    # seconds after a server returns, httpd's processes may disagree on
+    # whether it is back (each pings a dead server again after 5 s), and a
+    # new session written by one is looked for elsewhere by another: the
+    # person signs in again.  Then it settles.
+    deadline = time.time() + 15
     while True:
         r = site.acs(site.response("u01@example.com"))
-        if r.status_code == 303:
+        assert r.status_code in (303, 503), (r.status_code, r.text[:300])
+        if r.status_code == 303 and all(
+                site.page(sid_of(r)).status_code == 200 for _ in range(4)):
             break
-        assert r.status_code == 503 and time.time() < deadline, \
-            (r.status_code, r.text[:300])
+        assert time.time() < deadline, "no full service after the restart"
         time.sleep(0.5)
-    assert site.page(sid_of(r)).status_code == 200
 
 
 # ---- the session cache full ----------------------------------------------------
@@ -739,6 +743,9 @@ def test_graceful_restart_under_login_load(make_httpd, tmp_path):
     site = Site(make_httpd, tmp_path, processes=2)
     site.start()
     h = site.httpd
+    # the event MPM's own complaint while the old generation's children
+    # still finish their requests in the small scoreboard of the test
+    h.expect_log("AH03490")
     sids = [site.login(USERS[i % len(USERS)]) for i in range(6)]
     resp = [site.response(USERS[i % len(USERS)]) for i in range(70)]
     made = []
