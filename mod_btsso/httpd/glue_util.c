@@ -47,15 +47,13 @@ void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
 
 /*
  * A database that is down (PostgreSQL stopped, unreachable) is no brief
- * lock: once a whole round of retries has failed, the requests of the next
- * STORE_DOWN_HOLD seconds try once each and answer 503 at once, instead of
- * each holding a worker for the ~3 s of retries (under load that would take
- * every worker, pages that need no store included).  One request per hold
- * period still makes the full round, and the first success ends it.
- * Per process; a plain 32-bit word read and written atomically.
+ * lock: once a whole round of retries has failed, requests try once each
+ * (mod_dbd's connect is the probe) and answer 503 at once, instead of each
+ * holding a worker for the ~3 s of retries -- under load that would take
+ * every worker, pages that need no store included.  The first connection
+ * made ends it.  Per process; a 32-bit flag read and written atomically.
  */
-#define STORE_DOWN_HOLD 2
-static apr_uint32_t store_down_until;   /* apr_time_sec(), 0 when up */
+static apr_uint32_t store_down;
 
 btsso_store_t *btsso_request_store(request_rec *r)
 {
@@ -63,21 +61,11 @@ btsso_store_t *btsso_request_store(request_rec *r)
     btsso_store_t *st;
     ap_dbd_t *dbd;
     apr_interval_time_t wait = STORE_RETRY_FIRST;
-    apr_uint32_t now_sec = (apr_uint32_t)apr_time_sec(apr_time_now());
-    apr_uint32_t down = apr_atomic_read32(&store_down_until);
-    int attempts = STORE_ATTEMPTS;
+    int attempts = apr_atomic_read32(&store_down) ? 1 : STORE_ATTEMPTS;
     int attempt;
 
     if (btsso_dbd_acquire == NULL) {
         return NULL;
-    }
-    /* while down, one request (the one moving the hold on) makes the
-     * round; the others try once */
-    if (down != 0
-        && (now_sec < down
-            || apr_atomic_cas32(&store_down_until, now_sec + STORE_DOWN_HOLD,
-                                down) != down)) {
-        attempts = 1;
     }
     for (attempt = 1; ; attempt++) {
         dbd = btsso_dbd_acquire(r);
@@ -87,17 +75,12 @@ btsso_store_t *btsso_request_store(request_rec *r)
         apr_sleep(wait);
         wait = wait * 2 > STORE_RETRY_MAX ? STORE_RETRY_MAX : wait * 2;
     }
-    if (dbd != NULL) {
-        if (apr_atomic_read32(&store_down_until) != 0) {
-            apr_atomic_set32(&store_down_until, 0);
-            ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
-                          "BTSSO0120: database connections work again");
-        }
+    if (dbd != NULL && apr_atomic_cas32(&store_down, 0, 1) == 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                      "BTSSO0120: database connections work again");
     }
-    else if (attempts > 1) {
-        apr_atomic_set32(&store_down_until,
-                         (apr_uint32_t)apr_time_sec(apr_time_now())
-                         + STORE_DOWN_HOLD);
+    else if (dbd == NULL && attempts > 1) {
+        apr_atomic_set32(&store_down, 1);
     }
     if (dbd != NULL && attempt > 1) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,

@@ -621,8 +621,11 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
         ss->expires = now + sc->session_max_age;
     }
     if (session_store(r, ss) != APR_SUCCESS) {
-        return btsso_error_make(r->pool, 500, "session_store",
-                                "The login could not be completed.",
+        /* the cache is down or full (BTSSO0301): a moment later it may
+         * take it, or another server of it may */
+        return btsso_error_make(r->pool, 503, "session_store",
+                                "The sign-in service is temporarily "
+                                "unavailable; try again in a moment.",
                                 "session cache '%s' refused the session",
                                 sc->session_cache);
     }
