@@ -94,6 +94,19 @@ static btsso_error_t *not_allowed(apr_pool_t *p, const char *detail)
                             "This URL may not be fetched.", "%s", detail);
 }
 
+/* The fetch ran out of BTSSOMetadataFetchTimeout: said so to the
+ * administrator (an IdP server that accepts and never answers, or
+ * answers a byte at a time, looks otherwise like any other failure). */
+static btsso_error_t *fetch_timed_out(apr_pool_t *p, int seconds,
+                                      const char *detail)
+{
+    return btsso_error_make(p, 502, "fetch_failed",
+                            apr_psprintf(p, "The server of the URL did not "
+                                         "answer within %d s; nothing was "
+                                         "changed.", seconds),
+                            "%s", detail);
+}
+
 static btsso_error_t *fetch_failed(apr_pool_t *p, const char *detail)
 {
     return btsso_error_make(p, 502, "fetch_failed",
@@ -474,7 +487,7 @@ btsso_error_t *btsso_fetch_url(apr_pool_t *p, const char *url,
         CURLcode rc;
 
         if (left_ms <= 0) {
-            err = fetch_failed(p, apr_psprintf(p,
+            err = fetch_timed_out(p, opts.timeout_sec, apr_psprintf(p,
                 "timed out after %d s (limit BTSSOMetadataFetchTimeout) "
                 "before fetching %s", opts.timeout_sec, shown));
             goto done;
@@ -528,7 +541,7 @@ btsso_error_t *btsso_fetch_url(apr_pool_t *p, const char *url,
             const char *why = ctx->errbuf[0] != '\0'
                 ? ctx->errbuf : curl_easy_strerror(rc);
             if (rc == CURLE_OPERATION_TIMEDOUT) {
-                err = fetch_failed(p, apr_psprintf(p,
+                err = fetch_timed_out(p, opts.timeout_sec, apr_psprintf(p,
                     "timed out after %d s (limit BTSSOMetadataFetchTimeout) "
                     "fetching %s: %s", opts.timeout_sec, shown, why));
             }

@@ -180,6 +180,16 @@ static const char *return_target(request_rec *r)
     return norm;
 }
 
+/* The store cannot be reached: a page saying so (503), for people. */
+static int unavailable_page(request_rec *r)
+{
+    apr_table_setn(r->err_headers_out, "Retry-After", "5");
+    btsso_send_page(r, HTTP_SERVICE_UNAVAILABLE, "Temporarily unavailable",
+                    "The sign-in service is temporarily unavailable; try "
+                    "again in a moment.", NULL, NULL);
+    return DONE;
+}
+
 static int btsso_check_user(request_rec *r)
 {
     btsso_dir_cfg *dc;
@@ -209,6 +219,11 @@ static int btsso_check_user(request_rec *r)
         export_session(r, ss, btsso_dir_set_headers(dc));
         return OK;
     }
+    if (ss == NULL && apr_table_get(r->notes, BTSSO_NOTE_UNVERIFIED)) {
+        /* The session could not be checked (the store is down, logged as
+         * BTSSO0330): signing in again would need the store too. */
+        return unavailable_page(r);
+    }
     /* Browsers (GET, and HEAD which is M_GET) are sent to sign in; other
      * requests cannot follow a redirect with their body. */
     if (r->method_number != M_GET) {
@@ -225,6 +240,9 @@ static int btsso_check_user(request_rec *r)
         }
         if (err != NULL && err->status != 404) {
             btsso_log_error(r, APLOG_ERR, "BTSSO0312", account, err);
+            if (err->status == 503) {
+                return unavailable_page(r);
+            }
         }
     }
     return btsso_redirect(r, HTTP_MOVED_TEMPORARILY,

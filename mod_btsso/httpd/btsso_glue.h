@@ -17,6 +17,7 @@
 #include <apr_dbd.h>
 #include <mod_dbd.h>
 #include <apr_thread_mutex.h>
+#include <ap_socache.h>
 #include <jansson.h>
 
 #include "btsso_config.h"
@@ -29,6 +30,8 @@ extern module AP_MODULE_DECLARE_DATA btsso_module;
 #define BTSSO_SP_HANDLER    "btsso-sp"
 #define BTSSO_ADMIN_HANDLER "btsso-admin"
 #define BTSSO_NOTE_SP       "btsso-sp-endpoint"
+/* set by btsso_session_get: a session came but could not be checked now */
+#define BTSSO_NOTE_UNVERIFIED "btsso-session-unverified"
 
 typedef struct btsso_runtime {
     server_rec *s;
@@ -36,6 +39,11 @@ typedef struct btsso_runtime {
     btsso_spkey_t *spkey_next;
     apr_array_header_t *dec_keys;    /* btsso_sp_key_t *, current then next */
     apr_global_mutex_t *cache_mutex; /* socache lock, when not MP-safe */
+    apr_global_mutex_t *replay_mutex; /* the same, for the replay cache */
+    /* replay marks also kept apart, where sessions cannot evict them
+     * (session.c); NULL without mod_socache_shmcb */
+    const ap_socache_provider_t *replay_provider;
+    ap_socache_instance_t *replay_instance;
     struct btsso_acct_cache *accounts;  /* btsso_acct.h */
 } btsso_runtime;
 

@@ -48,6 +48,12 @@ typedef struct btsso_pending_t {
 const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                       apr_pool_t *pconf, apr_pool_t *ptemp);
 
+/* Create the replay-mark cache of this process (shmcb, once per process,
+ * kept over graceful restarts); NULL, or why it failed.  Sets
+ * sc->rt->replay_provider (left NULL when mod_socache_shmcb is not loaded). */
+const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
+                                     apr_pool_t *pconf, apr_pool_t *ptemp);
+
 /* Hex text of nbytes random bytes (OpenSSL's CSPRNG); NULL on failure. */
 const char *btsso_random_token(apr_pool_t *p, apr_size_t nbytes);
 

@@ -13,6 +13,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <apr_strings.h>
+#include <apr_atomic.h>
 #include <jansson.h>
 
 #include "btsso_glue.h"
@@ -44,10 +45,23 @@ void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
 #define STORE_RETRY_FIRST apr_time_from_msec(10)
 #define STORE_RETRY_MAX apr_time_from_msec(200)
 
+/*
+ * A database that is down (PostgreSQL stopped, unreachable) is no brief
+ * lock: once a whole round of retries has failed, requests try once each
+ * (mod_dbd's connect is the probe) and answer 503 at once, instead of each
+ * holding a worker for the ~3 s of retries -- under load that would take
+ * every worker, pages that need no store included.  The first connection
+ * made ends it.  Per process; a 32-bit flag read and written atomically.
+ */
+static apr_uint32_t store_down;
+
 btsso_store_t *btsso_request_store(request_rec *r)
 {
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    btsso_store_t *st;
     ap_dbd_t *dbd;
     apr_interval_time_t wait = STORE_RETRY_FIRST;
+    int attempts = apr_atomic_read32(&store_down) ? 1 : STORE_ATTEMPTS;
     int attempt;
 
     if (btsso_dbd_acquire == NULL) {
@@ -55,11 +69,18 @@ btsso_store_t *btsso_request_store(request_rec *r)
     }
     for (attempt = 1; ; attempt++) {
         dbd = btsso_dbd_acquire(r);
-        if (dbd != NULL || attempt == STORE_ATTEMPTS) {
+        if (dbd != NULL || attempt >= attempts) {
             break;
         }
         apr_sleep(wait);
         wait = wait * 2 > STORE_RETRY_MAX ? STORE_RETRY_MAX : wait * 2;
+    }
+    if (dbd != NULL && apr_atomic_cas32(&store_down, 0, 1) == 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                      "BTSSO0120: database connections work again");
+    }
+    else if (dbd == NULL && attempts > 1) {
+        apr_atomic_set32(&store_down, 1);
     }
     if (dbd != NULL && attempt > 1) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -74,7 +95,14 @@ btsso_store_t *btsso_request_store(request_rec *r)
                       "a connection opens)");
         return NULL;
     }
-    return btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+    st = btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+    /* the SQL mod_dbd prepared (mod_btsso.c), should a reconnect lose it */
+    btsso_store_set_sql(st, BTSSO_Q_USER, sc->user_query);
+    btsso_store_set_sql(st, BTSSO_Q_DUPLICATES, sc->duplicate_email_query);
+    btsso_store_set_sql(st, BTSSO_Q_ADMIN, sc->admin_query);
+    btsso_store_set_sql(st, BTSSO_Q_ACCOUNT_BY_EMAIL,
+                        sc->account_by_email_query);
+    return st;
 }
 
 void btsso_log_error(request_rec *r, int level, const char *tag,

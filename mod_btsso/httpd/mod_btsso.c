@@ -221,7 +221,7 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     server_rec *s;
     apr_status_t rv;
     apr_global_mutex_t *mutex = NULL;
-    int need_mutex = 0;
+    int need_mutex = 0, need_replay_mutex = 0;
     const char *err;
 
     for (s = base; s != NULL; s = s->next) {
@@ -235,11 +235,20 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (sc->socache_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
             need_mutex = 1;
         }
+        err = btsso_replay_cache_setup(s, sc, pconf, ptemp);
+        if (err != NULL) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "BTSSO0007: %s", err);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (sc->rt->replay_provider != NULL
+            && (sc->rt->replay_provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE)) {
+            need_replay_mutex = 1;
+        }
         sc->rt->accounts = btsso_acct_cache_create(
             pconf, sc->config_ttl, (apr_size_t)sc->account_cache_size);
     }
 
-    if (need_mutex) {
+    if (need_mutex || need_replay_mutex) {
         /* Like the cache it guards, the mutex outlives graceful restarts:
          * children of the old and the new generation must share it. */
         apr_pool_userdata_get((void **)&mutex, "btsso-cache-mutex",
@@ -259,7 +268,8 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
 
     for (s = base; s != NULL; s = s->next) {
-        btsso_srv(s)->rt->cache_mutex = mutex;
+        btsso_srv(s)->rt->cache_mutex = need_mutex ? mutex : NULL;
+        btsso_srv(s)->rt->replay_mutex = need_replay_mutex ? mutex : NULL;
     }
     /* the pending sign-in cookie key and every server's SP identity */
     if (btsso_pending_init(pconf, base) != OK) {
@@ -287,12 +297,14 @@ static void btsso_child_init(apr_pool_t *p, server_rec *base)
     server_rec *s;
     apr_status_t rv;
 
-    if (sc->rt == NULL || sc->rt->cache_mutex == NULL) {
+    if (sc->rt == NULL
+        || (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex == NULL)) {
         return;
     }
     /* One mutex serves every virtual host: attach once, hand all of them
      * the child's handle. */
-    mutex = sc->rt->cache_mutex;
+    mutex = sc->rt->cache_mutex != NULL ? sc->rt->cache_mutex
+                                        : sc->rt->replay_mutex;
     rv = apr_global_mutex_child_init(&mutex,
                                      apr_global_mutex_lockfile(mutex), p);
     if (rv != APR_SUCCESS) {
@@ -302,7 +314,12 @@ static void btsso_child_init(apr_pool_t *p, server_rec *base)
     }
     for (s = base; s != NULL; s = s->next) {
         if (btsso_srv(s)->rt != NULL) {
-            btsso_srv(s)->rt->cache_mutex = mutex;
+            if (btsso_srv(s)->rt->cache_mutex != NULL) {
+                btsso_srv(s)->rt->cache_mutex = mutex;
+            }
+            if (btsso_srv(s)->rt->replay_mutex != NULL) {
+                btsso_srv(s)->rt->replay_mutex = mutex;
+            }
         }
     }
 }

@@ -636,8 +636,11 @@ btsso_error_t *btsso_session_create(request_rec *r, btsso_session_t *ss)
         ss->expires = now + sc->session_max_age;
     }
     if (session_store(r, ss) != APR_SUCCESS) {
-        return btsso_error_make(r->pool, 500, "session_store",
-                                "The login could not be completed.",
+        /* the cache is down or full (BTSSO0301): a moment later it may
+         * take it, or another server of it may */
+        return btsso_error_make(r->pool, 503, "session_store",
+                                "The sign-in service is temporarily "
+                                "unavailable; try again in a moment.",
                                 "session cache '%s' refused the session",
                                 sc->session_cache);
     }
@@ -829,7 +832,11 @@ btsso_session_t *btsso_session_get(request_rec *r)
     }
     follows = session_follows(r, ss, now, &why, &dirty);
     if (follows < 0) {
-        return NULL;    /* cannot be told: refused, but not ended */
+        /* cannot be told (the store is down): refused, but not ended;
+         * enforcement answers 503 rather than sending the person to sign
+         * in again, which needs the store too */
+        apr_table_setn(r->notes, BTSSO_NOTE_UNVERIFIED, "1");
+        return NULL;
     }
     if (follows == 0) {
         /* Ended for good: a later change (SSO enabled again, the user
@@ -966,6 +973,84 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
 
 /* ---- replay cache -------------------------------------------------------------------- */
 
+/*
+ * Replay marks live in the session cache, which every node shares, and
+ * also in a shmcb of this machine's own that holds nothing else.  A cache
+ * that is full evicts its oldest entries: in the session cache those are
+ * sessions and the replay marks written beside them, so enough logins
+ * would let a used assertion, still valid, in again.  Here only marks
+ * compete, each a few dozen bytes for NotOnOrAfter plus the skew: 4 MiB
+ * hold tens of thousands of logins within their validity.  An assertion is
+ * a replay when either cache has seen it.
+ */
+#define REPLAY_SHMCB_SIZE 4194304
+#define REPLAY_CACHE_KEY "btsso-replay-cache"
+
+/* The replay cache's lock, unless the session cache's (the same mutex) is
+ * held already. */
+static void replay_lock(btsso_srv_cfg *sc)
+{
+    if (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex != NULL) {
+        apr_global_mutex_lock(sc->rt->replay_mutex);
+    }
+}
+
+static void replay_unlock(btsso_srv_cfg *sc)
+{
+    if (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex != NULL) {
+        apr_global_mutex_unlock(sc->rt->replay_mutex);
+    }
+}
+
+const char *btsso_replay_cache_setup(server_rec *s, btsso_srv_cfg *sc,
+                                     apr_pool_t *pconf, apr_pool_t *ptemp)
+{
+    apr_pool_t *pp = s->process->pool;
+    struct ap_socache_hints hints = { 32, 1, apr_time_from_sec(600) };
+    shared_cache *c = NULL;
+    void *seen = NULL;
+    const char *err;
+    apr_status_t rv;
+
+    sc->rt->replay_provider = NULL;
+    sc->rt->replay_instance = NULL;
+    apr_pool_userdata_get((void **)&c, REPLAY_CACHE_KEY, pp);
+    if (c == NULL) {
+        c = apr_pcalloc(pp, sizeof(*c));
+        apr_pool_userdata_set(c, REPLAY_CACHE_KEY, apr_pool_cleanup_null, pp);
+    }
+    c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                     AP_SOCACHE_PROVIDER_VERSION);
+    if (c->provider == NULL) {
+        return NULL;    /* the session cache's marks alone */
+    }
+    if (c->instance == NULL) {
+        err = c->provider->create(&c->instance, apr_psprintf(ptemp, "%s(%d)",
+            ap_runtime_dir_relative(ptemp, "btsso-replay"),
+            REPLAY_SHMCB_SIZE), ptemp, pp);
+        if (err != NULL) {
+            c->instance = NULL;
+            return apr_pstrcat(ptemp, "replay cache: ", err, NULL);
+        }
+        rv = c->provider->init(c->instance, "btsso-replay", &hints, s, pp);
+        if (rv != APR_SUCCESS) {
+            c->instance = NULL;
+            return apr_psprintf(ptemp, "cannot initialise the replay cache "
+                                "(%pm)", &rv);
+        }
+    }
+    if (apr_pool_userdata_get(&seen, REPLAY_CACHE_KEY, pconf) == APR_SUCCESS
+        && seen == NULL) {
+        apr_pool_userdata_set("", REPLAY_CACHE_KEY, apr_pool_cleanup_null,
+                              pconf);
+        apr_pool_cleanup_register(pconf, c, destroy_cache_on_exit,
+                                  apr_pool_cleanup_null);
+    }
+    sc->rt->replay_provider = c->provider;
+    sc->rt->replay_instance = c->instance;
+    return NULL;
+}
+
 int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                 const char *assertion_id, apr_time_t until)
 {
@@ -986,6 +1071,16 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                         KEY_BYTES, buf, &len,
                                         r->pool);
     seen = (rv == APR_SUCCESS);
+    if (!seen && sc->rt->replay_provider != NULL) {
+        unsigned int llen = sizeof(buf);
+
+        replay_lock(sc);
+        seen = sc->rt->replay_provider->retrieve(
+            sc->rt->replay_instance, r->server,
+            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf,
+            &llen, r->pool) == APR_SUCCESS;
+        replay_unlock(sc);
+    }
     /* A cache that cannot say whether it saw the ID cannot vouch for it:
      * only "not found" is a first sighting. */
     if (!seen && APR_STATUS_IS_NOTFOUND(rv)) {
@@ -993,6 +1088,22 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
                                          raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                          KEY_BYTES, until,
                                          (unsigned char *)"1", 1, r->pool);
+        if (rv == APR_SUCCESS && sc->rt->replay_provider != NULL) {
+            apr_status_t lrv;
+
+            replay_lock(sc);
+            lrv = sc->rt->replay_provider->store(
+                sc->rt->replay_instance, r->server,
+                raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES,
+                until, (unsigned char *)"1", 1, r->pool);
+            replay_unlock(sc);
+            if (lrv != APR_SUCCESS) {
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, lrv, r,
+                              "BTSSO0350: assertion %s: not kept in the "
+                              "local replay cache (the session cache has "
+                              "it)", assertion_id);
+            }
+        }
     }
     cache_unlock(sc);
     if (seen) {

@@ -654,12 +654,50 @@ static const char *one_line(apr_pool_t *p, const char *text)
     return s;
 }
 
+/*
+ * A statement that failed because the connection is gone (the database was
+ * restarted, stopped, or the network dropped) is the service being briefly
+ * unavailable (503), not a fault of the module (500): the caller shows a
+ * "try again" page.  apr_dbd_check_conn tells (PostgreSQL: it tries one
+ * reconnect, as mod_dbd's own check does; what that loses is repaired by
+ * statements_restored below).
+ */
+static btsso_error_t *unavailable(btsso_store_t *s, const char *what,
+                                  const char *why)
+{
+    return btsso_error_make(s->pool, 503, "store_unavailable",
+                            "The service is temporarily unavailable: the "
+                            "account database cannot be reached; try again "
+                            "in a moment.", "%s: connection lost or reset: "
+                            "%s", what, one_line(s->pool, why));
+}
+
 static btsso_error_t *db_error(btsso_store_t *s, int rv, const char *what)
 {
+    /* copied: libpq's buffer changes with the next call on the handle */
+    const char *msg = apr_pstrdup(s->pool, apr_dbd_error(s->driver,
+                                                         s->handle, rv));
+
+    /* A full filesystem (SQLITE_FULL; PostgreSQL's "could not extend
+     * file": No space left on device): the change is rolled back whole,
+     * which the administrator is told, and the operator sees why. */
+    if ((strcmp(s->dialect, "sqlite3") == 0 && (rv & 0xff) == 13)
+        || (msg != NULL && (strstr(msg, "disk is full") != NULL
+                            || strstr(msg, "No space left on device")
+                               != NULL))) {
+        return btsso_error_make(s->pool, 507, "store_full",
+                                "The account database is out of space; "
+                                "nothing was changed.  Try again later, or "
+                                "tell your service provider.",
+                                "%s: %s (free space where the database "
+                                "lives)", what, one_line(s->pool, msg));
+    }
+    if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
+        return unavailable(s, what, msg);
+    }
     return btsso_error_make(s->pool, 500, "db_error",
                             "The account database failed.", "%s: %s", what,
-                            one_line(s->pool, apr_dbd_error(s->driver,
-                                                            s->handle, rv)));
+                            one_line(s->pool, msg));
 }
 
 static const char *i64(apr_pool_t *p, apr_int64_t v)
@@ -765,6 +803,64 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
     return NULL;
 }
 
+/*
+ * PostgreSQL keeps prepared statements in the server session.  When the
+ * server restarts while a pooled connection sits idle, mod_dbd's check of
+ * that connection (apr_dbd_check_conn: PQreset) reconnects it, and every
+ * statement mod_dbd prepared is gone: each request on that connection
+ * would fail "prepared statement ... does not exist" until httpd restarts.
+ * After a failed statement: a connection that cannot be made good again
+ * is the store being unavailable (-1); otherwise prepare the statement
+ * again under its label, which works only when the server no longer had
+ * it, and then prepare the whole set again (a failure for one that exists
+ * is harmless) and say so (1).  0: a genuine error.  Inside a transaction
+ * nothing is repaired (any error aborts it, and apr_dbd refuses every
+ * later statement of it): the change fails, the next read repairs.
+ */
+static int statements_restored(btsso_store_t *s, const char *label)
+{
+    apr_dbd_prepared_t *stmt = NULL;
+    apr_hash_index_t *hi;
+    apr_pool_t *tmp;
+    const char *sql;
+    int ok;
+
+    if (apr_dbd_check_conn(s->driver, s->pool, s->handle) != APR_SUCCESS) {
+        return -1;
+    }
+    if (s->prepare_on_demand || strcmp(s->dialect, "pgsql") != 0
+        || apr_pool_create(&tmp, s->pool) != APR_SUCCESS) {
+        return 0;
+    }
+    sql = apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING);
+    ok = (sql != NULL || (sql = default_sql(label)) != NULL)
+         && apr_dbd_prepare(s->driver, tmp, s->handle, sql, label,
+                            &stmt) == 0;
+    for (hi = ok ? apr_hash_first(tmp, s->prepared) : NULL; hi != NULL;
+         hi = apr_hash_next(hi)) {
+        const void *key;
+        const char *other;
+
+        apr_hash_this(hi, &key, NULL, NULL);
+        other = apr_hash_get(s->overrides, key, APR_HASH_KEY_STRING);
+        if (strcmp(key, label) != 0
+            && (other != NULL || (other = default_sql(key)) != NULL)) {
+            (void)apr_dbd_prepare(s->driver, tmp, s->handle, other, key,
+                                  &stmt);
+        }
+    }
+    apr_pool_destroy(tmp);
+    return ok;
+}
+
+void btsso_store_set_sql(btsso_store_t *s, const char *label,
+                         const char *sql)
+{
+    if (sql != NULL) {
+        apr_hash_set(s->overrides, label, APR_HASH_KEY_STRING, sql);
+    }
+}
+
 static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
                               const char *label, int *nrows,
                               const char **args, int nargs)
@@ -778,6 +874,15 @@ static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
     }
     rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
     if (rv != 0) {
+        /* A change is not retried: one on a connection that broke may have
+         * been applied before it did. */
+        const char *why = apr_pstrdup(s->pool, apr_dbd_error(
+            s->driver, s->handle, rv));
+        int lost = statements_restored(s, label);
+
+        if (lost != 0) {
+            return unavailable(s, label, why);
+        }
         return db_error(s, rv, label);
     }
     if (nrows != NULL) {
@@ -839,6 +944,20 @@ static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
      * it reports errors here either way. */
     rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, s->random,
                          nargs, args);
+    if (rv != 0) {
+        const char *why = apr_pstrdup(s->pool, apr_dbd_error(
+            s->driver, s->handle, rv));
+        int lost = statements_restored(s, label);
+
+        if (lost > 0) {         /* a read runs again on the repaired set */
+            res = NULL;
+            rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, 1,
+                                 nargs, args);
+        }
+        if (lost < 0 || (lost > 0 && rv != 0)) {
+            return unavailable(s, label, why);
+        }
+    }
     if (rv != 0) {
         return db_error(s, rv, label);
     }

@@ -68,6 +68,12 @@ typedef struct btsso_store_t btsso_store_t;
 btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
                                 apr_dbd_t *handle, apr_hash_t *prepared);
 
+/* The operator's SQL for a statement label (BTSSOUserQuery...) on a
+ * wrapped connection, so that statements a reconnect lost are prepared
+ * again as mod_dbd prepared them; sql NULL: the shipped default. */
+void btsso_store_set_sql(btsso_store_t *s, const char *label,
+                         const char *sql);
+
 /* Open a connection ("sqlite3", "pgsql", "mysql") for btssoctl.  sql_overrides maps
  * the labels above to operator SQL (may be NULL).  Statements are prepared
  * on first use, so `init` works on an empty database. */
