@@ -374,6 +374,7 @@ static void btsso_register_hooks(apr_pool_t *p)
     ap_hook_handler(btsso_sp_handler, NULL, NULL, APR_HOOK_FIRST);
     btsso_register_auth_hooks(p);
     btsso_register_admin_hooks(p);
+    btsso_register_signin_hooks(p);
 }
 
 AP_DECLARE_MODULE(btsso) = {

@@ -102,6 +102,7 @@ typedef struct vctx_t {
     apr_time_t skew;
     xmlDocPtr doc;            /* the Response */
     xmlDocPtr plain_doc;      /* the decrypted Assertion, if any */
+    const btsso_cert_t *verified_by;  /* the last signature's certificate */
 } vctx_t;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1061,6 +1062,7 @@ static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
                                     "xmlsec signature context failed");
         }
         if (rc == 1) {
+            v->verified_by = c;
             return NULL;
         }
     }
@@ -2179,6 +2181,7 @@ btsso_error_t *btsso_response_validate(apr_pool_t *p, const char *input,
     }
     quiet_errors_end(&quiet);
     if (err == NULL) {
+        a->verified_by = v.verified_by;
         *out = a;
     }
     return err;
