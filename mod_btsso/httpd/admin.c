@@ -7,7 +7,8 @@
  *   .../<account>/                       the set-up page
  *   .../<account>/<endpoint>             config, metadata, email-attribute,
  *                                        certificates, sp-metadata,
- *                                        duplicate-emails, enabled
+ *                                        duplicate-emails, enabled,
+ *                                        sign-ins (admin_signins.c)
  *   .../<account>/certificates/<sha256>  one certificate
  *   .../<account>/sessions/revoke        end sessions (POST)
  *
@@ -71,7 +72,7 @@ typedef struct admin_req {
 
 static const char *const endpoints[] = {
     "config", "metadata", "email-attribute", "certificates", "sp-metadata",
-    "duplicate-emails", "enabled", NULL
+    "duplicate-emails", "enabled", "sign-ins", NULL
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -705,6 +706,7 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
         r->pool, sc->base_url, sc->sp_path, "/test/", ar->account, NULL)));
     json_object_set_new(o, "csrf_token", json_string(token));
     json_object_set_new(o, "max_upload", json_integer(sc->metadata_max_size));
+    btsso_admin_signins_config(r, ar->store, ar->account, o);
     *out = o;
     return NULL;
 }
@@ -1186,6 +1188,12 @@ static int dispatch(admin_req *ar)
         }
         return !strcmp(ep, "sp-metadata") ? get_sp_metadata(ar)
                                           : get_duplicates(ar);
+    }
+    if (!strcmp(ep, "sign-ins")) {
+        if (m != M_GET) {
+            return method_not_allowed(r, BIT(M_GET));
+        }
+        return btsso_admin_sign_ins(r, ar->store, ar->account);
     }
     if (!strcmp(ep, "sessions/revoke")) {
         if (m != M_POST) {

@@ -319,8 +319,9 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                   "attribute '%s'", e->idp->email_attribute)
             : "email mapping (none configured)");
         if (test) {
-            btsso_signin_refused(r, APLOG_WARNING, "BTSSO0210",
-                                 "login refused", account,
+            /* the result page says it all to the administrator testing */
+            btsso_signin_refused(r, APLOG_INFO, "BTSSO0210",
+                                 "test login refused", account,
                                  e->idp->entity_id, err, BTSSO_SIGNIN_TEST);
             return btsso_send_test_result(r, account, a, NULL, NULL, err);
         }
@@ -341,8 +342,9 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     }
     if (test) {
         if (err != NULL) {
-            btsso_signin_refused(r, APLOG_WARNING, "BTSSO0210",
-                                 "login refused", account,
+            /* the result page says it all to the administrator testing */
+            btsso_signin_refused(r, APLOG_INFO, "BTSSO0210",
+                                 "test login refused", account,
                                  e->idp->entity_id, err, BTSSO_SIGNIN_TEST);
         }
         return btsso_send_test_result(r, account, a, email, user, err);
