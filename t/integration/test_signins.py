@@ -475,3 +475,68 @@ def test_page_lists_failures_and_says_promote(site):
         shutil.copy(path, os.path.join(docs, "admin-10-sign-ins.png"))
         shutil.copy(os.path.join(OUT, "11-promote-note.png"),
                     os.path.join(docs, "admin-11-promote-note.png"))
+
+
+# ---- btssoctl sign-ins on SQLite and PostgreSQL -------------------------------
+
+from test_btssoctl import pg_server, store  # noqa: E402,F401  (fixtures)
+from test_btssoctl import ctl as run_ctl, ready  # noqa: E402
+
+
+def store_exec(st, sql, args):
+    """Write rows straight into the store (what the module records)."""
+    if st.kind == "sqlite3":
+        db = sqlite3.connect(st.params)
+        try:
+            db.executemany(sql.replace("%s", "?"), args)
+            db.commit()
+        finally:
+            db.close()
+        return
+    import psycopg2
+    conn = psycopg2.connect(st.params)
+    try:
+        conn.cursor().executemany(sql, args)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_btssoctl_sign_ins_on_both_stores(store):
+    ready(store)
+    rows = [("acme", "K7QX-M2PA", 1764633600 + i, "sig_invalid", None,
+             None, "https://idp.example.test", "Response ID=\"_r%d\": the "
+             "signature does not verify" % i) for i in range(3)]
+    rows.append(("acme", "OKOK-2345", 1764633700, "ok", "ann@example.com",
+                 "ann", "https://idp.example.test", None))
+    rows[1] = ("acme", "N9PQ-RS34", 1764633601, "no_such_user",
+               "carol@example.com", "carol", "https://idp.example.test",
+               "email carol@example.com")
+    rows[2] = ("acme", "W5XY-Z678", 1764633602, "expired", None, None,
+               "https://idp.example.test", "expired 400 s ago")
+    store_exec(store, "INSERT INTO sign_ins (account, reference, at, result,"
+               " email, name_id, idp, detail) VALUES (%s, %s, %s, %s, %s, "
+               "%s, %s, %s)", rows)
+    j = json.loads(run_ctl(store, "--json", "sign-ins", "acme").stdout)
+    assert [s["reference"] for s in j["sign_ins"]] == [
+        "OKOK-2345", "W5XY-Z678", "N9PQ-RS34", "K7QX-M2PA"]
+    assert j["next"] is None
+    assert j["sign_ins"][0]["result"] == "ok"
+    assert j["sign_ins"][0]["at"] == "2025-12-02T00:01:40Z"
+    j = json.loads(run_ctl(store, "--json", "sign-ins", "acme",
+                           "--failed").stdout)
+    assert len(j["sign_ins"]) == 3
+    j = json.loads(run_ctl(store, "--json", "sign-ins", "acme",
+                           "--reference", "n9pqrs34").stdout)
+    assert [s["email"] for s in j["sign_ins"]] == ["carol@example.com"]
+    out = run_ctl(store, "sign-ins", "acme", "--limit", "2").stdout
+    assert "W5XY-Z678" in out and "K7QX-M2PA" not in out
+    nxt = out.rsplit("--before ", 1)[1].split()[0]
+    out = run_ctl(store, "sign-ins", "acme", "--limit", "2", "--before",
+                  nxt).stdout
+    assert "N9PQ-RS34" in out and "K7QX-M2PA" in out
+    assert "more:" not in out
+    r = run_ctl(store, "sign-ins", "acme", "--limit", "501", rc=2)
+    assert "--limit" in r.stderr
+    r = run_ctl(store, "sign-ins", "nosuch", rc=1)
+    assert "not_found" in r.stderr
