@@ -540,3 +540,30 @@ def test_btssoctl_sign_ins_on_both_stores(store):
     assert "--limit" in r.stderr
     r = run_ctl(store, "sign-ins", "nosuch", rc=1)
     assert "not_found" in r.stderr
+
+
+# ---- /sso/test: the result page of a failed test carries its code too ---------
+
+def test_test_login_failure_shows_its_reference(make_httpd, tmp_path):
+    p = Portal(make_httpd, tmp_path, processes=1).start(enable=False)
+    r = p.get("/sso/test/acme")
+    assert r.status_code == 302
+    req = p.idp.parse_redirect(r.headers["Location"])
+    r = p.acs(p.idp.response(req, email="carol@example.com"),
+              req.relay_state)
+    assert r.status_code == 200 and "Sign-in would fail" in r.text
+    code = reference_of(r)
+    assert "reference " + code in p.httpd.log_text()
+    db = sqlite3.connect(p.httpd.db)
+    try:
+        rows = db.execute("SELECT result, email, detail FROM sign_ins WHERE "
+                          "reference = ?", (code,)).fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 1
+    assert rows[0][0] == "no_such_user" and rows[0][1] == "carol@example.com"
+    assert rows[0][2].startswith("test sign-in: ")
+    # the real login, not offered before SSO is enabled, says why with a code
+    r = p.get("/sso/login/acme")
+    assert r.status_code == 403
+    assert "reference " + reference_of(r) in p.httpd.log_text()
