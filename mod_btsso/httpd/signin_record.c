@@ -388,7 +388,10 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
         ctx = NULL;
     }
     record = account != NULL && ((flags & BTSSO_SIGNIN_RECORD) || ctx);
-    if (!record || !btsso_account_id_ok(account)) {
+    if (!record || !btsso_account_id_ok(account)
+        || strcmp(err->code, "store_unavailable") == 0) {
+        /* without the store there is nowhere to write it: the log line
+         * is the record */
         return ref;
     }
 

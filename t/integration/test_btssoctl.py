@@ -253,10 +253,10 @@ def test_usage(store):
 # ---- init and accounts ------------------------------------------------------------------
 
 def test_init_idempotent(store):
-    assert "from version 0 to 3" in ctl(store, "init").stdout
+    assert "from version 0 to 4" in ctl(store, "init").stdout
     assert "nothing to do" in ctl(store, "init").stdout
     assert store.sql("SELECT version FROM btsso_schema_version"
-                     " ORDER BY version") == [(1,), (2,), (3,)]
+                     " ORDER BY version") == [(1,), (2,), (3,), (4,)]
 
 
 def test_accounts(store):
