@@ -8,7 +8,8 @@
  *   .../<account>/<endpoint>             config, metadata, email-attribute,
  *                                        certificates, sp-metadata,
  *                                        duplicate-emails, enabled,
- *                                        policy
+ *                                        policy, audit (audit_trail.c),
+ *                                        sign-ins (admin_signins.c)
  *   .../<account>/certificates/<sha256>  one certificate
  *   .../<account>/sessions/revoke        end sessions (POST)
  *
@@ -74,7 +75,7 @@ typedef struct admin_req {
 
 static const char *const endpoints[] = {
     "config", "metadata", "email-attribute", "certificates", "sp-metadata",
-    "duplicate-emails", "enabled", "audit", "policy", NULL
+    "duplicate-emails", "enabled", "audit", "policy", "sign-ins", NULL
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -740,6 +741,7 @@ static btsso_error_t *config_json(admin_req *ar, json_t **out)
     json_object_set_new(o, "sso_test", a);
     json_object_set_new(o, "csrf_token", json_string(token));
     json_object_set_new(o, "max_upload", json_integer(sc->metadata_max_size));
+    btsso_admin_signins_config(r, ar->store, ar->account, o);
     *out = o;
     return NULL;
 }
@@ -1269,6 +1271,12 @@ static int dispatch(admin_req *ar)
         }
         return !strcmp(ep, "sp-metadata") ? get_sp_metadata(ar)
                                           : get_duplicates(ar);
+    }
+    if (!strcmp(ep, "sign-ins")) {
+        if (m != M_GET) {
+            return method_not_allowed(r, BIT(M_GET));
+        }
+        return btsso_admin_sign_ins(r, ar->store, ar->account);
     }
     if (!strcmp(ep, "sessions/revoke")) {
         if (m != M_POST) {

@@ -32,6 +32,16 @@ const char *btsso_csrf_token(request_rec *r, const char *user,
 int btsso_csrf_valid(request_rec *r, const char *user, const char *account,
                      const char *session_account, const char *token);
 
+/* admin_signins.c: GET /<account>/sign-ins, and the "sign_ins" part of
+ * GET config (also each certificate's "last_verified"). */
+#include <jansson.h>
+#include "store/store.h"
+int btsso_admin_sign_ins(request_rec *r, btsso_store_t *store,
+                         const char *account);
+void btsso_admin_signins_config(request_rec *r, btsso_store_t *store,
+                                const char *account, json_t *config);
+json_t *btsso_signin_json(apr_pool_t *p, const btsso_signin_t *si);
+
 /* admin_page.c: GET /<account>/, the set-up page. */
 int btsso_admin_send_page(request_rec *r, const char *account);
 

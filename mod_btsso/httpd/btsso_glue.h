@@ -7,6 +7,7 @@
  *   02xx SP endpoints (login, ACS)      03xx sessions and enforcement
  *   04xx admin API                      05xx logout
  *   06xx metadata refresh
+ * (0250-0259 and 0140-0144: sign-in records, signin_record.c)
  */
 #ifndef BTSSO_GLUE_H
 #define BTSSO_GLUE_H
@@ -81,6 +82,39 @@ int btsso_send_page(request_rec *r, int status, const char *title,
 
 /* A sign-in failure page for people: e->message, a fitting status. */
 int btsso_send_error_page(request_rec *r, const btsso_error_t *e);
+
+/* ---- sign-in records (signin_record.c) ----
+ * Every refusal of a sign-in goes through btsso_signin_refused(): it makes
+ * the request's reference code (which btsso_send_page() then shows), logs
+ * the tagged line with it, and records the refusal in the account's
+ * sign-ins (rate-limited, see signin_record.c) when the account is known
+ * to exist: flags BTSSO_SIGNIN_RECORD, or a btsso_signin_note() naming the
+ * same account.  Returns the code. */
+#define BTSSO_SIGNIN_RECORD 1   /* the account exists: record the refusal */
+#define BTSSO_SIGNIN_TEST 2     /* a /test sign-in */
+const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
+                                 const char *what, const char *account,
+                                 const char *idp, const btsso_error_t *err,
+                                 int flags);
+/* What is known of the sign-in this request handles, for its record:
+ * the (existing) account, the email and NameID when known, verified when
+ * the IdP's signature verified.  NULL arguments keep what was noted. */
+void btsso_signin_note(request_rec *r, const char *account,
+                       const char *email, const char *name_id, int verified);
+/* A login succeeded: counted in this process, written at most once per
+ * BTSSOConfigTTL per account (store: the request's, or NULL).  Returns the
+ * success's reference code (for the log line). */
+const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
+                                   const char *account, const char *email,
+                                   const char *name_id, const char *idp,
+                                   const char *cert_sha256);
+/* Write this process's pending counts of account now (admin reads). */
+void btsso_signin_flush(request_rec *r, btsso_store_t *store,
+                        const char *account);
+/* The request's reference code, made on first use; or NULL if none yet. */
+const char *btsso_signin_reference(request_rec *r);
+const char *btsso_signin_reference_if_any(request_rec *r);
+void btsso_register_signin_hooks(apr_pool_t *p);
 
 /* SP endpoint handlers (one file each). */
 int btsso_handle_sp_metadata(request_rec *r, const char *account);

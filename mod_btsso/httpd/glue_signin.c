@@ -71,7 +71,9 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
         err = btsso_error_make(r->pool, 409, "no_idp",
             "Single sign-on is not set up for this account yet.",
             "account has no IdP metadata");
-        btsso_log_error(r, APLOG_WARNING, "BTSSO0201", account, err);
+        btsso_signin_refused(r, APLOG_WARNING, "BTSSO0201", "sign-in refused",
+                             account, e->idp ? e->idp->entity_id : NULL,
+                             err, BTSSO_SIGNIN_RECORD);
         return btsso_send_error_page(r, err);
     }
     /* Redirect when the IdP offers it, else the HTTP-POST form. */
@@ -86,7 +88,9 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
             "for sign-in; contact your administrator.",
             "IdP %s offers no HTTP-Redirect nor HTTP-POST "
             "SingleSignOnService", e->idp->entity_id);
-        btsso_log_error(r, APLOG_WARNING, "BTSSO0202", account, err);
+        btsso_signin_refused(r, APLOG_WARNING, "BTSSO0202", "sign-in refused",
+                             account, e->idp ? e->idp->entity_id : NULL,
+                             err, BTSSO_SIGNIN_RECORD);
         return btsso_send_error_page(r, err);
     }
     btsso_sp_addressing(r->pool, sc->base_url, sc->sp_path, sc->sp_entity_id,
@@ -126,7 +130,9 @@ int btsso_start_login(request_rec *r, const btsso_acct_entry *e,
         }
     }
     if (err != NULL) {
-        btsso_log_error(r, APLOG_ERR, "BTSSO0203", account, err);
+        btsso_signin_refused(r, APLOG_ERR, "BTSSO0203", "sign-in refused",
+                             account, e->idp ? e->idp->entity_id : NULL,
+                             err, BTSSO_SIGNIN_RECORD);
         return btsso_send_error_page(r, err);
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,

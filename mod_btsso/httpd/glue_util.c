@@ -147,7 +147,9 @@ static const char page_style[] =
     "h1{font-size:1.3rem;margin-top:0}"
     "a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;"
     "background:#5514b4;color:#fff;border-radius:4px;text-decoration:none}"
-    "code{background:#eee;padding:0 .2rem}";
+    "code{background:#eee;padding:0 .2rem}"
+    ".ref{color:#555;font-size:.9rem}.ref code{font-size:1rem;"
+    "letter-spacing:.05em}";
 
 int btsso_send_page(request_rec *r, int status, const char *title,
                     const char *text, const char *link_href,
@@ -166,6 +168,14 @@ int btsso_send_page(request_rec *r, int status, const char *title,
                ap_escape_html(r->pool, title), page_style,
                ap_escape_html(r->pool, title),
                ap_escape_html(r->pool, text));
+    if (btsso_signin_reference_if_any(r) != NULL) {
+        /* a refused sign-in: the code the log line and the account's
+         * sign-ins carry (btsso_signin_refused) */
+        ap_rprintf(r, "<p class=\"ref\">Reference: <code id=\"reference\">"
+                   "%s</code><br>Quote it to your administrator or support "
+                   "if you ask for help.</p>",
+                   ap_escape_html(r->pool, btsso_signin_reference_if_any(r)));
+    }
     if (link_href != NULL) {
         ap_rprintf(r, "<a class=\"button\" href=\"%s\">%s</a>",
                    ap_escape_html(r->pool, link_href),
@@ -178,6 +188,14 @@ int btsso_send_page(request_rec *r, int status, const char *title,
 int btsso_send_error_page(request_rec *r, const btsso_error_t *e)
 {
     int status = e->status;
+
+    if (btsso_signin_reference_if_any(r) == NULL) {
+        /* a refusal that did not go through btsso_signin_refused: its
+         * code must still be in the log */
+        btsso_signin_refused(r, APLOG_WARNING, "BTSSO0250",
+                             "sign-in refused (not recorded)", NULL, NULL,
+                             e, 0);
+    }
 
     if (status != 400 && status != 403 && status != 404 && status != 409
         && status != 413 && status != 503) {

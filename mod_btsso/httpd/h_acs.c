@@ -88,14 +88,13 @@ static const char *assertion_email(const btsso_acct_entry *e,
     return APR_ARRAY_IDX(attr->values, 0, const char *);
 }
 
+/* Every refusal: its reference code in the log line, the page and (for
+ * an account noted by btsso_signin_note) the account's sign-ins. */
 static int fail(request_rec *r, const char *account, const char *idp,
                 btsso_error_t *err, int test)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "BTSSO0210: login refused: account %s, IdP %s: %s: %s%s%s",
-                  account ? account : "-", idp ? idp : "-", err->code,
-                  err->message, err->detail ? " -- " : "",
-                  err->detail ? err->detail : "");
+    btsso_signin_refused(r, APLOG_WARNING, "BTSSO0210", "login refused",
+                         account, idp, err, test ? BTSSO_SIGNIN_TEST : 0);
     if (test) {
         return btsso_send_test_result(r, account, NULL, NULL, NULL, err);
     }
@@ -135,7 +134,15 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     }
     rc = read_form(r, &form);
     if (rc != OK) {
-        return rc;
+        if (rc != HTTP_BAD_REQUEST && rc != HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return rc;
+        }
+        return fail(r, account, NULL, btsso_error_make(r->pool, rc,
+                    rc == HTTP_BAD_REQUEST ? "bad_form" : "too_large",
+                    rc == HTTP_BAD_REQUEST
+                    ? "The sign-in response could not be read."
+                    : "The sign-in response is too large.",
+                    "POST body not read as a form (HTTP %d)", rc), 0);
     }
     if (form.saml_response == NULL) {
         return fail(r, account, NULL, btsso_error_make(r->pool, 400,
@@ -215,6 +222,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
         }
         return fail(r, account, issuer, err, test);
     }
+    btsso_signin_note(r, account, NULL, NULL, 0);
     if (e->idp == NULL) {
         return fail(r, account, issuer, btsso_error_make(r->pool, 403,
             "no_idp", "Single sign-on is not set up for this account.",
@@ -273,6 +281,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
         return fail(r, account, e->idp->entity_id, err, test);
     }
 
+    btsso_signin_note(r, account, NULL, a->name_id, 1);
     /* Signature verified: now, and only now, the ID may burn. */
     replay = btsso_replay_check_and_mark(r, e->idp->entity_id,
                                          a->assertion_id,
@@ -316,6 +325,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     }
 
     email = assertion_email(e, a);
+    btsso_signin_note(r, account, email, NULL, 0);
     if (email == NULL || *email == '\0') {
         err = btsso_error_make(r->pool, 403, "no_email",
             "Your organisation's identity provider did not send your "
@@ -326,6 +336,10 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
                   "attribute '%s'", e->idp->email_attribute)
             : "email mapping (none configured)");
         if (test) {
+            /* the result page says it all to the administrator testing */
+            btsso_signin_refused(r, APLOG_INFO, "BTSSO0210",
+                                 "test login refused", account,
+                                 e->idp->entity_id, err, BTSSO_SIGNIN_TEST);
             return btsso_send_test_result(r, account, a, NULL, NULL, err);
         }
         return fail(r, account, e->idp->entity_id, err, 0);
@@ -346,6 +360,12 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     if (test) {
         if (err == NULL) {
             btsso_test_record(r, st, account, e, email);
+        }
+        if (err != NULL) {
+            /* the result page says it all to the administrator testing */
+            btsso_signin_refused(r, APLOG_INFO, "BTSSO0210",
+                                 "test login refused", account,
+                                 e->idp->entity_id, err, BTSSO_SIGNIN_TEST);
         }
         return btsso_send_test_result(r, account, a, email, user, err);
     }
@@ -369,8 +389,13 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
         return fail(r, account, e->idp->entity_id, err, 0);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "BTSSO0212: login: account %s, user %s (extension %s), "
-                  "IdP %s, assertion %s%s", account, user->email,
+                  "BTSSO0212: login (reference %s): account %s, user %s "
+                  "(extension %s), IdP %s, assertion %s%s",
+                  btsso_signin_succeeded(r, st, account, user->email,
+                                         a->name_id, e->idp->entity_id,
+                                         a->verified_by
+                                         ? a->verified_by->sha256 : NULL),
+                  account, user->email,
                   user->extension ? user->extension : "-", e->idp->entity_id,
                   a->assertion_id, pd ? "" : " (IdP-initiated)");
     /* Checked when stored, and again now that it is used. */

@@ -76,9 +76,12 @@ int btsso_handle_discovery(request_rec *r)
     }
     ret = btsso_return_arg(r);
     if (ret == NULL) {
-        return btsso_send_page(r, HTTP_BAD_REQUEST, "Sign-in failed",
+        err = btsso_error_make(r->pool, 400, "bad_return",
             "The page to return to after sign-in is not part of this "
-            "portal.", NULL, NULL);
+            "portal.", "refused return target (BTSSO0205)");
+        btsso_signin_refused(r, APLOG_INFO, "BTSSO0254", "sign-in refused",
+                             NULL, NULL, err, 0);
+        return btsso_send_error_page(r, err);
     }
     email = btsso_query_arg(r, "email");
     if (email == NULL || *email == '\0') {
@@ -89,9 +92,12 @@ int btsso_handle_discovery(request_rec *r)
     }
     st = btsso_request_store(r);
     if (st == NULL) {
-        return btsso_send_page(r, HTTP_SERVICE_UNAVAILABLE, "Sign-in failed",
+        err = btsso_error_make(r->pool, 503, "store_unavailable",
             "The sign-in service is temporarily unavailable; try again in "
-            "a moment.", NULL, NULL);
+            "a moment.", "no database connection (BTSSO0101)");
+        btsso_signin_refused(r, APLOG_WARNING, "BTSSO0255",
+                             "sign-in refused", NULL, NULL, err, 0);
+        return btsso_send_error_page(r, err);
     }
     /* Only the one account the email belongs to (a domain's claimant
      * first) may take it to an IdP: an email several accounts hold goes

@@ -38,17 +38,24 @@ static int login_for_account(request_rec *r, const char *account, int test)
     }
     ret = btsso_return_arg(r);
     if (ret == NULL) {
-        return btsso_send_page(r, HTTP_BAD_REQUEST, "Sign-in failed",
+        err = btsso_error_make(r->pool, 400, "bad_return",
             "The page to return to after sign-in is not part of this "
-            "portal.", NULL, NULL);
+            "portal.", "refused return target (BTSSO0205)");
+        btsso_signin_refused(r, APLOG_INFO, "BTSSO0254", "sign-in refused",
+                             account, NULL, err, 0);
+        return btsso_send_error_page(r, err);
     }
     err = btsso_acct_get(r, account, &e);
     if (err != NULL) {
         if (err->status == 404) {
+            err->message = "There is no account of that name.";
+            btsso_signin_refused(r, APLOG_INFO, "BTSSO0254",
+                                 "sign-in refused", account, NULL, err, 0);
             return btsso_send_page(r, HTTP_NOT_FOUND, "Unknown account",
-                "There is no account of that name.", NULL, NULL);
+                                   err->message, NULL, NULL);
         }
-        btsso_log_error(r, APLOG_ERR, "BTSSO0206", account, err);
+        btsso_signin_refused(r, APLOG_ERR, "BTSSO0206", "sign-in refused",
+                             account, NULL, err, 0);
         return btsso_send_error_page(r, err);
     }
     if (!e->account->sso_enabled && !test) {
@@ -57,9 +64,14 @@ static int login_for_account(request_rec *r, const char *account, int test)
             return btsso_redirect(r, HTTP_MOVED_TEMPORARILY,
                                   sc->password_login_url);
         }
-        return btsso_send_page(r, HTTP_FORBIDDEN, "Single sign-on is off",
+        err = btsso_error_make(r->pool, 403, "sso_disabled",
             "Single sign-on is not enabled for this account; sign in "
-            "with your password.", NULL, NULL);
+            "with your password.", "GET /login/%s", account);
+        btsso_signin_refused(r, APLOG_INFO, "BTSSO0254", "sign-in refused",
+                             account, e->idp ? e->idp->entity_id : NULL, err,
+                             BTSSO_SIGNIN_RECORD);
+        return btsso_send_page(r, HTTP_FORBIDDEN, "Single sign-on is off",
+                               err->message, NULL, NULL);
     }
     return btsso_start_login(r, e, *ret ? ret : NULL, test);
 }

@@ -400,6 +400,7 @@ static void btsso_register_hooks(apr_pool_t *p)
     btsso_register_attr_hooks(p);     /* Require btsso-attr, btsso-account */
     btsso_register_admin_hooks(p);
     btsso_register_refresh_hooks(p);
+    btsso_register_signin_hooks(p);
 }
 
 AP_DECLARE_MODULE(btsso) = {

@@ -77,6 +77,11 @@ int btsso_send_test_result(request_rec *r, const char *account,
             ap_rprintf(r, "<p>Detail: <code id=\"detail\">%s</code></p>",
                        H(err->detail));
         }
+        if (btsso_signin_reference_if_any(r) != NULL) {
+            ap_rprintf(r, "<p>Reference: <code id=\"reference\">%s</code>"
+                       " (in the error log and the account's sign-ins)</p>",
+                       H(btsso_signin_reference_if_any(r)));
+        }
     }
     if (a != NULL) {
         ap_rprintf(r, "<h2>What the identity provider sent</h2><table>"

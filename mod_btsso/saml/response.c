@@ -103,6 +103,7 @@ typedef struct vctx_t {
     apr_time_t skew;
     xmlDocPtr doc;            /* the Response */
     xmlDocPtr plain_doc;      /* the decrypted Assertion, if any */
+    const btsso_cert_t *verified_by;  /* the last signature's certificate */
 } vctx_t;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1091,6 +1092,7 @@ static btsso_error_t *verify_signature(vctx_t *v, xmlNodePtr sig,
                                     "xmlsec signature context failed");
         }
         if (rc == 1) {
+            v->verified_by = c;
             return NULL;
         }
     }
@@ -2223,6 +2225,7 @@ static btsso_error_t *run_validate(apr_pool_t *p, btsso_response_doc_t *d,
     }
     quiet_errors_end(&quiet);
     if (err == NULL) {
+        a->verified_by = v.verified_by;
         *out = a;
     }
     return err;

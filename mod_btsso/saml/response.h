@@ -159,6 +159,10 @@ typedef struct btsso_assertion_t {
     int response_signed;           /* the Response signature verified */
     int assertion_signed;          /* the Assertion signature verified */
     int was_encrypted;             /* came as an EncryptedAssertion */
+    /* The trusted certificate (an element of expect->trusted_certs) whose
+     * key verified the signature read last (the Assertion's when both
+     * are signed): which one "verified the login". */
+    const btsso_cert_t *verified_by;
     /* btsso_attribute_t, document order over all AttributeStatements;
      * an attribute name present twice gives two entries. */
     apr_array_header_t *attributes;

@@ -447,6 +447,104 @@ static const char *const v3_mysql[] = {
     NULL
 };
 
+/* ---- version 4 ---------------------------------------------------------- */
+
+/* Sign-in records (SPEC "Enforcement"): every refusal of a sign-in as one
+ * row (bounded per account: the module prunes the oldest beyond its
+ * bound, and rate-limits the rows it writes), the last success of each
+ * account as the one row whose result is 'ok', counts per account and UTC
+ * day ('YYYY-MM-DD'; unrecorded: refusals counted but given no row, by
+ * the rate limit), and per certificate the time it last verified a
+ * login.  reference is the code the refusal page showed ("XXXX-XXXX"). */
+static const char *const v4_sqlite3[] = {
+    "CREATE TABLE sign_ins ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " reference VARCHAR(16) NOT NULL,"
+    " at BIGINT NOT NULL,"
+    " result VARCHAR(64) NOT NULL,"
+    " email VARCHAR(254),"
+    " name_id TEXT,"
+    " idp TEXT,"
+    " detail TEXT,"
+    " PRIMARY KEY (account, reference))",
+    "CREATE INDEX sign_ins_at ON sign_ins (account, at, reference)",
+    "CREATE UNIQUE INDEX sign_ins_last_ok ON sign_ins (account)"
+    " WHERE result = 'ok'",
+    "CREATE TABLE sign_in_days ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " day VARCHAR(10) NOT NULL,"
+    " ok BIGINT NOT NULL DEFAULT 0,"
+    " failed BIGINT NOT NULL DEFAULT 0,"
+    " unrecorded BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account, day))",
+    "ALTER TABLE certificates ADD COLUMN last_verified BIGINT NOT NULL"
+    " DEFAULT 0",
+    NULL
+};
+
+static const char *const v4_pgsql[] = {
+    "CREATE TABLE sign_ins ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " reference VARCHAR(16) NOT NULL,"
+    " at BIGINT NOT NULL,"
+    " result VARCHAR(64) NOT NULL,"
+    " email VARCHAR(254),"
+    " name_id TEXT,"
+    " idp TEXT,"
+    " detail TEXT,"
+    " PRIMARY KEY (account, reference))",
+    "CREATE INDEX sign_ins_at ON sign_ins (account, at, reference)",
+    "CREATE UNIQUE INDEX sign_ins_last_ok ON sign_ins (account)"
+    " WHERE result = 'ok'",
+    "CREATE TABLE sign_in_days ("
+    " account VARCHAR(64) NOT NULL"
+    "  REFERENCES accounts (account) ON DELETE CASCADE,"
+    " day VARCHAR(10) NOT NULL,"
+    " ok BIGINT NOT NULL DEFAULT 0,"
+    " failed BIGINT NOT NULL DEFAULT 0,"
+    " unrecorded BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account, day))",
+    "ALTER TABLE certificates ADD COLUMN last_verified BIGINT NOT NULL"
+    " DEFAULT 0",
+    NULL
+};
+
+/* MySQL has no partial index: ok_account (the account on its 'ok' row,
+ * NULL on every refusal) carries the one-success-per-account rule. */
+static const char *const v4_mysql[] = {
+    "CREATE TABLE sign_ins ("
+    " account VARCHAR(64) NOT NULL,"
+    " reference VARCHAR(16) NOT NULL,"
+    " at BIGINT NOT NULL,"
+    " result VARCHAR(64) NOT NULL,"
+    " email VARCHAR(254),"
+    " name_id TEXT,"
+    " idp TEXT,"
+    " detail TEXT,"
+    " ok_account VARCHAR(64) AS"
+    "  (CASE WHEN result = 'ok' THEN account END) STORED,"
+    " PRIMARY KEY (account, reference),"
+    " KEY sign_ins_at (account, at, reference),"
+    " UNIQUE KEY sign_ins_last_ok (ok_account),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+    "CREATE TABLE sign_in_days ("
+    " account VARCHAR(64) NOT NULL,"
+    " day VARCHAR(10) NOT NULL,"
+    " ok BIGINT NOT NULL DEFAULT 0,"
+    " failed BIGINT NOT NULL DEFAULT 0,"
+    " unrecorded BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account, day),"
+    " FOREIGN KEY (account) REFERENCES accounts (account)"
+    "  ON DELETE CASCADE)" MYSQL_TABLE,
+    "ALTER TABLE certificates ADD COLUMN last_verified BIGINT NOT NULL"
+    " DEFAULT 0",
+    NULL
+};
+
 /* ---- version 5 (audit) -------------------------------------------------- */
 
 /* Enabling SSO after a passing test (SPEC "PUT enabled", 409 untested).
@@ -597,6 +695,7 @@ static const schema_step_t schema_steps[] = {
     { 1, v1_sqlite3, v1_pgsql, v1_mysql },
     { 2, v2_sqlite3, v2_pgsql, v2_mysql },
     { 3, v3_sqlite3, v3_pgsql, v3_mysql },
+    { 4, v4_sqlite3, v4_pgsql, v4_mysql },
     { 5, v5_sqlite3, v5_pgsql, v5_mysql },
     { 6, v6_sqlite3, v6_pgsql, v6_mysql },
     { 7, v7_sqlite3, v7_pgsql, v7_mysql },
@@ -3919,4 +4018,320 @@ btsso_error_t *btsso_store_policy_set(btsso_store_t *s, const char *account,
 done:
     apr_pool_destroy(tmp);
     return err;
+}
+
+/* ---- signins ------------------------------------------------------------ */
+
+#define SIGNIN_LIST_DEFAULT 100
+#define SIGNIN_TRIES 2
+
+const char *btsso_signin_day(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t tm;
+
+    apr_time_exp_gmt(&tm, t);
+    return apr_psprintf(p, "%04d-%02d-%02d", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday);
+}
+
+/* At most max bytes of text, cut on a UTF-8 character boundary, control
+ * characters turned into spaces (a record is read in a terminal and on
+ * a page; what an IdP sent must not steer either); NULL stays NULL. */
+static const char *clipped(apr_pool_t *p, const char *text, apr_size_t max)
+{
+    apr_size_t n;
+    char *out, *c;
+
+    if (text == NULL) {
+        return NULL;
+    }
+    n = strlen(text);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) {
+            n--;
+        }
+    }
+    out = apr_pstrmemdup(p, text, n);
+    for (c = out; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' ';
+        }
+    }
+    return out;
+}
+
+static btsso_error_t *bad_signin(btsso_store_t *s, const char *what)
+{
+    return btsso_error_make(s->pool, 400, "bad_signin",
+                            "The sign-in record is not valid.", "%s", what);
+}
+
+static btsso_error_t *signin_check(btsso_store_t *s, const char *account,
+                                   const btsso_signin_t *si)
+{
+    btsso_error_t *err;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (si == NULL || !valid_id(si->reference, "-")
+        || strlen(si->reference) > 16) {
+        return bad_signin(s, "reference: 1-16 characters of A-Z 0-9 -");
+    }
+    if (si->result == NULL || !valid_id(si->result, "._-")) {
+        return bad_signin(s, "result: a code of A-Z a-z 0-9 . _ -");
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_signin_add(btsso_store_t *s, const char *account,
+                                      const btsso_signin_t *si, int keep)
+{
+    apr_pool_t *tmp;
+    apr_dbd_transaction_t *txn;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+
+    if ((err = signin_check(s, account, si)) != NULL) {
+        return err;
+    }
+    if (strcmp(si->result, "ok") == 0) {
+        return bad_signin(s, "a success is counted, not recorded as a "
+                          "refusal");
+    }
+    apr_pool_create(&tmp, s->pool);
+    if ((err = txn_begin(s, tmp, &txn)) != NULL) {
+        goto done;
+    }
+    /* the first statement writes: SQLite then takes the write lock at
+     * once instead of failing to upgrade a read */
+    err = db_exec(s, tmp, "btsso_signin_insert", NULL,
+                  ARGS(account, si->reference,
+                       i64(tmp, apr_time_sec(si->at)), si->result,
+                       clipped(tmp, si->email, 254),
+                       clipped(tmp, si->name_id, 1024),
+                       clipped(tmp, si->idp, 1024),
+                       clipped(tmp, si->detail, 2048)));
+    if (err == NULL && keep > 0) {
+        err = db_select(s, tmp, "btsso_signin_prune_mark", &rows,
+                        ARGS(account, apr_itoa(tmp, keep)));
+        if (err == NULL && rows->nelts > 0) {
+            const db_row_t *r = &APR_ARRAY_IDX(rows, 0, db_row_t);
+            const char *at = i64(tmp, col_i64(r, 0));
+
+            err = db_exec(s, tmp, "btsso_signin_prune", NULL,
+                          ARGS(account, at, at, col_text(r, 1)));
+        }
+    }
+    err = txn_end(s, tmp, txn, err, 0);
+done:
+    apr_pool_destroy(tmp);
+    return err;
+}
+
+static btsso_error_t *counts_write(btsso_store_t *s, apr_pool_t *tmp,
+                                   const char *account,
+                                   const btsso_signin_counts_t *c)
+{
+    btsso_error_t *err = NULL;
+    int n = 0, i;
+
+    if (c->ok > 0 || c->failed > 0 || c->unrecorded > 0) {
+        const char *day = btsso_signin_day(tmp, c->day);
+        const char *ok = i64(tmp, c->ok), *failed = i64(tmp, c->failed);
+        const char *unrec = i64(tmp, c->unrecorded);
+
+        err = db_exec(s, tmp, "btsso_signin_day_add", &n,
+                      ARGS(ok, failed, unrec, account, day));
+        if (err == NULL && n == 0) {
+            err = db_exec(s, tmp, "btsso_signin_day_insert", NULL,
+                          ARGS(account, day, ok, failed, unrec));
+        }
+    }
+    if (err == NULL && c->last_ok != NULL) {
+        const btsso_signin_t *l = c->last_ok;
+        const char *at = i64(tmp, apr_time_sec(l->at));
+
+        err = db_exec(s, tmp, "btsso_signin_ok_drop", NULL,
+                      ARGS(account, at));
+        if (err == NULL) {
+            err = db_exec(s, tmp, "btsso_signin_ok_insert", NULL,
+                          ARGS(account, l->reference, at,
+                               clipped(tmp, l->email, 254),
+                               clipped(tmp, l->name_id, 1024),
+                               clipped(tmp, l->idp, 1024), account));
+        }
+    }
+    for (i = 0; err == NULL && c->certs != NULL && i < c->certs->nelts; i++) {
+        const btsso_signin_cert_seen_t *cs =
+            &APR_ARRAY_IDX(c->certs, i, btsso_signin_cert_seen_t);
+        const char *at = i64(tmp, apr_time_sec(cs->at));
+
+        if (cs->sha256 != NULL) {
+            err = db_exec(s, tmp, "btsso_signin_cert_verified", NULL,
+                          ARGS(at, account, cs->sha256, at));
+        }
+    }
+    return err;
+}
+
+btsso_error_t *btsso_store_signin_counts_add(btsso_store_t *s,
+                                             const char *account,
+                                             const btsso_signin_counts_t *c)
+{
+    btsso_error_t *err;
+    int attempt;
+
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    if (c->last_ok != NULL
+        && ((err = signin_check(s, account, c->last_ok)) != NULL)) {
+        return err;
+    }
+    /* Two nodes making the same day's row (or the last success) at once:
+     * one insert loses to the other's key; the second try then updates
+     * the row the winner made. */
+    for (attempt = 1; attempt <= SIGNIN_TRIES; attempt++) {
+        apr_pool_t *tmp;
+        apr_dbd_transaction_t *txn;
+
+        apr_pool_create(&tmp, s->pool);
+        err = txn_begin(s, tmp, &txn);
+        if (err == NULL) {
+            err = txn_end(s, tmp, txn, counts_write(s, tmp, account, c), 0);
+        }
+        apr_pool_destroy(tmp);
+        if (err == NULL) {
+            break;
+        }
+    }
+    return err;
+}
+
+static btsso_signin_t *signin_from_row(apr_pool_t *p, const db_row_t *r)
+{
+    btsso_signin_t *si = apr_pcalloc(p, sizeof(*si));
+
+    si->reference = col_text(r, 0);
+    si->at = apr_time_from_sec(col_i64(r, 1));
+    si->result = col_text(r, 2);
+    si->email = col_opt(r, 3);
+    si->name_id = col_opt(r, 4);
+    si->idp = col_opt(r, 5);
+    si->detail = col_opt(r, 6);
+    return si;
+}
+
+btsso_error_t *btsso_store_signin_list(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       const btsso_signin_filter_t *f,
+                                       apr_array_header_t **out, int *more)
+{
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    const char *before_at, *before_ref;
+    int limit, i;
+
+    *out = apr_array_make(p, 8, sizeof(btsso_signin_t *));
+    if (more != NULL) {
+        *more = 0;
+    }
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    limit = f != NULL ? f->limit : 0;
+    if (limit <= 0 || limit > BTSSO_SIGNIN_LIST_MAX) {
+        limit = SIGNIN_LIST_DEFAULT;
+    }
+    if (f != NULL && f->before_ref != NULL) {
+        before_at = i64(p, apr_time_sec(f->before_at));
+        before_ref = f->before_ref;
+    }
+    else {
+        before_at = "9223372036854775807";
+        before_ref = "";
+    }
+    err = db_select(s, p, "btsso_signin_list", &rows,
+                    ARGS(account,
+                         f != NULL && f->reference ? f->reference : "",
+                         f != NULL && f->reference ? f->reference : "",
+                         f != NULL && f->failed_only ? "1" : "0",
+                         before_at, before_at, before_ref,
+                         apr_itoa(p, limit + 1)));
+    if (err != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts && i < limit; i++) {
+        APR_ARRAY_PUSH(*out, btsso_signin_t *) =
+            signin_from_row(p, &APR_ARRAY_IDX(rows, i, db_row_t));
+    }
+    if (more != NULL) {
+        *more = rows->nelts > limit;
+    }
+    return NULL;
+}
+
+btsso_error_t *btsso_store_signin_summary(btsso_store_t *s, apr_pool_t *p,
+                                          const char *account, int days,
+                                          btsso_signin_summary_t **out)
+{
+    btsso_signin_summary_t *sum = apr_pcalloc(p, sizeof(*sum));
+    btsso_signin_filter_t f;
+    apr_array_header_t *rows;
+    btsso_error_t *err;
+    int i;
+
+    *out = NULL;
+    if ((err = check_account_id(s, account)) != NULL) {
+        return err;
+    }
+    sum->days = apr_array_make(p, 8, sizeof(btsso_signin_day_t));
+    sum->cert_verified = apr_hash_make(p);
+    if ((err = db_select(s, p, "btsso_signin_days", &rows,
+                         ARGS(account, apr_itoa(p, days > 0 ? days : 1))))
+        != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        btsso_signin_day_t *d = apr_array_push(sum->days);
+
+        d->day = col_text(r, 0);
+        d->ok = col_i64(r, 1);
+        d->failed = col_i64(r, 2);
+        d->unrecorded = col_i64(r, 3);
+    }
+    if ((err = db_select(s, p, "btsso_signin_last_ok", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        sum->last_ok = signin_from_row(p, &APR_ARRAY_IDX(rows, 0, db_row_t));
+    }
+    memset(&f, 0, sizeof(f));
+    f.failed_only = 1;
+    f.limit = 1;
+    if ((err = btsso_store_signin_list(s, p, account, &f, &rows, NULL))
+        != NULL) {
+        return err;
+    }
+    if (rows->nelts > 0) {
+        sum->last_failed = APR_ARRAY_IDX(rows, 0, btsso_signin_t *);
+    }
+    if ((err = db_select(s, p, "btsso_signin_cert_times", &rows,
+                         ARGS(account))) != NULL) {
+        return err;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        const db_row_t *r = &APR_ARRAY_IDX(rows, i, db_row_t);
+        apr_time_t *t = apr_palloc(p, sizeof(*t));
+
+        *t = col_i64(r, 1) > 0 ? apr_time_from_sec(col_i64(r, 1)) : 0;
+        apr_hash_set(sum->cert_verified, col_text(r, 0), APR_HASH_KEY_STRING,
+                     t);
+    }
+    *out = sum;
+    return NULL;
 }

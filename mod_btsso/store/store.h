@@ -534,4 +534,89 @@ btsso_error_t *btsso_store_policy_set(btsso_store_t *s, const char *account,
                                       apr_int64_t expected_version,
                                       apr_time_t now, const char *actor);
 
+/* ---- signins: sign-in records --------------------------------------------------- */
+
+/* Refusals of one account kept at most (the oldest beyond are pruned). */
+#define BTSSO_SIGNIN_KEEP 1000
+/* At most this many records per page of btsso_store_signin_list. */
+#define BTSSO_SIGNIN_LIST_MAX 500
+
+/* One sign-in: a refusal (result is its code) or the account's last
+ * success (result "ok"). */
+typedef struct btsso_signin_t {
+    const char *reference;      /* "XXXX-XXXX" (core/refcode.h) */
+    apr_time_t at;              /* whole seconds */
+    const char *result;         /* "ok" or the refusal's code */
+    const char *email;          /* NULL when not known */
+    const char *name_id;        /* NULL when not known */
+    const char *idp;            /* entityID, NULL when not known */
+    const char *detail;         /* the operator detail, NULL for none */
+} btsso_signin_t;
+
+/*
+ * Record a refusal of a sign-in of account (si->result is not "ok") and
+ * prune the account's refusals to the newest `keep`.  Texts are clipped
+ * (email 254, name_id and idp 1024, detail 2048 bytes) and control
+ * characters become spaces.  Errors: bad_signin 400, store errors.
+ */
+btsso_error_t *btsso_store_signin_add(btsso_store_t *s, const char *account,
+                                      const btsso_signin_t *si, int keep);
+
+/* What one process counted for one account since it last wrote. */
+typedef struct btsso_signin_cert_seen_t {
+    const char *sha256;
+    apr_time_t at;              /* when it last verified a login */
+} btsso_signin_cert_seen_t;
+
+typedef struct btsso_signin_counts_t {
+    apr_time_t day;             /* any time in the UTC day counted */
+    apr_int64_t ok, failed, unrecorded;
+    const btsso_signin_t *last_ok;  /* NULL: no success to note */
+    const apr_array_header_t *certs; /* btsso_signin_cert_seen_t, or NULL */
+} btsso_signin_counts_t;
+
+/* Add the counts to the account's day, make last_ok the account's last
+ * success unless a newer one is stored, and move each certificate's
+ * last_verified forward.  One transaction. */
+btsso_error_t *btsso_store_signin_counts_add(btsso_store_t *s,
+                                             const char *account,
+                                             const btsso_signin_counts_t *c);
+
+typedef struct btsso_signin_filter_t {
+    int failed_only;            /* refusals only */
+    const char *reference;      /* normalized code, NULL: any */
+    apr_time_t before_at;       /* cursor (0: from the newest) */
+    const char *before_ref;
+    int limit;                  /* 1..BTSSO_SIGNIN_LIST_MAX (else 100) */
+} btsso_signin_filter_t;
+
+/* The account's sign-ins, newest first (btsso_signin_t *); *more is set
+ * when a further page exists (its cursor: the last element's at and
+ * reference). */
+btsso_error_t *btsso_store_signin_list(btsso_store_t *s, apr_pool_t *p,
+                                       const char *account,
+                                       const btsso_signin_filter_t *f,
+                                       apr_array_header_t **out, int *more);
+
+typedef struct btsso_signin_day_t {
+    const char *day;            /* "YYYY-MM-DD", UTC */
+    apr_int64_t ok, failed, unrecorded;
+} btsso_signin_day_t;
+
+typedef struct btsso_signin_summary_t {
+    btsso_signin_t *last_ok;        /* NULL when none */
+    btsso_signin_t *last_failed;    /* NULL when none */
+    apr_array_header_t *days;       /* btsso_signin_day_t, newest first */
+    apr_hash_t *cert_verified;      /* sha256 -> apr_time_t * (0: never) */
+} btsso_signin_summary_t;
+
+/* The counts of the last `days` days that have any, the last success and
+ * refusal, and when each certificate last verified a login. */
+btsso_error_t *btsso_store_signin_summary(btsso_store_t *s, apr_pool_t *p,
+                                          const char *account, int days,
+                                          btsso_signin_summary_t **out);
+
+/* "YYYY-MM-DD" of t in UTC. */
+const char *btsso_signin_day(apr_pool_t *p, apr_time_t t);
+
 #endif /* BTSSO_STORE_H */

@@ -341,6 +341,79 @@ static const btsso_stmt_def_t store_statements[] = {
       "account, space-separated class URIs, request_authn_context,"
       " force_authn, session_max_age seconds, updated" },
 
+    /* ---- signins: sign-in records (refusals, last success, counts) ---- */
+    { "btsso_signin_insert",
+      "INSERT INTO sign_ins (account, reference, at, result, email,"
+      " name_id, idp, detail)"
+      " VALUES (%s, %s, CAST(%s AS BIGINT), %s, %s, %s, %s, %s)",
+      "account, reference, at, result, email, name_id, idp, detail" },
+    /* the newest refusal beyond the bound: it and every older one go */
+    { "btsso_signin_prune_mark",
+      "SELECT at, reference FROM sign_ins"
+      " WHERE account = %s AND result <> 'ok'"
+      " ORDER BY at DESC, reference DESC"
+      " LIMIT 1 OFFSET CAST(%s AS INTEGER)",
+      "account, how many refusals to keep" },
+    { "btsso_signin_prune",
+      "DELETE FROM sign_ins WHERE account = %s AND result <> 'ok'"
+      " AND (at < CAST(%s AS BIGINT)"
+      "      OR (at = CAST(%s AS BIGINT) AND reference <= %s))",
+      "account, at, at, reference of the newest row to drop" },
+    /* Newest first; '' and '0' switch a filter off; the cursor is the
+     * (at, reference) of the last row of the previous page. */
+    { "btsso_signin_list",
+      "SELECT reference, at, result, COALESCE(email, ''),"
+      " COALESCE(name_id, ''), COALESCE(idp, ''), COALESCE(detail, '')"
+      " FROM sign_ins WHERE account = %s"
+      " AND (%s = '' OR reference = %s)"
+      " AND (%s = '0' OR result <> 'ok')"
+      " AND (at < CAST(%s AS BIGINT)"
+      "      OR (at = CAST(%s AS BIGINT) AND reference < %s))"
+      " ORDER BY at DESC, reference DESC LIMIT CAST(%s AS INTEGER)",
+      "account, reference, reference, failed only (0/1), before at,"
+      " before at, before reference, limit" },
+    { "btsso_signin_day_add",
+      "UPDATE sign_in_days SET ok = ok + CAST(%s AS BIGINT),"
+      " failed = failed + CAST(%s AS BIGINT),"
+      " unrecorded = unrecorded + CAST(%s AS BIGINT)"
+      " WHERE account = %s AND day = %s",
+      "ok, failed, unrecorded, account, day" },
+    { "btsso_signin_day_insert",
+      "INSERT INTO sign_in_days (account, day, ok, failed, unrecorded)"
+      " VALUES (%s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT),"
+      " CAST(%s AS BIGINT))",
+      "account, day, ok, failed, unrecorded" },
+    { "btsso_signin_days",
+      "SELECT day, ok, failed, unrecorded FROM sign_in_days"
+      " WHERE account = %s ORDER BY day DESC LIMIT CAST(%s AS INTEGER)",
+      "account, days" },
+    /* the last success: one row per account (sign_ins_last_ok), the
+     * newest of the nodes' wins */
+    { "btsso_signin_ok_drop",
+      "DELETE FROM sign_ins WHERE account = %s AND result = 'ok'"
+      " AND at <= CAST(%s AS BIGINT)",
+      "account, at" },
+    { "btsso_signin_ok_insert",
+      "INSERT INTO sign_ins (account, reference, at, result, email,"
+      " name_id, idp, detail)"
+      " SELECT %s, %s, CAST(%s AS BIGINT), 'ok', %s, %s, %s, NULL"
+      " WHERE NOT EXISTS (SELECT 1 FROM sign_ins"
+      "  WHERE account = %s AND result = 'ok')",
+      "account, reference, at, email, name_id, idp, account" },
+    { "btsso_signin_last_ok",
+      "SELECT reference, at, result, COALESCE(email, ''),"
+      " COALESCE(name_id, ''), COALESCE(idp, ''), COALESCE(detail, '')"
+      " FROM sign_ins WHERE account = %s AND result = 'ok'",
+      "account" },
+    { "btsso_signin_cert_verified",
+      "UPDATE certificates SET last_verified = CAST(%s AS BIGINT)"
+      " WHERE account = %s AND sha256 = %s"
+      " AND last_verified < CAST(%s AS BIGINT)",
+      "at, account, sha256, at" },
+    { "btsso_signin_cert_times",
+      "SELECT sha256, last_verified FROM certificates WHERE account = %s",
+      "account" },
+
     { NULL, NULL, NULL }
 };
 
@@ -353,6 +426,18 @@ typedef struct dialect_stmt_t {
 } dialect_stmt_t;
 
 static const dialect_stmt_t dialect_statements[] = {
+    /* LIMIT/OFFSET take a plain parameter in MySQL, no CAST */
+    { "btsso_signin_prune_mark", "mysql",
+      "SELECT at, reference FROM sign_ins"
+      " WHERE account = %s AND result <> 'ok'"
+      " ORDER BY at DESC, reference DESC LIMIT 1 OFFSET %s" },
+    /* a SELECT without a table needs FROM DUAL before its WHERE */
+    { "btsso_signin_ok_insert", "mysql",
+      "INSERT INTO sign_ins (account, reference, at, result, email,"
+      " name_id, idp, detail)"
+      " SELECT %s, %s, CAST(%s AS SIGNED), 'ok', %s, %s, %s, NULL FROM DUAL"
+      " WHERE NOT EXISTS (SELECT 1 FROM sign_ins"
+      "  WHERE account = %s AND result = 'ok')" },
     { NULL, NULL, NULL }
 };
 

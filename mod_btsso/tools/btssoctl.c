@@ -22,6 +22,7 @@
 #include "core/btsso_error.h"
 #include "core/addressing.h"
 #include "core/cidr.h"
+#include "core/refcode.h"
 #include "crypto/cert.h"
 #include "fetch/fetch.h"
 #include "saml/metadata.h"
@@ -61,12 +62,13 @@ static const char usage_text[] =
     "  schema sqlite3|pgsql|mysql             print the schema as SQL\n"
     "  session revoke ACCOUNT [EMAIL]         end a user's sessions, or all\n"
     "  audit ACCOUNT [--since TIME]           the audit trail, newest first\n"
+    "  sign-ins ACCOUNT [--failed] [--reference CODE] [--limit N] [--before NEXT]\n"
     "options:\n"
     "  -c FILE    httpd configuration file with DBDriver, DBDParams and the\n"
     "             BTSSO* directives (default " BTSSO_DEFAULT_CONF ")\n"
     "  -d DRIVER  store driver, sqlite3, pgsql or mysql (overrides DBDriver)\n"
     "  -p PARAMS  store parameters (overrides DBDParams)\n"
-    "  --json     JSON output for show, list, audit and cert expiring\n"
+    "  --json     JSON output for show, list, audit, sign-ins and cert expiring\n"
     "exit status: 0 success; 1 refused or failed (one line on stderr, nothing\n"
     "changed); 2 usage error\n";
 
@@ -1274,6 +1276,120 @@ static int cmd_session(ctl_t *ctl, int argc, const char *const *argv, int at)
     return 0;
 }
 
+/* ---- sign-ins ---------------------------------------------------------------- */
+
+static json_t *signin_json(ctl_t *ctl, const btsso_signin_t *si)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "reference", json_string(si->reference));
+    json_object_set_new(o, "at", json_string(iso_time(ctl->p, si->at)));
+    json_object_set_new(o, "result", json_string(si->result));
+    json_object_set_new(o, "email", json_str_or_null(si->email));
+    json_object_set_new(o, "name_id", json_str_or_null(si->name_id));
+    json_object_set_new(o, "idp", json_str_or_null(si->idp));
+    json_object_set_new(o, "detail", json_str_or_null(si->detail));
+    return o;
+}
+
+/* What GET <account>/sign-ins shows; --before takes the "next" printed
+ * after a full page.  Counts the module still holds in a process's memory
+ * (at most BTSSOConfigTTL old) are not in the store yet. */
+static int cmd_sign_ins(ctl_t *ctl, int argc, const char *const *argv, int at)
+{
+    static const flag_spec_t specs[] = {
+        { "--failed", 0 }, { "--reference", 1 }, { "--limit", 1 },
+        { "--before", 1 }, { NULL, 0 }
+    };
+    btsso_signin_filter_t f;
+    btsso_account_t *acc;
+    apr_array_header_t *list;
+    btsso_error_t *err;
+    const char *v, *next = NULL;
+    cmd_args_t a;
+    int rc, more = 0, i;
+
+    if ((rc = parse_args(ctl, argc, argv, at, specs, 1, 1, &a)) != 0) {
+        return rc;
+    }
+    memset(&f, 0, sizeof(f));
+    f.limit = 100;
+    f.failed_only = flag(&a, "--failed") != NULL;
+    if ((v = flag(&a, "--reference")) != NULL) {
+        f.reference = btsso_refcode_normalize(ctl->p, v);
+        if (f.reference == NULL) {
+            return usage_error(ctl, apr_psprintf(ctl->p, "--reference %s: a "
+                               "code has eight letters and digits, like "
+                               "K7QX-M2PA", v));
+        }
+    }
+    if ((v = flag(&a, "--limit")) != NULL) {
+        char *end = NULL;
+        apr_int64_t n = apr_strtoi64(v, &end, 10);
+
+        if (end == NULL || *end != '\0' || n < 1
+            || n > BTSSO_SIGNIN_LIST_MAX) {
+            return usage_error(ctl, apr_psprintf(ctl->p, "--limit takes 1 "
+                               "to %d", BTSSO_SIGNIN_LIST_MAX));
+        }
+        f.limit = (int)n;
+    }
+    if ((v = flag(&a, "--before")) != NULL) {
+        const char *us = strchr(v, '_');
+        char *end = NULL;
+        apr_int64_t secs = us != NULL
+            ? apr_strtoi64(apr_pstrmemdup(ctl->p, v, us - v), &end, 10) : -1;
+
+        f.before_ref = us != NULL ? btsso_refcode_normalize(ctl->p, us + 1)
+                                  : NULL;
+        if (us == NULL || us == v || end == NULL || *end != '\0' || secs < 0
+            || f.before_ref == NULL) {
+            return usage_error(ctl, "--before takes the \"next\" of the "
+                               "previous page");
+        }
+        f.before_at = apr_time_from_sec(secs);
+    }
+    if ((err = open_store(ctl)) != NULL
+        || (err = btsso_store_account_get(ctl->store, ctl->p, pos(&a, 0),
+                                          &acc)) != NULL
+        || (err = btsso_store_signin_list(ctl->store, ctl->p, pos(&a, 0), &f,
+                                          &list, &more)) != NULL) {
+        return fail(ctl, err);
+    }
+    if (more && list->nelts > 0) {
+        const btsso_signin_t *last = APR_ARRAY_IDX(list, list->nelts - 1,
+                                                   btsso_signin_t *);
+        next = apr_psprintf(ctl->p, "%" APR_TIME_T_FMT "_%s",
+                            apr_time_sec(last->at), last->reference);
+    }
+    if (ctl->json) {
+        json_t *arr = json_array();
+        for (i = 0; i < list->nelts; i++) {
+            json_array_append_new(arr, signin_json(
+                ctl, APR_ARRAY_IDX(list, i, btsso_signin_t *)));
+        }
+        print_json(json_pack("{s:o, s:o}", "sign_ins", arr, "next",
+                             json_str_or_null(next)));
+        return 0;
+    }
+    if (list->nelts == 0) {
+        printf("account %s: no sign-ins recorded%s\n", pos(&a, 0),
+               f.reference ? " with that reference" : "");
+    }
+    for (i = 0; i < list->nelts; i++) {
+        const btsso_signin_t *si = APR_ARRAY_IDX(list, i, btsso_signin_t *);
+
+        printf("%s  %s  %-22s %s%s%s\n", iso_time(ctl->p, si->at),
+               si->reference, si->result,
+               si->email ? si->email : (si->name_id ? si->name_id : "-"),
+               si->detail ? "  " : "", si->detail ? si->detail : "");
+    }
+    if (next != NULL) {
+        printf("more: btssoctl sign-ins %s --before %s\n", pos(&a, 0), next);
+    }
+    return 0;
+}
+
 /* ---- certificates ------------------------------------------------------- */
 
 static int parse_role(ctl_t *ctl, const char *text, btsso_cert_role_e *role)
@@ -1822,6 +1938,9 @@ static int run(ctl_t *ctl, int argc, const char *const *argv)
     }
     if (strcmp(cmd, "session") == 0) {
         return cmd_session(ctl, argc, argv, 1);
+    }
+    if (strcmp(cmd, "sign-ins") == 0) {
+        return cmd_sign_ins(ctl, argc, argv, 1);
     }
     if (strcmp(cmd, "sp-metadata") == 0) {
         return cmd_sp_metadata(ctl, argc, argv, 1);

@@ -969,6 +969,13 @@ static void downgrade_to_v3(fx_t *f)
                                   "ALTER TABLE accounts DROP COLUMN ",
                                   cols[i], NULL), NULL), 0);
     }
+    /* v4: the sign-in records */
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE sign_ins", NULL),
+                     0);
+    assert_int_equal(raw_exec(f->p, f->params, "DROP TABLE sign_in_days",
+                              NULL), 0);
+    assert_int_equal(raw_exec(f->p, f->params, "ALTER TABLE certificates "
+                              "DROP COLUMN last_verified", NULL), 0);
     assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM "
                               "btsso_schema_version WHERE version > 3",
                               NULL), 0);
@@ -2192,6 +2199,288 @@ static void test_upgrade_v3_to_policy(void **state)
     assert_true(policy_of(f, "alpha")->force_authn);
 }
 
+/* ---- signins: sign-in records ---------------------------------------------------------- */
+
+static btsso_signin_t *refusal(apr_pool_t *p, const char *ref, apr_int64_t at,
+                               const char *result)
+{
+    btsso_signin_t *si = apr_pcalloc(p, sizeof(*si));
+
+    si->reference = ref;
+    si->at = apr_time_from_sec(at);
+    si->result = result;
+    si->email = "ann@corp.example";
+    si->name_id = "ann";
+    si->idp = "https://idp.corp.example";
+    si->detail = "Assertion ID=\"_a1\": the signature does not verify";
+    return si;
+}
+
+static void test_signins_list_and_filters(void **state)
+{
+    fx_t *f = *state;
+    btsso_signin_filter_t flt;
+    apr_array_header_t *list;
+    btsso_signin_t *si, okrow;
+    btsso_signin_counts_t c;
+    char ref[16];
+    int more = 0, i;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    ok(btsso_store_account_add(f->s, "beta", NULL, ACTOR), "beta");
+    for (i = 0; i < 7; i++) {
+        apr_snprintf(ref, sizeof(ref), "AAAA-AAA%c", "2345678"[i]);
+        ok(btsso_store_signin_add(f->s, "alpha",
+                                  refusal(f->p, apr_pstrdup(f->p, ref),
+                                          1000 + i / 2, "sig_invalid"),
+                                  BTSSO_SIGNIN_KEEP), "add");
+    }
+    ok(btsso_store_signin_add(f->s, "beta", refusal(f->p, "BBBB-BBBB", 5000,
+                                                    "no_such_user"),
+                              BTSSO_SIGNIN_KEEP), "beta's");
+    /* a success is counted, never added as a refusal */
+    expect_err(btsso_store_signin_add(f->s, "alpha",
+                                      refusal(f->p, "CCCC-CCCC", 1, "ok"),
+                                      0), "bad_signin", 400);
+    expect_err(btsso_store_signin_add(f->s, "alpha",
+                                      refusal(f->p, "bad ref!", 1, "x"),
+                                      0), "bad_signin", 400);
+    memset(&okrow, 0, sizeof(okrow));
+    okrow.reference = "OKOK-2222";
+    okrow.at = apr_time_from_sec(2000);
+    okrow.result = "ok";
+    okrow.email = "bob@corp.example";
+    memset(&c, 0, sizeof(c));
+    c.day = apr_time_from_sec(2000);
+    c.ok = 1;
+    c.last_ok = &okrow;
+    ok(btsso_store_signin_counts_add(f->s, "alpha", &c), "counts");
+
+    /* newest first, ties broken by reference; the success among them */
+    memset(&flt, 0, sizeof(flt));
+    ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+       "list");
+    assert_int_equal(list->nelts, 8);
+    assert_int_equal(more, 0);
+    si = APR_ARRAY_IDX(list, 0, btsso_signin_t *);
+    assert_string_equal(si->result, "ok");
+    assert_string_equal(si->email, "bob@corp.example");
+    assert_null(si->detail);
+    si = APR_ARRAY_IDX(list, 1, btsso_signin_t *);
+    assert_string_equal(si->reference, "AAAA-AAA8");
+    assert_string_equal(si->detail,
+                        "Assertion ID=\"_a1\": the signature does not verify");
+    assert_int_equal(apr_time_sec(si->at), 1003);
+    si = APR_ARRAY_IDX(list, 2, btsso_signin_t *);
+    assert_string_equal(si->reference, "AAAA-AAA7");
+
+    flt.failed_only = 1;
+    ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+       "failed");
+    assert_int_equal(list->nelts, 7);
+
+    /* pages of 3 through the cursor: every row once, in order */
+    {
+        const char *seen = "";
+        int pages = 0;
+
+        flt.limit = 3;
+        flt.before_ref = NULL;
+        do {
+            ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list,
+                                       &more), "page");
+            for (i = 0; i < list->nelts; i++) {
+                si = APR_ARRAY_IDX(list, i, btsso_signin_t *);
+                seen = apr_pstrcat(f->p, seen, si->reference + 8, NULL);
+            }
+            if (list->nelts > 0) {
+                si = APR_ARRAY_IDX(list, list->nelts - 1, btsso_signin_t *);
+                flt.before_at = si->at;
+                flt.before_ref = si->reference;
+            }
+            pages++;
+        } while (more && pages < 10);
+        assert_string_equal(seen, "8765432");
+        assert_int_equal(pages, 3);
+    }
+
+    memset(&flt, 0, sizeof(flt));
+    flt.reference = "AAAA-AAA5";
+    ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+       "by reference");
+    assert_int_equal(list->nelts, 1);
+    /* another account's code is not found through this one */
+    flt.reference = "BBBB-BBBB";
+    ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+       "other account's code");
+    assert_int_equal(list->nelts, 0);
+}
+
+static void test_signins_bounded(void **state)
+{
+    fx_t *f = *state;
+    btsso_signin_filter_t flt;
+    apr_array_header_t *list;
+    int more = 0, i;
+
+    ok(btsso_store_account_add(f->s, "alpha", NULL, ACTOR), "alpha");
+    for (i = 0; i < 12; i++) {
+        /* several in one second: the bound is exact all the same */
+        ok(btsso_store_signin_add(f->s, "alpha",
+                                  refusal(f->p, apr_psprintf(f->p,
+                                          "DDDD-DD%02d", 22 + i),
+                                          100 + i / 4, "expired"), 5),
+           "add");
+    }
+    assert_int_equal(raw_count(f->p, f->params,
+                               "SELECT count(*) FROM sign_ins"), 5);
+    memset(&flt, 0, sizeof(flt));
+    ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+       "list");
+    assert_int_equal(list->nelts, 5);
+    assert_string_equal(APR_ARRAY_IDX(list, 0, btsso_signin_t *)->reference,
+                        "DDDD-DD33");
+    assert_string_equal(APR_ARRAY_IDX(list, 4, btsso_signin_t *)->reference,
+                        "DDDD-DD29");
+    /* what an IdP sent cannot steer a terminal or a page */
+    {
+        btsso_signin_t *si = refusal(f->p, "EEEE-EEEE", 200, "no_such_user");
+        si->email = "ann@corp.example\r\nX-Evil: 1";
+        si->detail = apr_pstrcat(f->p, "x\x1b[31m", NULL);
+        ok(btsso_store_signin_add(f->s, "alpha", si, 5), "control chars");
+        flt.reference = "EEEE-EEEE";
+        ok(btsso_store_signin_list(f->s, f->p, "alpha", &flt, &list, &more),
+           "get");
+        assert_string_equal(APR_ARRAY_IDX(list, 0, btsso_signin_t *)->email,
+                            "ann@corp.example  X-Evil: 1");
+        assert_string_equal(APR_ARRAY_IDX(list, 0, btsso_signin_t *)->detail,
+                            "x [31m");
+    }
+}
+
+static void test_signins_counts(void **state)
+{
+    fx_t *f = *state;
+    btsso_signin_summary_t *sum;
+    btsso_signin_counts_t c;
+    btsso_signin_t last, older;
+    btsso_signin_cert_seen_t *cs;
+    apr_array_header_t *certs, *stored;
+    apr_time_t day1 = apr_time_from_sec(1764633600);   /* 2025-12-02 */
+    apr_time_t day2 = day1 + apr_time_from_sec(86400);
+    const char *okta_sha;
+    apr_time_t *t;
+
+    ready_account(f, "alpha", "https://idp.corp.example");
+    ok(btsso_store_cert_list(f->s, f->p, "alpha", &stored), "certs");
+    okta_sha = APR_ARRAY_IDX(stored, 0, btsso_stored_cert_t *)->cert->sha256;
+
+    memset(&last, 0, sizeof(last));
+    last.reference = "LAST-2222";
+    last.at = day1 + apr_time_from_sec(60);
+    last.result = "ok";
+    last.email = "ann@corp.example";
+    last.idp = "https://idp.corp.example";
+    certs = apr_array_make(f->p, 2, sizeof(btsso_signin_cert_seen_t));
+    cs = apr_array_push(certs);
+    cs->sha256 = okta_sha;
+    cs->at = day1 + apr_time_from_sec(60);
+    memset(&c, 0, sizeof(c));
+    c.day = day1;
+    c.ok = 3;
+    c.failed = 2;
+    c.unrecorded = 1;
+    c.last_ok = &last;
+    c.certs = certs;
+    ok(btsso_store_signin_counts_add(f->s, "alpha", &c), "day 1");
+    c.ok = 4;
+    c.failed = 0;
+    c.unrecorded = 0;
+    /* a node whose last success is older than the stored one: no change */
+    older = last;
+    older.reference = "OLDR-2222";
+    older.at = day1;
+    older.email = "old@corp.example";
+    c.last_ok = &older;
+    cs->at = day1;                  /* the certificate's time never goes back */
+    ok(btsso_store_signin_counts_add(f->s, "alpha", &c), "day 1 again");
+    memset(&c, 0, sizeof(c));
+    c.day = day2;
+    c.failed = 5;
+    ok(btsso_store_signin_counts_add(f->s, "alpha", &c), "day 2");
+
+    ok(btsso_store_signin_summary(f->s, f->p, "alpha", 7, &sum), "summary");
+    assert_int_equal(sum->days->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(sum->days, 0, btsso_signin_day_t).day,
+                        "2025-12-03");
+    assert_int_equal(APR_ARRAY_IDX(sum->days, 0, btsso_signin_day_t).failed,
+                     5);
+    assert_string_equal(APR_ARRAY_IDX(sum->days, 1, btsso_signin_day_t).day,
+                        "2025-12-02");
+    assert_int_equal(APR_ARRAY_IDX(sum->days, 1, btsso_signin_day_t).ok, 7);
+    assert_int_equal(APR_ARRAY_IDX(sum->days, 1, btsso_signin_day_t).failed,
+                     2);
+    assert_int_equal(
+        APR_ARRAY_IDX(sum->days, 1, btsso_signin_day_t).unrecorded, 1);
+    assert_non_null(sum->last_ok);
+    assert_string_equal(sum->last_ok->reference, "LAST-2222");
+    assert_string_equal(sum->last_ok->email, "ann@corp.example");
+    assert_null(sum->last_failed);
+    t = apr_hash_get(sum->cert_verified, okta_sha, APR_HASH_KEY_STRING);
+    assert_non_null(t);
+    assert_true(*t == day1 + apr_time_from_sec(60));
+    /* the other certificate never verified a login */
+    t = apr_hash_get(sum->cert_verified,
+                     APR_ARRAY_IDX(stored, 1, btsso_stored_cert_t *)
+                         ->cert->sha256, APR_HASH_KEY_STRING);
+    assert_non_null(t);
+    assert_true(*t == 0);
+    /* one last-success row per account, whatever the nodes sent */
+    assert_int_equal(raw_count(f->p, f->params, "SELECT count(*) FROM "
+                               "sign_ins WHERE result = 'ok'"), 1);
+    /* a newer success replaces it */
+    last.reference = "NEWR-2222";
+    last.at = day2;
+    memset(&c, 0, sizeof(c));
+    c.day = day2;
+    c.ok = 1;
+    c.last_ok = &last;
+    ok(btsso_store_signin_counts_add(f->s, "alpha", &c), "newer");
+    ok(btsso_store_signin_summary(f->s, f->p, "alpha", 1, &sum), "summary");
+    assert_int_equal(sum->days->nelts, 1);
+    assert_string_equal(sum->last_ok->reference, "NEWR-2222");
+    assert_int_equal(raw_count(f->p, f->params, "SELECT count(*) FROM "
+                               "sign_ins WHERE result = 'ok'"), 1);
+    /* deleting the account takes its records along */
+    assert_int_equal(raw_exec(f->p, f->params, "DELETE FROM sign_in_days",
+                              NULL), 0);
+}
+
+static void test_upgrade_v3_to_v4(void **state)
+{
+    fx_t *f = *state;
+    apr_array_header_t *certs;
+    btsso_signin_summary_t *sum;
+    int from = -1, to = -1;
+
+    ready_account(f, "alpha", "https://idp.corp.example");
+    downgrade_to_v3(f);
+    btsso_store_close(f->s);
+    ok(btsso_store_open(f->p, backend_driver, f->params, NULL, &f->s),
+       "reopen");
+    ok(btsso_store_init(f->s, &from, &to), "upgrade");
+    assert_int_equal(from, 3);
+    assert_int_equal(to, BTSSO_SCHEMA_VERSION);
+    /* certificates stored before have never verified a login */
+    ok(btsso_store_cert_list(f->s, f->p, "alpha", &certs), "certs");
+    assert_int_equal(certs->nelts, 2);
+    ok(btsso_store_signin_summary(f->s, f->p, "alpha", 7, &sum), "summary");
+    assert_int_equal(apr_hash_count(sum->cert_verified), 2);
+    assert_null(sum->last_ok);
+    ok(btsso_store_signin_add(f->s, "alpha", refusal(f->p, "FFFF-FFFF", 1,
+                                                     "expired"), 10), "add");
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2234,6 +2523,10 @@ static const struct CMUnitTest store_tests[] = {
     T(test_refresh_rows),
     T(test_policy),
     T(test_upgrade_v3_to_policy),
+    T(test_signins_list_and_filters),
+    T(test_signins_bounded),
+    T(test_signins_counts),
+    T(test_upgrade_v3_to_v4),
 };
 
 int main(void)
