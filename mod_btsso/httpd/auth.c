@@ -180,9 +180,17 @@ static const char *return_target(request_rec *r)
     return norm;
 }
 
-/* The store cannot be reached: a page saying so (503), for people. */
-static int unavailable_page(request_rec *r)
+/* The store cannot be reached: a page saying so (503), for people, with
+ * a reference code that is also in the log line. */
+static int unavailable_page(request_rec *r, const char *account)
 {
+    btsso_error_t *err = btsso_error_make(r->pool, 503, "store_unavailable",
+        "The sign-in service is temporarily unavailable; try again in a "
+        "moment.", "the session or the account could not be checked: the "
+        "account store is unreachable");
+
+    btsso_signin_refused(r, APLOG_WARNING, "BTSSO0351", "protected page",
+                         account, NULL, err, 0);
     apr_table_setn(r->err_headers_out, "Retry-After", "5");
     btsso_send_page(r, HTTP_SERVICE_UNAVAILABLE, "Temporarily unavailable",
                     "The sign-in service is temporarily unavailable; try "
@@ -222,7 +230,7 @@ static int btsso_check_user(request_rec *r)
     if (ss == NULL && apr_table_get(r->notes, BTSSO_NOTE_UNVERIFIED)) {
         /* The session could not be checked (the store is down, logged as
          * BTSSO0330): signing in again would need the store too. */
-        return unavailable_page(r);
+        return unavailable_page(r, account);
     }
     /* Browsers (GET, and HEAD which is M_GET) are sent to sign in; other
      * requests cannot follow a redirect with their body. */
@@ -241,7 +249,7 @@ static int btsso_check_user(request_rec *r)
         if (err != NULL && err->status != 404) {
             btsso_log_error(r, APLOG_ERR, "BTSSO0312", account, err);
             if (err->status == 503) {
-                return unavailable_page(r);
+                return unavailable_page(r, account);
             }
         }
     }

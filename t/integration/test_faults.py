@@ -112,6 +112,10 @@ def assert_no_crash(h):
     assert h.proc is not None and h.proc.poll() is None, "httpd exited"
 
 
+REFERENCE = re.compile(r'<code id="reference">[2-9A-HJ-NP-Z]{4}-'
+                       r'[2-9A-HJ-NP-Z]{4}</code>')
+
+
 def assert_clean_503(r):
     """A 503 page of the module's own, for people: HTML, no internals, not
     httpd's default error document."""
@@ -122,6 +126,8 @@ def assert_clean_503(r):
     assert "<main>" in body and "Apache" not in body, body[:400]
     assert "temporarily unavailable" in body, body[:400]
     assert not INTERNALS.search(body), body
+    # the reference code the person can quote, also in the log line
+    assert REFERENCE.search(body), body[:600]
 
 
 class Site:
@@ -391,7 +397,7 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
     # mod_dbd's own lines while the database is down
     for tag in ("AH00629", "AH00633", "AH00635", "AH00631", "AH00632",
                 "AH00639", "AH02655", "BTSSO0101", "BTSSO0330",
-                "BTSSO0312", "BTSSO0210"):
+                "BTSSO0312", "BTSSO0210", "BTSSO0351"):
         h.expect_log(tag)
     sids = [site.login(u) for u in USERS[:8]]
     for sid in sids:
