@@ -811,7 +811,8 @@ const command_rec btsso_cmds[] = {
                   "(default: none, the sqlite3/pgsql text)"),
     AP_INIT_TAKE1("DBDParams", peek_dbd_params, NULL, RSRC_CONF,
                   "mod_dbd's connection parameters, checked by mod_btsso "
-                  "too: mysql needs reconnect=0 (default: none)"),
+                  "too: mysql needs reconnect=0 and "
+                  "flags=CLIENT_FOUND_ROWS (default: none)"),
     AP_INIT_TAKE1("BTSSOUserQuery", set_sql, SRV_OFF(user_query), RSRC_CONF,
         "SQL SELECT, 2 %s: (account, email) -> extension, email of the user "
         "(default: the shipped users table)"),

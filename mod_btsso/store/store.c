@@ -1313,6 +1313,10 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
     }
     if (strcmp(driver, "mysql") == 0) {
         pin_driver(drv);
+        /* UPDATE counts the rows it matched, not only those it changed
+         * (what SQLite and PostgreSQL report, and what "update, else
+         * insert" needs); the last flags= of the string wins. */
+        params = apr_pstrcat(p, params, " flags=CLIENT_FOUND_ROWS", NULL);
     }
     rv = apr_dbd_open_ex(drv, p, params, &handle, &open_error);
     if (rv != APR_SUCCESS || handle == NULL) {

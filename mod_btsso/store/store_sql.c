@@ -495,6 +495,14 @@ const char *btsso_store_pool_params_problem(const char *driver,
                "and every request on it fails; with reconnect=0 mod_dbd "
                "replaces it";
     }
+    v = mysql_param(params, "flags", &n);
+    if (v == NULL || n != strlen("CLIENT_FOUND_ROWS")
+        || strncmp(v, "CLIENT_FOUND_ROWS", n) != 0) {
+        return "DBDParams for DBDriver mysql needs flags=CLIENT_FOUND_ROWS: "
+               "without it MySQL counts an UPDATE that leaves a row as it "
+               "was as matching nothing, and the store would then insert "
+               "that row a second time";
+    }
     return NULL;
 }
 

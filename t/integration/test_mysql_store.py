@@ -83,3 +83,17 @@ def test_reconnect_default_refused(make_httpd, tmp_path, mariadb):
                    dbdparams=mariadb.replace("reconnect=0", "reconnect = 0"))
     code, out = h.configtest()
     assert code == 0, out
+
+
+def test_found_rows_flag_required(make_httpd, tmp_path, mariadb):
+    """DBDParams for mysql without flags=CLIENT_FOUND_ROWS fails configtest:
+    MySQL would count an UPDATE that changes nothing as matching no row,
+    and "update, else insert" (the refresh schedule, the sign-in counts)
+    would insert a duplicate."""
+    h = make_httpd(dbdriver="mysql",
+                   dbdparams=mariadb.replace(" flags=CLIENT_FOUND_ROWS", ""))
+    code, out = h.configtest()
+    assert code != 0, out
+    assert "flags=CLIENT_FOUND_ROWS" in out, out
+    assert mariadbtmp.parse(mariadb)["pass"] not in out
+

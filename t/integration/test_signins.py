@@ -480,7 +480,7 @@ def test_page_lists_failures_and_says_promote(site):
 
 # ---- btssoctl sign-ins on SQLite and PostgreSQL -------------------------------
 
-from test_btssoctl import pg_server, store  # noqa: E402,F401  (fixtures)
+from test_btssoctl import mariadb_server, pg_server, store  # noqa: E402,F401  (fixtures)
 from test_btssoctl import ctl as run_ctl, ready  # noqa: E402
 
 
@@ -493,6 +493,18 @@ def store_exec(st, sql, args):
             db.commit()
         finally:
             db.close()
+        return
+    if st.kind == "mysql":
+        import mariadbtmp
+
+        def lit(v):
+            if v is None:
+                return "NULL"
+            if isinstance(v, int):
+                return str(v)
+            return "'" + v.replace("\\", "\\\\").replace("'", "''") + "'"
+        for row in args:
+            mariadbtmp.sql(st.params, sql % tuple(lit(v) for v in row))
         return
     import psycopg2
     conn = psycopg2.connect(st.params)

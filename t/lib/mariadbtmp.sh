@@ -9,7 +9,7 @@
 #                                   database each) and prints APR DBD mysql
 #                                   params ("host=127.0.0.1 port=N
 #                                   user=btsso pass=... dbname=btsso_test
-#                                   reconnect=0") on stdout
+#                                   reconnect=0 flags=CLIENT_FOUND_ROWS") on stdout
 #   t/lib/mariadbtmp.sh stop DIR    stops that server (SIGTERM to the PID in
 #                                   DIR/mariadbd.pid, then SIGKILL after 30 s)
 #                                   and removes DIR
@@ -142,7 +142,7 @@ sys.exit(0 if s.recv(1) else 1)" 2>/dev/null \
         [ $tries -lt 3 ] || { echo "mariadbtmp: mariadbd did not start, see $dir/server.log" >&2; exit 1; }
     done
     echo "$port" >"$dir/port"
-    echo "host=127.0.0.1 port=$port user=btsso pass=$PASS dbname=btsso_test reconnect=0"
+    echo "host=127.0.0.1 port=$port user=btsso pass=$PASS dbname=btsso_test reconnect=0 flags=CLIENT_FOUND_ROWS"
     ;;
 stop)
     pid=""

@@ -403,14 +403,22 @@ static void test_dialect_sql(void **state)
     assert_string_equal(btsso_store_rewrite_sql(p, "pgsql",
                                                 "LIMIT CAST(%s AS INTEGER)"),
                         "LIMIT CAST(%s AS INTEGER)");
-    /* the pool's DBDParams: mysql needs reconnect=0 */
+    /* the pool's DBDParams: mysql needs reconnect=0 and found rows */
     assert_null(btsso_store_pool_params_problem("pgsql", "host=x"));
     assert_null(btsso_store_pool_params_problem("mysql",
-                                                "host=x reconnect=0"));
+                                                "host=x reconnect=0 "
+                                                "flags=CLIENT_FOUND_ROWS"));
     assert_null(btsso_store_pool_params_problem("mysql",
-                                                "reconnect = 0,host=x"));
+                                                "reconnect = 0,host=x;"
+                                                "flags=CLIENT_FOUND_ROWS"));
     assert_null(btsso_store_pool_params_problem("mysql",
+                                                "flags=CLIENT_FOUND_ROWS "
                                                 "reconnect=1 reconnect=0"));
+    assert_non_null(btsso_store_pool_params_problem("mysql",
+                                                    "host=x reconnect=0"));
+    assert_non_null(btsso_store_pool_params_problem("mysql",
+                                                    "reconnect=0 "
+                                                    "flags=CLIENT_FOUND"));
     assert_non_null(btsso_store_pool_params_problem("mysql", "host=x"));
     assert_non_null(btsso_store_pool_params_problem("mysql",
                                                     "host=x reconnect=1"));
