@@ -23,6 +23,7 @@
 #include "saml/mdsig.h"
 #include "saml/response.h"
 #include "saml/xmlparse.h"
+#include "core/xstime.h"
 
 #define NS_MD "urn:oasis:names:tc:SAML:2.0:metadata"
 #define NS_DS "http://www.w3.org/2000/09/xmldsig#"
@@ -141,78 +142,7 @@ static const alg_t *find_alg(const alg_t *t, const char *href)
     return NULL;
 }
 
-/* ---- xs:dateTime and xs:duration ------------------------------------------ */
-
-static long days_from_civil(long y, unsigned m, unsigned d)
-{
-    long era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (long)doe - 719468;
-}
-
-static int digits(const char **s, int n, int *out)
-{
-    int v = 0, i;
-
-    for (i = 0; i < n; i++) {
-        if (!apr_isdigit((*s)[i])) {
-            return -1;
-        }
-        v = v * 10 + ((*s)[i] - '0');
-    }
-    *s += n;
-    *out = v;
-    return 0;
-}
-
-/* "YYYY-MM-DDThh:mm:ss[.f][Z|+hh:mm|-hh:mm]", no zone read as UTC. */
-static int parse_datetime(const char *s, apr_time_t *out)
-{
-    int y, mo, d, h, mi, se, tzh = 0, tzm = 0, sign = 0;
-    apr_int64_t secs;
-
-    if (s == NULL || digits(&s, 4, &y) < 0 || *s++ != '-'
-        || digits(&s, 2, &mo) < 0 || *s++ != '-'
-        || digits(&s, 2, &d) < 0 || *s++ != 'T'
-        || digits(&s, 2, &h) < 0 || *s++ != ':'
-        || digits(&s, 2, &mi) < 0 || *s++ != ':'
-        || digits(&s, 2, &se) < 0) {
-        return -1;
-    }
-    if (*s == '.') {
-        s++;
-        if (!apr_isdigit(*s)) {
-            return -1;
-        }
-        while (apr_isdigit(*s)) {
-            s++;        /* fractions of a second do not matter here */
-        }
-    }
-    if (*s == 'Z') {
-        s++;
-    }
-    else if (*s == '+' || *s == '-') {
-        sign = *s++ == '+' ? 1 : -1;
-        if (digits(&s, 2, &tzh) < 0 || *s++ != ':'
-            || digits(&s, 2, &tzm) < 0 || tzh > 14 || tzm > 59) {
-            return -1;
-        }
-    }
-    if (*s != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23
-        || mi > 59 || se > 60) {
-        return -1;
-    }
-    secs = (apr_int64_t)days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400
-           + h * 3600 + mi * 60 + se - sign * (tzh * 3600 + tzm * 60);
-    *out = apr_time_from_sec(secs);
-    return 0;
-}
+/* ---- xs:duration (xs:dateTime: core/xstime.c) ----------------------------- */
 
 /* "PnYnMnDTnHnMnS" (a year as 365 days, a month as 30); negative
  * durations refused.  Bounded to ten years. */
@@ -658,7 +588,7 @@ btsso_error_t *btsso_metadata_trust(apr_pool_t *p,
         int nsig = 0;
 
         if (vu != NULL) {
-            if (parse_datetime(vu, &t) != 0) {
+            if (btsso_xs_datetime(vu, &t) != 0) {
                 return btsso_error_make(p, 422, "bad_valid_until",
                     "The metadata's validUntil is not a date and time.",
                     "<%s validUntil=\"%s\">: not an xs:dateTime",
