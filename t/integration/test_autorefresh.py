@@ -428,3 +428,34 @@ def test_two_nodes_share_the_schedule(make_httpd, monkeypatch):
     finally:
         node2.stop()
         s.stop()
+
+
+def test_page_shows_waiting_certificate_and_failed_refresh(site):
+    """The set-up page in a real browser: a certificate a refresh added
+    without a role says it waits for promotion (in the notice and on its
+    row), and a failing refresh says so, with the last good copy in use."""
+    from test_admin_page import Browser
+    from selenium.webdriver.common.by import By
+
+    site.import_url(metadata([CUR], sign=CUR))
+    site.publish(metadata([CUR, NEXT]))
+    site.h.expect_log("BTSSO0604")
+    site.wait(lambda c: c["refresh"]["waiting"] == [fp(NEXT)])
+    b = Browser("ann@example.com")
+    try:
+        b.open(site.h.url + "/admin/sso/acme/")
+        note = b.wait(lambda d: d.find_element(By.ID, "cert-waiting").text)
+        assert "waits for promotion" in note and "make it secondary" in note
+        row = b.find('#certs tr[data-sha256="%s"]' % fp(NEXT))
+        assert "Waits for promotion" in row.text
+        b.shot("admin-12-refresh-waiting", "#cert-waiting")
+        # the IdP's server goes away: the page says the refresh failed
+        site.h.expect_log("BTSSO0605")
+        site.md.stop()
+        site.wait(lambda c: c["refresh"]["last_error"], timeout=30)
+        b.driver.refresh()
+        msg = b.wait(lambda d: d.find_element(By.ID, "md-refresh").text)
+        assert "failed" in msg and "last good copy stays in use" in msg, msg
+        assert not b.console_problems()
+    finally:
+        b.quit()
