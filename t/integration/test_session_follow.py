@@ -257,13 +257,17 @@ def test_fresh_entry_reads_no_store(make_httpd, tmp_path):
     """While the account's entry is fresh, a protected request with a valid
     session queries nothing: with every table the check could read renamed
     away, it still succeeds; once the entry is stale it cannot."""
+    # One process: the entry is per process, and a request that reached a
+    # child which never loaded it (or loaded it at the login, earlier than
+    # the clock below on a slow machine) would rightly need the store.
     p = start(make_portal(make_httpd, tmp_path,
-                          conf="BTSSOConfigTTL 4\nBTSSOUserRecheck 1h\n"))
+                          conf="BTSSOConfigTTL 4\nBTSSOUserRecheck 1h\n",
+                          processes=1))
+    loaded = time.time()        # at or before the entry's load (the login)
     ann = login(p)
     assert app_status(p.url, ann) == 200
     tables = ("accounts", "idp", "certificates", "users",
               "session_revocations")
-    loaded = time.time()
     for t in tables:
         sql(p, "ALTER TABLE %s RENAME TO moved_%s" % (t, t))
     try:
