@@ -4,7 +4,8 @@
  * sign-in records are found by (SPEC "Enforcement").
  *
  * Eight characters from an alphabet without look-alikes (no 0/O, 1/I/L),
- * written "XXXX-XXXX" so that a person can read it out over the phone:
+ * written as two groups of four joined by a dash ("K7QX-M2PA"), so that
+ * a person can read it out over the phone:
  * 31^8 (about 2^39.6) codes, random, so one account's codes do not
  * collide in practice and a code tells nothing about another sign-in.
  */
@@ -14,7 +15,7 @@
 #include <apr_pools.h>
 
 #define BTSSO_REFCODE_ALPHABET "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-#define BTSSO_REFCODE_LEN 9         /* "XXXX-XXXX" */
+#define BTSSO_REFCODE_LEN 9         /* four, a dash, four */
 
 /* A fresh code, or NULL when the system has no random bytes to give. */
 const char *btsso_refcode_new(apr_pool_t *p);

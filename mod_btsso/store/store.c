@@ -455,7 +455,7 @@ static const char *const v3_mysql[] = {
  * account as the one row whose result is 'ok', counts per account and UTC
  * day ('YYYY-MM-DD'; unrecorded: refusals counted but given no row, by
  * the rate limit), and per certificate the time it last verified a
- * login.  reference is the code the refusal page showed ("XXXX-XXXX"). */
+ * login.  reference is the code the refusal page showed (such as "K7QX-M2PA"). */
 static const char *const v4_sqlite3[] = {
     "CREATE TABLE sign_ins ("
     " account VARCHAR(64) NOT NULL"

@@ -544,7 +544,7 @@ btsso_error_t *btsso_store_policy_set(btsso_store_t *s, const char *account,
 /* One sign-in: a refusal (result is its code) or the account's last
  * success (result "ok"). */
 typedef struct btsso_signin_t {
-    const char *reference;      /* "XXXX-XXXX" (core/refcode.h) */
+    const char *reference;      /* e.g. "K7QX-M2PA" (core/refcode.h) */
     apr_time_t at;              /* whole seconds */
     const char *result;         /* "ok" or the refusal's code */
     const char *email;          /* NULL when not known */

@@ -14,7 +14,7 @@
  * prepared (btsso_store_rewrite_sql, for btssoctl and for the module's
  * ap_dbd_prepare alike):
  *   LIMIT CAST(%s AS INTEGER|BIGINT)  ->  LIMIT %s
- *         (MySQL takes only a literal or a bare placeholder after LIMIT;
+ *         (MySQL takes only a literal or a bare parameter marker after LIMIT;
  *          MariaDB converts the driver's text parameter itself)
  *   CAST(... AS BIGINT|INTEGER)       ->  CAST(... AS SIGNED)
  * and each connection runs with sql_mode ANSI_QUOTES and PIPES_AS_CONCAT
