@@ -19,6 +19,7 @@
 #include <apr_strings.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
 
 #include "core/b64.h"
 #include "saml/authnreq.h"
@@ -891,6 +892,47 @@ static void test_base64(void **state)
     }
 }
 
+/* The decoder against OpenSSL's, on random octets of every length up to
+ * 600, with XML whitespace inserted anywhere (the four-octet fast path and
+ * the one-octet path must agree wherever a quantum starts), and with one
+ * octet spoiled (refused, whatever the position). */
+static void test_base64_random(void **state)
+{
+    unsigned char plain[600], *out;
+    char coded[2000], spaced[4000];
+    apr_size_t out_len, len, n, j, k;
+    unsigned int seed = 12345;
+    btsso_error_t *e;
+
+    for (len = 0; len <= sizeof(plain); len++) {
+        const char *c;
+
+        for (j = 0; j < len; j++) {
+            plain[j] = (unsigned char)(rand_r(&seed) >> 7);
+        }
+        n = (apr_size_t)EVP_EncodeBlock((unsigned char *)coded, plain,
+                                        (int)len);
+        c = btsso_b64_encode(pool, plain, len);
+        assert_int_equal(strlen(c), n);
+        assert_memory_equal(c, coded, n);
+        for (j = k = 0; j < n; j++) {
+            if (rand_r(&seed) % 5 == 0) {
+                spaced[k++] = " \t\r\n"[rand_r(&seed) % 4];
+            }
+            spaced[k++] = coded[j];
+        }
+        assert_null(btsso_b64_decode(pool, spaced, k, &out, &out_len));
+        assert_int_equal(out_len, len);
+        assert_memory_equal(out, plain, len);
+        if (n > 0) {
+            spaced[rand_r(&seed) % k] = "!-_.*\x80"[rand_r(&seed) % 6];
+            e = btsso_b64_decode(pool, spaced, k, &out, &out_len);
+            assert_non_null(e);
+            assert_string_equal(e->code, "bad_base64");
+        }
+    }
+}
+
 static void test_percent_encoding(void **state)
 {
     static const unsigned char bin[] = { 0x00, 0xff, ' ', '+', '/', '=' };
@@ -973,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_schema_check_can_fail),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_base64_random),
         cmocka_unit_test(test_percent_encoding),
         cmocka_unit_test(test_deflate_inflate),
     };
