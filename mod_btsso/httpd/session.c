@@ -27,6 +27,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <jansson.h>
 
 #include "btsso_glue.h"
@@ -145,13 +147,24 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
 
 /*
  * Cache keys: the hex SHA-256 of a type letter and the secret, never the
- * secret itself.  Kept as hex text (the NameID index stores session keys in
- * JSON), handed to the provider as the 32 raw digest bytes: shmcb picks its
+ * secret itself.  Kept as hex text (the callers compare and log them),
+ * handed to the provider as the 32 raw digest bytes: shmcb picks its
  * sub-cache from the key's first byte, which must therefore be uniformly
  * spread -- a fixed prefix letter would crowd every session into one
  * sub-cache and evict them (and replay marks) after a few dozen logins.
  */
 #define KEY_BYTES SHA256_DIGEST_LENGTH
+
+/* SHA-256 fetched once per process: OpenSSL 3's one-shot SHA256() looks
+ * the algorithm up at every call, which cost more than the digest of a
+ * protected request's key. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
 
 static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
 {
@@ -162,7 +175,11 @@ static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
     const char *in = apr_pstrcat(p, head, secret, NULL);
     apr_size_t i;
 
-    SHA256((const unsigned char *)in, strlen(in), md);
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_md == NULL
+        || !EVP_Digest(in, strlen(in), md, NULL, sha256_md, NULL)) {
+        SHA256((const unsigned char *)in, strlen(in), md);
+    }
     for (i = 0; i < sizeof(md); i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
@@ -438,13 +455,28 @@ static void set_cookie(request_rec *r, const char *value, long max_age)
 /* ---- the NameID index, for the IdP's LogoutRequest ---------------------------- */
 
 /*
- * "n" + SHA-256(account, IdP, NameID) -> JSON list of the sessions of
- * that person: {"k": session cache key (a hash, not the cookie),
- * "si": SessionIndex or absent, "e": expiry}.  An IdP's LogoutRequest
- * names the person and, usually, the SessionIndex of one login; the list
- * finds the sessions to end without a scan of the cache.
+ * "n" + SHA-256(account, IdP, NameID) -> the sessions of that person, in
+ * the order they were made: per session its cache key (a hash, not the
+ * cookie), its expiry and the SessionIndex of its login.  An IdP's
+ * LogoutRequest names the person and, usually, the SessionIndex of one
+ * login; the list finds the sessions to end without a scan of the cache.
+ *
+ * Stored in a binary form read without a parser (a login rewrites the
+ * list of its person: with JSON that was a sixth of a login's time for
+ * someone signed in on many devices): the octet NAME_INDEX_FORMAT, then
+ * per session 8 octets of expiry (seconds, big-endian), the 32 octets of
+ * its key, 2 octets of SessionIndex length (0: none) and the SessionIndex.
+ * The JSON lists of the versions before are still read.
  */
 #define NAME_INDEX_MAX 32
+#define NAME_INDEX_FORMAT 0x01
+#define NAME_INDEX_SI_MAX 1024      /* a longer SessionIndex is not kept */
+
+typedef struct name_item {
+    apr_int64_t expires;            /* seconds */
+    unsigned char key[KEY_BYTES];   /* the session's raw cache key */
+    const char *si;                 /* SessionIndex, or NULL */
+} name_item;
 
 static const char *name_index_key(request_rec *r, const char *account,
                                   const char *idp, const char *name_id)
@@ -454,27 +486,132 @@ static const char *name_index_key(request_rec *r, const char *account,
                                                 name_id, NULL));
 }
 
-/* The index, read under the caller's lock; an empty list when absent. */
-static json_t *name_index_read(request_rec *r, const char *key)
+/* A list of the versions before: [{"k": hex key, "si": .., "e": ..}]. */
+static void name_index_from_json(request_rec *r, const unsigned char *buf,
+                                 apr_array_header_t *items)
+{
+    json_error_t jerr;
+    json_t *list = json_loads((const char *)buf, 0, &jerr), *item;
+    size_t i;
+
+    if (list == NULL) {
+        return;
+    }
+    json_array_foreach(list, i, item) {
+        const char *k = json_string_value(json_object_get(item, "k"));
+        const char *si = json_string_value(json_object_get(item, "si"));
+        name_item *it;
+
+        if (k == NULL || strlen(k) != 2 * KEY_BYTES
+            || strspn(k, "0123456789abcdef") != 2 * KEY_BYTES) {
+            continue;
+        }
+        it = apr_array_push(items);
+        it->expires = json_integer_value(json_object_get(item, "e"));
+        raw_key(k, it->key);
+        it->si = si != NULL ? apr_pstrdup(r->pool, si) : NULL;
+    }
+    json_decref(list);
+}
+
+/* The index, read under the caller's lock; empty when absent or not
+ * readable. */
+static apr_array_header_t *name_index_read(request_rec *r, const char *key)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
     unsigned char *buf = apr_palloc(r->pool, MAX_VALUE + 1);
     unsigned int len = MAX_VALUE;
-    json_error_t jerr;
-    json_t *list = NULL;
+    apr_array_header_t *items = apr_array_make(r->pool, 4, sizeof(name_item));
+    apr_size_t at = 1;
 
     if (sc->socache_provider->retrieve(sc->socache_instance, r->server,
                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                        KEY_BYTES, buf, &len,
-                                       r->pool) == APR_SUCCESS) {
-        buf[len] = '\0';
-        list = json_loads((const char *)buf, 0, &jerr);
-        if (list != NULL && !json_is_array(list)) {
-            json_decref(list);
-            list = NULL;
-        }
+                                       r->pool) != APR_SUCCESS || len == 0) {
+        return items;
     }
-    return list ? list : json_array();
+    buf[len] = '\0';
+    if (buf[0] == '[') {
+        name_index_from_json(r, buf, items);
+        return items;
+    }
+    if (buf[0] != NAME_INDEX_FORMAT) {
+        return items;
+    }
+    while (at + 8 + KEY_BYTES + 2 <= len) {
+        name_item *it;
+        apr_uint64_t e = 0;
+        apr_size_t si_len, i;
+
+        for (i = 0; i < 8; i++) {
+            e = e << 8 | buf[at + i];
+        }
+        si_len = (apr_size_t)buf[at + 8 + KEY_BYTES] << 8
+                 | buf[at + 9 + KEY_BYTES];
+        if (at + 10 + KEY_BYTES + si_len > len) {
+            break;      /* cut short: what came before still counts */
+        }
+        it = apr_array_push(items);
+        it->expires = (apr_int64_t)e;
+        memcpy(it->key, buf + at + 8, KEY_BYTES);
+        it->si = si_len > 0 ? apr_pstrmemdup(r->pool,
+                                             (const char *)buf + at + 10
+                                             + KEY_BYTES, si_len)
+                            : NULL;
+        at += 10 + KEY_BYTES + si_len;
+    }
+    return items;
+}
+
+/* Writes the index (under the caller's lock), or removes it when empty;
+ * it expires with its last session. */
+static apr_status_t name_index_write(request_rec *r, const char *key,
+                                     const apr_array_header_t *items)
+{
+    btsso_srv_cfg *sc = btsso_srv(r->server);
+    unsigned char *buf = apr_palloc(r->pool, MAX_VALUE), *o;
+    apr_int64_t latest = 0;
+    int i, first = 0;
+    apr_size_t need = 1;
+
+    /* the oldest go first when the list does not fit */
+    for (i = items->nelts - 1; i >= 0; i--) {
+        const name_item *it = &APR_ARRAY_IDX(items, i, name_item);
+        apr_size_t one = 10 + KEY_BYTES + (it->si ? strlen(it->si) : 0);
+
+        if (need + one > MAX_VALUE) {
+            first = i + 1;
+            break;
+        }
+        need += one;
+    }
+    if (first >= items->nelts) {
+        return sc->socache_provider->remove(
+            sc->socache_instance, r->server,
+            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, r->pool);
+    }
+    o = buf;
+    *o++ = NAME_INDEX_FORMAT;
+    for (i = first; i < items->nelts; i++) {
+        const name_item *it = &APR_ARRAY_IDX(items, i, name_item);
+        apr_size_t si_len = it->si ? strlen(it->si) : 0;
+        int b;
+
+        for (b = 7; b >= 0; b--) {
+            *o++ = (unsigned char)((apr_uint64_t)it->expires >> (8 * b));
+        }
+        memcpy(o, it->key, KEY_BYTES);
+        o += KEY_BYTES;
+        *o++ = (unsigned char)(si_len >> 8);
+        *o++ = (unsigned char)si_len;
+        memcpy(o, it->si ? it->si : "", si_len);
+        o += si_len;
+        latest = it->expires > latest ? it->expires : latest;
+    }
+    return sc->socache_provider->store(sc->socache_instance, r->server,
+                                       raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                       KEY_BYTES, apr_time_from_sec(latest),
+                                       buf, (unsigned int)(o - buf), r->pool);
 }
 
 static void name_index_add(request_rec *r, const btsso_session_t *ss)
@@ -482,50 +619,38 @@ static void name_index_add(request_rec *r, const btsso_session_t *ss)
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *key = name_index_key(r, ss->account, ss->idp,
                                      ss->name_id);
-    apr_time_t now = apr_time_now();
-    json_int_t latest = (json_int_t)apr_time_sec(ss->expires);
-    json_t *list, *kept, *item;
-    char *text = NULL;
-    size_t i;
-    apr_status_t rv = APR_ENOMEM;
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    apr_array_header_t *list, *kept;
+    name_item *it;
+    int i;
+    apr_status_t rv;
 
     /* Read, prune and write under one lock: two logins of one person at
      * once must both be indexed. */
     cache_lock(sc);
     list = name_index_read(r, key);
-    kept = json_array();
-    json_array_foreach(list, i, item) {
-        json_int_t e = json_integer_value(json_object_get(item, "e"));
-
-        if (e > apr_time_sec(now)) {
-            json_array_append(kept, item);
-            if (e > latest) {
-                latest = e;
-            }
+    kept = apr_array_make(r->pool, list->nelts + 1, sizeof(name_item));
+    for (i = 0; i < list->nelts; i++) {
+        it = &APR_ARRAY_IDX(list, i, name_item);
+        if (it->expires > now) {
+            *(name_item *)apr_array_push(kept) = *it;
         }
     }
-    while (json_array_size(kept) >= NAME_INDEX_MAX) {
-        json_array_remove(kept, 0);     /* the oldest login goes */
+    /* the oldest login goes */
+    i = kept->nelts >= NAME_INDEX_MAX ? kept->nelts - NAME_INDEX_MAX + 1 : 0;
+    if (i > 0) {
+        memmove(kept->elts, kept->elts + (apr_size_t)i * sizeof(name_item),
+                (apr_size_t)(kept->nelts - i) * sizeof(name_item));
+        kept->nelts -= i;
     }
-    json_array_append_new(kept, json_pack("{s:s, s:s?, s:I}", "k",
-                                          session_key(r, ss->token),
-                                          "si", ss->session_index, "e",
-                                          (json_int_t)apr_time_sec(
-                                              ss->expires)));
-    text = json_dumps(kept, JSON_COMPACT);
-    if (text != NULL && strlen(text) <= MAX_VALUE) {
-        rv = sc->socache_provider->store(sc->socache_instance, r->server,
-                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                         KEY_BYTES,
-                                         apr_time_from_sec(latest),
-                                         (unsigned char *)text,
-                                         (unsigned int)strlen(text),
-                                         r->pool);
-    }
+    it = apr_array_push(kept);
+    it->expires = apr_time_sec(ss->expires);
+    raw_key(session_key(r, ss->token), it->key);
+    it->si = ss->session_index != NULL
+             && strlen(ss->session_index) <= NAME_INDEX_SI_MAX
+             ? ss->session_index : NULL;
+    rv = name_index_write(r, key, kept);
     cache_unlock(sc);
-    free(text);
-    json_decref(list);
-    json_decref(kept);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
                       "BTSSO0304: account %s: cannot index the session by "
@@ -541,63 +666,40 @@ int btsso_session_end_by_name_id(request_rec *r, const char *account,
     btsso_srv_cfg *sc = btsso_srv(r->server);
     const char *key = name_index_key(r, account, idp, name_id);
     const char *mine = session_cookie(r);
-    const char *my_key = mine ? session_key(r, mine) : NULL;
-    json_t *list, *kept, *item;
-    json_int_t latest = 0;
-    char *text;
-    size_t i;
-    int ended = 0, j;
+    unsigned char my_key[KEY_BYTES];
+    apr_array_header_t *list, *kept;
+    int ended = 0, i, j;
 
+    if (mine != NULL) {
+        raw_key(session_key(r, mine), my_key);
+    }
     cache_lock(sc);
     list = name_index_read(r, key);
-    kept = json_array();
-    json_array_foreach(list, i, item) {
-        const char *k = json_string_value(json_object_get(item, "k"));
-        const char *si = json_string_value(json_object_get(item, "si"));
+    kept = apr_array_make(r->pool, list->nelts + 1, sizeof(name_item));
+    for (i = 0; i < list->nelts; i++) {
+        const name_item *it = &APR_ARRAY_IDX(list, i, name_item);
         int covered = session_indexes == NULL || session_indexes->nelts == 0;
 
-        for (j = 0; !covered && si != NULL && j < session_indexes->nelts;
+        for (j = 0; !covered && it->si != NULL && j < session_indexes->nelts;
              j++) {
-            covered = !strcmp(si, APR_ARRAY_IDX(session_indexes, j,
-                                                const char *));
-        }
-        if (k == NULL) {
-            continue;
+            covered = !strcmp(it->si, APR_ARRAY_IDX(session_indexes, j,
+                                                    const char *));
         }
         if (!covered) {
-            json_int_t e = json_integer_value(json_object_get(item, "e"));
-
-            json_array_append(kept, item);
-            latest = e > latest ? e : latest;
+            *(name_item *)apr_array_push(kept) = *it;
             continue;
         }
         sc->socache_provider->remove(sc->socache_instance, r->server,
-                                     raw_key(k, (unsigned char[KEY_BYTES]){0}),
-                                     KEY_BYTES, r->pool);
+                                     it->key, KEY_BYTES, r->pool);
         ended++;
-        if (my_key != NULL && !strcmp(k, my_key)) {
+        if (mine != NULL && !memcmp(it->key, my_key, KEY_BYTES)) {
             /* the browser that brought the request holds one of them */
             ap_set_module_config(r->request_config, &btsso_module, NULL);
             set_cookie(r, "", 0);
         }
     }
-    if (json_array_size(kept) == 0) {
-        sc->socache_provider->remove(sc->socache_instance, r->server,
-                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                     KEY_BYTES, r->pool);
-    }
-    else if ((text = json_dumps(kept, JSON_COMPACT)) != NULL) {
-        sc->socache_provider->store(sc->socache_instance, r->server,
-                                    raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                    KEY_BYTES,
-                                    apr_time_from_sec(latest),
-                                    (unsigned char *)text,
-                                    (unsigned int)strlen(text), r->pool);
-        free(text);
-    }
+    name_index_write(r, key, kept);
     cache_unlock(sc);
-    json_decref(list);
-    json_decref(kept);
     return ended;
 }
 

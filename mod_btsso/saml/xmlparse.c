@@ -91,6 +91,85 @@ static const char *one_line(apr_pool_t *p, const char *s)
     return c;
 }
 
+/*
+ * Each thread keeps one parser context for documents up to REUSE_MAX
+ * octets (a Response, a LogoutRequest): creating a context -- its
+ * dictionary, its buffers -- cost a tenth of a login.  The context is
+ * dropped, and made again, after a failed parse and once its dictionary
+ * (element and attribute names, short texts) has grown past DICT_MAX
+ * entries, so that documents full of distinct names cannot make it grow
+ * without bound; a thread that ends frees its own.  Larger documents
+ * (metadata) get a context of their own, freed at once.
+ */
+#define REUSE_MAX (256 * 1024)
+#define DICT_MAX 4096
+
+static pthread_key_t ctxt_key;
+static pthread_once_t ctxt_key_once = PTHREAD_ONCE_INIT;
+static int ctxt_key_ok;
+
+static void free_thread_ctxt(void *ctxt)
+{
+    xmlFreeParserCtxt(ctxt);
+}
+
+static void ctxt_key_init(void)
+{
+    ctxt_key_ok = pthread_key_create(&ctxt_key, free_thread_ctxt) == 0;
+}
+
+static xmlParserCtxtPtr new_ctxt(void)
+{
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+
+    if (ctxt != NULL) {
+        ctxt->sax->internalSubset = refuse_subset;
+        ctxt->sax->externalSubset = refuse_subset;
+        ctxt->sax->entityDecl = refuse_entity;
+        ctxt->sax->serror = quiet_error;
+    }
+    return ctxt;
+}
+
+/* This thread's context (*reused set), or a new one of the caller's. */
+static xmlParserCtxtPtr take_ctxt(apr_size_t len, int *reused)
+{
+    xmlParserCtxtPtr ctxt = NULL;
+
+    *reused = 0;
+    if (len <= REUSE_MAX) {
+        pthread_once(&ctxt_key_once, ctxt_key_init);
+    }
+    if (len <= REUSE_MAX && ctxt_key_ok) {
+        ctxt = pthread_getspecific(ctxt_key);
+        if (ctxt == NULL) {
+            ctxt = new_ctxt();
+            if (ctxt != NULL && pthread_setspecific(ctxt_key, ctxt) != 0) {
+                return ctxt;        /* not kept: the caller frees it */
+            }
+        }
+        *reused = ctxt != NULL;
+        return ctxt;
+    }
+    return new_ctxt();
+}
+
+/* Done with the context: a kept one is reset (the copy of the document
+ * it holds is freed) or, after a failure or when its dictionary is big,
+ * dropped. */
+static void give_ctxt(xmlParserCtxtPtr ctxt, int reused, int failed)
+{
+    ctxt->_private = NULL;
+    if (reused && !failed && xmlDictSize(ctxt->dict) <= DICT_MAX) {
+        xmlCtxtReset(ctxt);
+        return;
+    }
+    if (reused) {
+        pthread_setspecific(ctxt_key, NULL);
+    }
+    xmlFreeParserCtxt(ctxt);
+}
+
 btsso_error_t *btsso_xml_parse(apr_pool_t *p, const char *buf,
                                apr_size_t len, apr_size_t max_len,
                                const char *message, xmlDocPtr *out)
@@ -101,6 +180,7 @@ btsso_error_t *btsso_xml_parse(apr_pool_t *p, const char *buf,
     void *saved_ctx;
     btsso_error_t *err = NULL;
     xmlDocPtr doc;
+    int reused;
 
     *out = NULL;
     if (max_len == 0) {
@@ -115,7 +195,7 @@ btsso_error_t *btsso_xml_parse(apr_pool_t *p, const char *buf,
                                 "is %" APR_SIZE_T_FMT, len, max_len);
     }
     btsso_xml_init();
-    ctxt = xmlNewParserCtxt();
+    ctxt = take_ctxt(len, &reused);
     if (ctxt == NULL) {
         return btsso_error_make(p, 500, "internal", message,
                                 "xmlNewParserCtxt failed (out of memory)");
@@ -126,10 +206,6 @@ btsso_error_t *btsso_xml_parse(apr_pool_t *p, const char *buf,
     saved_ctx = xmlStructuredErrorContext;
     xmlSetStructuredErrorFunc(NULL, quiet_error);
     ctxt->_private = &guard;
-    ctxt->sax->internalSubset = refuse_subset;
-    ctxt->sax->externalSubset = refuse_subset;
-    ctxt->sax->entityDecl = refuse_entity;
-    ctxt->sax->serror = quiet_error;
     doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL,
                             XML_PARSE_NONET | XML_PARSE_NOERROR
                             | XML_PARSE_NOWARNING);
@@ -147,7 +223,7 @@ btsso_error_t *btsso_xml_parse(apr_pool_t *p, const char *buf,
                                e->message != NULL ? one_line(p, e->message)
                                                   : "parse error");
     }
-    xmlFreeParserCtxt(ctxt);
+    give_ctxt(ctxt, reused, err != NULL);
     xmlSetStructuredErrorFunc(saved_ctx, saved_func);
     if (err != NULL) {
         if (doc != NULL) {

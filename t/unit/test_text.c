@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <libxml/parser.h>
+#include <libxml/dict.h>
 
 #include <apr_general.h>
 #include <apr_pools.h>
@@ -175,6 +177,50 @@ static void test_parse_quiet(void **state)
     assert_int_equal(n, 0);
 }
 
+/*
+ * The thread's parser context is reused (xmlparse.c): a refusal leaves
+ * nothing behind for the next document, a document stays valid after
+ * later parses on the thread, and documents full of distinct names do not
+ * grow the context's dictionary without bound.
+ */
+static void test_parse_reused_context(void **state)
+{
+    xmlDocPtr kept = NULL, doc = NULL;
+    const xmlChar *kept_name;
+    char xml[128];
+    int i;
+
+    assert_null(parse("<keep attr=\"v\"><inner>t</inner></keep>", 0, &kept));
+    kept_name = xmlDocGetRootElement(kept)->name;
+    for (i = 0; i < 200; i++) {
+        expect_refused("<!DOCTYPE a [<!ENTITY e \"boom\">]><a>&e;</a>",
+                       "dtd_forbidden", 400);
+        assert_null(parse("<a>ok</a>", 0, &doc));
+        assert_string_equal((const char *)xmlDocGetRootElement(doc)->name,
+                            "a");
+        xmlFreeDoc(doc);
+        expect_refused("<a><b></a>", "not_xml", 400);
+        expect_refused("<!DOCTYPE a><a/>", "dtd_forbidden", 400);
+        assert_null(parse("<b x=\"1\"/>", 0, &doc));
+        xmlFreeDoc(doc);
+    }
+    /* distinct names, many more than the dictionary is allowed to keep */
+    for (i = 0; i < 20000; i++) {
+        snprintf(xml, sizeof(xml), "<e%d a%d=\"v%d\">w%d</e%d>", i, i, i, i,
+                 i);
+        assert_null(parse(xml, 0, &doc));
+        if (i == 19999) {
+            assert_true(xmlDictSize(doc->dict) <= 4096 + 8);
+        }
+        xmlFreeDoc(doc);
+    }
+    assert_ptr_equal(xmlDocGetRootElement(kept)->name, kept_name);
+    assert_string_equal((const char *)kept_name, "keep");
+    assert_string_equal((const char *)xmlDocGetRootElement(kept)
+                            ->children->children->content, "t");
+    xmlFreeDoc(kept);
+}
+
 static int setup(void **state)
 {
     apr_pool_create(&pool, NULL);
@@ -199,6 +245,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_not_xml_detail_one_line,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_quiet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_reused_context, setup,
+                                        teardown),
     };
     int rc;
 
