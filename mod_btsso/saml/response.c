@@ -29,6 +29,7 @@
 #include "saml/response.h"
 #include "saml/xmlparse.h"
 #include "saml/xmldsig.h"
+#include "core/b64.h"
 #include "core/text.h"
 #include "core/xstime.h"
 
@@ -416,59 +417,19 @@ static btsso_error_t *time_attr(vctx_t *v, const xmlNode *n, const char *name,
 
 /* ---- decoding and hardened parsing ------------------------------------- */
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Strict base64: alphabet, whitespace and final '=' padding only. */
+/* Strict base64 (core/b64.c): alphabet, whitespace and final '='
+ * padding only. */
 static btsso_error_t *b64_decode(vctx_t *v, const char *in, apr_size_t len,
                                  char **out, apr_size_t *out_len)
 {
-    char *buf = apr_palloc(v->p, len / 4 * 3 + 4);
-    apr_size_t i, o = 0;
-    unsigned int acc = 0;
-    int bits = 0, pad = 0, val;
+    unsigned char *buf = NULL;
+    btsso_error_t *e = btsso_b64_decode(v->p, in, len, &buf, out_len);
 
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-
-        if (is_xml_space((char)c)) {
-            continue;
-        }
-        if (c == '=') {
-            pad++;
-            if (pad > 2) {
-                break;
-            }
-            continue;
-        }
-        val = b64_value(c);
-        if (val < 0 || pad > 0) {
-            return btsso_error_make(v->p, 400, "bad_base64", MSG_BAD_INPUT,
-                                    "SAMLResponse is not base64 (byte %"
-                                    APR_SIZE_T_FMT ")", i);
-        }
-        acc = (acc << 6) | (unsigned int)val;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    if (i < len || bits >= 6 || (pad > 0 && (bits / 2) != pad)) {
+    if (e != NULL) {
         return btsso_error_make(v->p, 400, "bad_base64", MSG_BAD_INPUT,
-                                "SAMLResponse base64 is truncated or padded "
-                                "wrongly");
+                                "SAMLResponse is not base64: %s", e->detail);
     }
-    buf[o] = '\0';
-    *out = buf;
-    *out_len = o;
+    *out = (char *)buf;
     return NULL;
 }
 
