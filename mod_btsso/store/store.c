@@ -1151,6 +1151,8 @@ static const char *const mysql_session_sql[] = {
 /* Marks, in mod_dbd's per-connection statement hash, a connection that
  * ran mysql_session_sql (mod_dbd makes a new hash with a new connection). */
 static const char mysql_session_mark[] = "btsso:mysql-session";
+/* In the same hash: this SQLite connection has its busy timeout. */
+static const char sqlite_busy_mark[] = "btsso:sqlite-busy";
 
 static btsso_error_t *mysql_session_setup(btsso_store_t *s)
 {
@@ -1205,14 +1207,24 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
                          mysql_session_mark);
         }
     }
-    if (strcmp(s->dialect, "sqlite3") == 0) {
+    if (strcmp(s->dialect, "sqlite3") == 0
+        && (prepared == NULL
+            || apr_hash_get(prepared, sqlite_busy_mark,
+                            APR_HASH_KEY_STRING) == NULL)) {
         /* apr_dbd_sqlite3 sets no busy handler: wait for a writer (btssoctl,
          * another process) as btssoctl does instead of failing a login
-         * with "database is locked".  Cheap (no schema read); an error
-         * only leaves the driver's own few retries. */
+         * with "database is locked".  Once per connection (the setting is
+         * the connection's; a query per request cost 3% of a login); an
+         * error only leaves the driver's own few retries, and is tried
+         * again by the next request. */
         apr_array_header_t *rows;
-        (void)raw_select(s, p, "PRAGMA busy_timeout = "
-                         APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS), &rows);
+
+        if (raw_select(s, p, "PRAGMA busy_timeout = "
+                       APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS), &rows) == NULL
+            && prepared != NULL) {
+            apr_hash_set(prepared, sqlite_busy_mark, APR_HASH_KEY_STRING,
+                         sqlite_busy_mark);
+        }
     }
     return s;
 }
