@@ -214,86 +214,6 @@ static int send_error(admin_req *ar, btsso_error_t *e)
 
 /* ---- request bodies ------------------------------------------------------- */
 
-/*
- * Read the whole body, at most max bytes.  A Content-Length above max is
- * refused before a byte is read; a chunked body as soon as it grows past
- * max.  After a refusal the connection is closed, not drained.
- */
-static btsso_error_t *read_body(admin_req *ar, apr_size_t max, char **out,
-                                apr_size_t *out_len)
-{
-    request_rec *r = ar->r;
-    apr_size_t cap, n = 0;
-    char *buf;
-    int rc;
-
-    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
-        r->connection->keepalive = AP_CONN_CLOSE;
-        return btsso_error_make(r->pool, rc == HTTP_REQUEST_ENTITY_TOO_LARGE
-                                ? 413 : 400, rc == HTTP_REQUEST_ENTITY_TOO_LARGE
-                                ? "too_large" : "bad_request",
-                                "The request body cannot be read.", NULL);
-    }
-    if (r->remaining > (apr_off_t)max) {
-        r->connection->keepalive = AP_CONN_CLOSE;
-        return btsso_error_make(r->pool, 413, "too_large",
-                                "The upload is too large.",
-                                "Content-Length %" APR_OFF_T_FMT " > %"
-                                APR_SIZE_T_FMT, r->remaining, max);
-    }
-    if (!ap_should_client_block(r)) {
-        *out = apr_pcalloc(r->pool, 1);
-        *out_len = 0;
-        return NULL;
-    }
-    cap = r->remaining > 0 ? (apr_size_t)r->remaining + 1 : 16384;
-    if (cap > max + 1) {
-        cap = max + 1;
-    }
-    buf = apr_palloc(r->pool, cap + 1);
-    for (;;) {
-        long got;
-
-        if (n == cap) {
-            apr_size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            char *nbuf;
-            if (ncap <= cap) {
-                r->connection->keepalive = AP_CONN_CLOSE;
-                return btsso_error_make(r->pool, 413, "too_large",
-                                        "The upload is too large.",
-                                        "body above %" APR_SIZE_T_FMT
-                                        " bytes", max);
-            }
-            nbuf = apr_palloc(r->pool, ncap + 1);
-            memcpy(nbuf, buf, n);
-            buf = nbuf;
-            cap = ncap;
-        }
-        got = ap_get_client_block(r, buf + n, cap - n);
-        if (got < 0) {
-            r->connection->keepalive = AP_CONN_CLOSE;
-            return btsso_error_make(r->pool, 400, "bad_request",
-                                    "The request body could not be read.",
-                                    NULL);
-        }
-        if (got == 0) {
-            break;
-        }
-        n += (apr_size_t)got;
-        if (n > max) {
-            r->connection->keepalive = AP_CONN_CLOSE;
-            return btsso_error_make(r->pool, 413, "too_large",
-                                    "The upload is too large.",
-                                    "body above %" APR_SIZE_T_FMT " bytes",
-                                    max);
-        }
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *out_len = n;
-    return NULL;
-}
-
 static apr_size_t upload_max(const admin_req *ar)
 {
     return (apr_size_t)ar->sc->metadata_max_size;
@@ -332,7 +252,7 @@ static btsso_error_t *read_json(admin_req *ar, json_t **out)
     char *body;
     apr_size_t len;
 
-    if ((e = read_body(ar, JSON_BODY_MAX, &body, &len)) != NULL) {
+    if ((e = btsso_read_body(ar->r, JSON_BODY_MAX, &body, &len)) != NULL) {
         return e;
     }
     j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -819,7 +739,7 @@ static int post_metadata(admin_req *ar)
         if ((e = btsso_multipart_boundary(r->pool, apr_table_get(
                 r->headers_in, "Content-Type"), &boundary)) != NULL
             /* room for the form's own framing around a maximal file */
-            || (e = read_body(ar, upload_max(ar) + 16384, &body, &blen))
+            || (e = btsso_read_body(ar->r, upload_max(ar) + 16384, &body, &blen))
                 != NULL
             || (e = btsso_multipart_parse(r->pool, body, blen, boundary,
                                           &parts)) != NULL) {
@@ -863,7 +783,7 @@ static int post_metadata(admin_req *ar)
     else if (content_type_is(r, "application/x-www-form-urlencoded")) {
         char *body;
         apr_size_t blen;
-        if ((e = read_body(ar, JSON_BODY_MAX, &body, &blen)) != NULL) {
+        if ((e = btsso_read_body(ar->r, JSON_BODY_MAX, &body, &blen)) != NULL) {
             return send_error(ar, e);
         }
         url = form_field(r->pool, body, "url");
@@ -874,7 +794,7 @@ static int post_metadata(admin_req *ar)
                                            "\"url\"."));
         }
     }
-    else if ((e = read_body(ar, upload_max(ar), &xml, &len)) != NULL) {
+    else if ((e = btsso_read_body(ar->r, upload_max(ar), &xml, &len)) != NULL) {
         return send_error(ar, e);
     }
     if (content_type_is(r, "application/json")
@@ -985,7 +905,7 @@ static int post_certificate(admin_req *ar)
 
         if ((e = btsso_multipart_boundary(r->pool, apr_table_get(
                 r->headers_in, "Content-Type"), &boundary)) != NULL
-            || (e = read_body(ar, upload_max(ar), &body, &blen)) != NULL
+            || (e = btsso_read_body(ar->r, upload_max(ar), &body, &blen)) != NULL
             || (e = btsso_multipart_parse(r->pool, body, blen, boundary,
                                           &parts)) != NULL) {
             return send_error(ar, e);
@@ -1002,7 +922,7 @@ static int post_certificate(admin_req *ar)
     }
     else {
         char *body;
-        if ((e = read_body(ar, upload_max(ar), &body, &len)) != NULL) {
+        if ((e = btsso_read_body(ar->r, upload_max(ar), &body, &len)) != NULL) {
             return send_error(ar, e);
         }
         data = body;

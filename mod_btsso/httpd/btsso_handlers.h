@@ -14,6 +14,14 @@
 
 /* glue_util.c: request arguments, redirects, return targets. */
 const char *btsso_query_arg(request_rec *r, const char *name);
+const char *btsso_urlencoded_arg(apr_pool_t *p, const char *q,
+                                 apr_size_t qlen, const char *name,
+                                 apr_size_t *vlen);
+/* glue_util.c: the whole request body, at most max octets (413
+ * "too_large" above it, 400 "bad_request" when it cannot be read; the
+ * connection is then closed), NUL-terminated. */
+btsso_error_t *btsso_read_body(request_rec *r, apr_size_t max, char **out,
+                               apr_size_t *out_len);
 const char *btsso_return_arg(request_rec *r);
 int btsso_redirect(request_rec *r, int status, const char *location);
 const char *btsso_discovery_url(request_rec *r, const char *return_to);

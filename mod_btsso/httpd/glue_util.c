@@ -207,31 +207,129 @@ int btsso_send_error_page(request_rec *r, const btsso_error_t *e)
 
 /* ---- request arguments, redirects, return targets ----------------------- */
 
-/* Value of a query argument (decoded), or NULL. */
-const char *btsso_query_arg(request_rec *r, const char *name)
+/* The first value of name in application/x-www-form-urlencoded text q
+ * of qlen octets (decoded, NUL-terminated, *vlen octets before the NUL,
+ * which may hold NUL octets), or NULL: absent or badly encoded. */
+const char *btsso_urlencoded_arg(apr_pool_t *p, const char *q,
+                                 apr_size_t qlen, const char *name,
+                                 apr_size_t *vlen)
 {
     apr_size_t n = strlen(name);
-    const char *q = r->args;
+    const char *end_all = q + qlen;
 
-    while (q != NULL && *q != '\0') {
-        const char *end = strchr(q, '&');
-        apr_size_t len = end ? (apr_size_t)(end - q) : strlen(q);
+    while (q != NULL && q < end_all) {
+        const char *end = memchr(q, '&', (apr_size_t)(end_all - q));
+        apr_size_t len = end ? (apr_size_t)(end - q)
+                             : (apr_size_t)(end_all - q);
 
         if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
             char *v = NULL;
-            apr_size_t vlen = 0;
 
             /* Form decoding: '+' is a space, %XX any octet (ap_unescape_url
-             * would refuse the %2F every encoded path holds).  A value with
-             * a NUL octet is refused whole. */
-            if (btsso_pct_decode(r->pool, q + n + 1, len - n - 1, &v, &vlen)
-                != NULL || strlen(v) != vlen) {
+             * would refuse the %2F every encoded path holds). */
+            if (btsso_pct_decode(p, q + n + 1, len - n - 1, &v, vlen)
+                != NULL) {
                 return NULL;
             }
             return v;
         }
         q = end ? end + 1 : NULL;
     }
+    return NULL;
+}
+
+/* Value of a query argument (decoded), or NULL.  A value with a NUL octet
+ * is refused whole. */
+const char *btsso_query_arg(request_rec *r, const char *name)
+{
+    apr_size_t vlen = 0;
+    const char *v;
+
+    if (r->args == NULL) {
+        return NULL;
+    }
+    v = btsso_urlencoded_arg(r->pool, r->args, strlen(r->args), name, &vlen);
+    return v != NULL && strlen(v) == vlen ? v : NULL;
+}
+
+/* ---- request bodies ------------------------------------------------------- */
+
+/*
+ * Read the whole body, at most max bytes.  A Content-Length above max is
+ * refused before a byte is read; a chunked body as soon as it grows past
+ * max.  After a refusal the connection is closed, not drained.
+ */
+btsso_error_t *btsso_read_body(request_rec *r, apr_size_t max, char **out,
+                               apr_size_t *out_len)
+{
+    apr_size_t cap, n = 0;
+    char *buf;
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return btsso_error_make(r->pool, rc == HTTP_REQUEST_ENTITY_TOO_LARGE
+                                ? 413 : 400, rc == HTTP_REQUEST_ENTITY_TOO_LARGE
+                                ? "too_large" : "bad_request",
+                                "The request body cannot be read.", NULL);
+    }
+    if (r->remaining > (apr_off_t)max) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return btsso_error_make(r->pool, 413, "too_large",
+                                "The upload is too large.",
+                                "Content-Length %" APR_OFF_T_FMT " > %"
+                                APR_SIZE_T_FMT, r->remaining, max);
+    }
+    if (!ap_should_client_block(r)) {
+        *out = apr_pcalloc(r->pool, 1);
+        *out_len = 0;
+        return NULL;
+    }
+    cap = r->remaining > 0 ? (apr_size_t)r->remaining + 1 : 16384;
+    if (cap > max + 1) {
+        cap = max + 1;
+    }
+    buf = apr_palloc(r->pool, cap + 1);
+    for (;;) {
+        long got;
+
+        if (n == cap) {
+            apr_size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *nbuf;
+            if (ncap <= cap) {
+                r->connection->keepalive = AP_CONN_CLOSE;
+                return btsso_error_make(r->pool, 413, "too_large",
+                                        "The upload is too large.",
+                                        "body above %" APR_SIZE_T_FMT
+                                        " bytes", max);
+            }
+            nbuf = apr_palloc(r->pool, ncap + 1);
+            memcpy(nbuf, buf, n);
+            buf = nbuf;
+            cap = ncap;
+        }
+        got = ap_get_client_block(r, buf + n, cap - n);
+        if (got < 0) {
+            r->connection->keepalive = AP_CONN_CLOSE;
+            return btsso_error_make(r->pool, 400, "bad_request",
+                                    "The request body could not be read.",
+                                    NULL);
+        }
+        if (got == 0) {
+            break;
+        }
+        n += (apr_size_t)got;
+        if (n > max) {
+            r->connection->keepalive = AP_CONN_CLOSE;
+            return btsso_error_make(r->pool, 413, "too_large",
+                                    "The upload is too large.",
+                                    "body above %" APR_SIZE_T_FMT " bytes",
+                                    max);
+        }
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
     return NULL;
 }
 

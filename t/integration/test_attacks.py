@@ -4,6 +4,7 @@ and attributes (CVE-2017-11427 family), crafted with t/lib/samlgen.py
 (lxml + xmlsec) at the current time and posted to the ACS."""
 import datetime
 import os
+import urllib.parse
 
 import pytest
 
@@ -165,3 +166,39 @@ def _split(assertion, local):
             el.insert(0, c)
             return
     raise AssertionError("no %s to split" % local)
+
+
+def test_acs_form_reading(site):
+    """The ACS reads its urlencoded form itself (h_acs.c read_form): a body
+    that is not a form has no response, a body above the bound is refused as too large, a
+    RelayState with a NUL octet is refused, a second SAMLResponse field
+    after a forged first one does not get the forged one accepted, and a
+    form with other fields around the genuine response still signs in."""
+    good = samlgen.to_b64(samlgen.build_response(
+        now=now(), attributes={"mail": ["alice@example.com"]}))
+    enc = urllib.parse.quote(good, safe="")
+    url = "/sso/acs"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    r = site.post(url, data="SAMLResponse=" + enc,
+                  headers={"Content-Type": "text/plain"})
+    assert_refused(r, 400)
+    assert "missing" in r.text
+    r = site.post(url, data="SAMLResponse=" + "A" * (1024 * 1024 + 10),
+                  headers=form)
+    assert_refused(r, 403)      # the ACS answers 400, 403, 500 or 503
+    assert "too large" in r.text
+    r = site.post(url, data="SAMLResponse=%s&RelayState=%%2Fa%%00b" % enc,
+                  headers=form)
+    assert_refused(r, 400)
+    forged = samlgen.to_b64(samlgen.xsw(1, now()))
+    r = site.post(url, data="SAMLResponse=%s&SAMLResponse=%s" % (
+        urllib.parse.quote(forged, safe=""), enc), headers=form)
+    assert_refused(r, 403)
+    good2 = samlgen.to_b64(samlgen.build_response(
+        now=now(), attributes={"mail": ["alice@example.com"]}))
+    r = site.post(url, data="x=1&SAMLResponse=%s&RelayState=%%2Fapp%%2Fx&"
+                  "y=%%zz" % urllib.parse.quote(good2, safe=""),
+                  headers=form)
+    assert r.status_code == 303, r.text[-300:]
+    assert r.headers["Location"].endswith("/app/x")
