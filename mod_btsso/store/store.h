@@ -21,7 +21,7 @@
 #include "crypto/cert.h"
 #include "saml/metadata.h"
 
-#define BTSSO_SCHEMA_VERSION 7
+#define BTSSO_SCHEMA_VERSION 8
 
 /* Labels of the statements an operator may override by directive. */
 #define BTSSO_Q_USER            "btsso_user"       /* BTSSOUserQuery */

@@ -108,6 +108,20 @@ static int raw_count(apr_pool_t *p, const char *params, const char *sql)
     return count;
 }
 
+/* sql with its first two %s replaced by a and b. */
+static const char *sql_subst(apr_pool_t *p, const char *sql,
+                                    const char *a, const char *b)
+{
+    const char *one = strstr(sql, "%s"), *two;
+
+    if (one == NULL || (two = strstr(one + 2, "%s")) == NULL) {
+        return sql;
+    }
+    return apr_pstrcat(p, apr_pstrmemdup(p, sql, (apr_size_t)(one - sql)), a,
+                       apr_pstrmemdup(p, one + 2, (apr_size_t)(two - one - 2)),
+                       b, two + 2, NULL);
+}
+
 static btsso_cert_t *fixture_cert(apr_pool_t *p, const char *name)
 {
     const char *path = apr_pstrcat(p, TOP_SRCDIR, "/t/fixtures/keys/", name,
@@ -1364,6 +1378,57 @@ static void test_enable_and_user_refusal(void **state)
                                ACTOR, NULL, NULL), "disable with dups");
 }
 
+/*
+ * The user lookup of every login (BTSSOUserQuery's default, and the
+ * holders' query) finds the email through its index on SQLite, even in an
+ * account of thousands of users and before any ANALYZE: with the order by
+ * extension, SQLite used to prefer the primary key and read every user of
+ * the account (schema v8).  PostgreSQL and MySQL plan with statistics.
+ */
+static void test_user_lookup_uses_email_index(void **state)
+{
+    fx_t *f = *state;
+    const btsso_stmt_def_t *d;
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+    int checked = 0;
+
+    if (strcmp(backend_driver, "sqlite3") != 0) {
+        skip();
+    }
+    ready_account(f, "acme", "https://idp.example.com/acme");
+    h = raw_open(f->p, f->params, &drv);
+    for (d = btsso_store_statements(); d->label != NULL; d++) {
+        apr_dbd_results_t *res = NULL;
+        apr_dbd_row_t *row = NULL;
+        const char *sql, *plan = "";
+        char *q;
+
+        if (strcmp(d->label, BTSSO_Q_USER) != 0
+            && strcmp(d->label, "btsso_user_holders") != 0) {
+            continue;
+        }
+        /* the two parameters as literals */
+        q = apr_pstrdup(f->p, d->sql);
+        sql = apr_psprintf(f->p, "EXPLAIN QUERY PLAN %s", q);
+        sql = sql_subst(f->p, sql, "'acme'", "'a@example.com'");
+        if (apr_dbd_select(drv, f->p, h, &res, sql, 1) != 0) {
+            fail_msg("%s: %s", sql, apr_dbd_error(drv, h, 1));
+        }
+        while (apr_dbd_get_row(drv, f->p, res, &row, -1) == 0) {
+            plan = apr_pstrcat(f->p, plan, apr_dbd_get_entry(drv, row, 3),
+                               "\n", NULL);
+        }
+        if (strstr(plan, "USING INDEX users_email ") == NULL
+            || strstr(plan, "TEMP B-TREE") != NULL) {
+            fail_msg("%s: plan\n%s", d->label, plan);
+        }
+        checked++;
+    }
+    apr_dbd_close(drv, h);
+    assert_int_equal(checked, 2);
+}
+
 static void test_trigger_raw_writes(void **state)
 {
     fx_t *f = *state;
@@ -2509,6 +2574,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_enable_refused_duplicates),
     T(test_enable_and_user_refusal),
     T(test_trigger_raw_writes),
+    T(test_user_lookup_uses_email_index),
     T(test_incomplete),
     T(test_missing_pure),
     T(test_expired_only),
