@@ -36,6 +36,7 @@ import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -79,9 +80,18 @@ class ResponseSigner:
         self.key.load_cert_from_file(samlgen.key_path("okta.crt"),
                                      xmlsec.KeyFormat.PEM)
 
-    def make(self, _index):
+    def make(self, index):
         resp = etree.fromstring(self.template)
         assertion = resp.find(samlgen.q(samlgen.NS_SAML, "Assertion"))
+        # each response a different person (user_email): one person
+        # signing in thousands of times is no portal's Monday morning
+        email = user_email(index)
+        assertion.find(".//" + samlgen.q(samlgen.NS_SAML, "NameID")).text = \
+            email
+        for attr in assertion.iter(samlgen.q(samlgen.NS_SAML, "Attribute")):
+            if attr.get("Name") == "mail":
+                attr.find(samlgen.q(samlgen.NS_SAML,
+                                    "AttributeValue")).text = email
         resp.set("ID", "_resp-" + secrets.token_hex(16))
         aid = "_assert-" + secrets.token_hex(16)
         assertion.set("ID", aid)
@@ -113,6 +123,22 @@ class ResponseSigner:
 _signer = None
 
 
+def user_email(index):
+    return "u%d@acme.example" % index
+
+
+def seed_users(db_path, count):
+    """count users of acme, user_email(0..count-1), by bulk SQL (btssoctl
+    per user would take minutes); before SSO is enabled, so the store's
+    duplicate-email trigger has nothing to check."""
+    db = sqlite3.connect(db_path, timeout=60)
+    db.executemany("INSERT INTO users (account, extension, kind, email,"
+                   " is_admin) VALUES ('acme', ?, 'user', ?, 0)",
+                   ((str(1000 + i), user_email(i)) for i in range(count)))
+    db.commit()
+    db.close()
+
+
 def _init_signer(template):
     global _signer
     # A pool worker is a fork of the benchmark: it must not inherit the
@@ -130,7 +156,8 @@ def _sign_one(i):
 
 def make_bodies(portal, count):
     """count urlencoded ACS form bodies, each a different signed Response
-    for ann@example.com, IdP-initiated (valid for 5 minutes)."""
+    each for another user of acme (user_email), IdP-initiated (valid for
+    5 minutes)."""
     sp = portal.url + "/sso"
     template = samlgen.build_response(
         issuer=portal.idp.entity_id, audience=sp,
@@ -316,6 +343,110 @@ def run_python_load(port, path, cookie, concurrency, duration):
             "p99": percentile(lat_all, 99)}
 
 
+# ---- the ACS load with wrk -------------------------------------------------------------
+
+WRK_POST_LUA = r"""
+-- Each wrk thread POSTs its own slice of pre-signed bodies (one per line
+-- of bodies-<n>.txt, n the thread's number), each exactly once.  An answer
+-- counts as good when its status is EXPECT_STATUS and it sets the cookie
+-- COOKIE_NAME; a thread that uses up its slice stops and says so (the run
+-- is then void: the rate would count idle time).  wrk calls request()
+-- once on thread 0 before the run to check the request's shape and does
+-- not send it: that body is lost, not posted.
+local threads = {}
+local counter = 0
+function setup(thread)
+    thread:set("id", counter)
+    counter = counter + 1
+    table.insert(threads, thread)
+end
+function init(args)
+    bodies = {}
+    for line in io.lines(DIR .. "/bodies-" .. id .. ".txt") do
+        bodies[#bodies + 1] = line
+    end
+    nxt, good, bad, exhausted, first = 0, 0, 0, 0, ""
+    hdrs = {["Content-Type"] = "application/x-www-form-urlencoded"}
+end
+function request()
+    nxt = nxt + 1
+    if nxt > #bodies then
+        exhausted = 1
+        wrk.thread:stop()
+        nxt = #bodies
+    end
+    return wrk.format("POST", PATH, hdrs, bodies[nxt])
+end
+function response(status, headers, body)
+    local c = headers["Set-Cookie"] or headers["set-cookie"] or ""
+    local sid = string.match(c, "^" .. COOKIE_NAME .. "=(%x+);")
+    if status == EXPECT_STATUS and sid ~= nil and #sid == 64 then
+        good = good + 1
+        if first == "" then first = sid end
+    else
+        bad = bad + 1
+    end
+end
+function done(summary, latency, requests)
+    local g, b, x, f = 0, 0, 0, ""
+    for _, t in ipairs(threads) do
+        g = g + t:get("good")
+        b = b + t:get("bad")
+        x = x + t:get("exhausted")
+        if f == "" then f = t:get("first") end
+    end
+    io.write(string.format("BENCHPOST good=%d bad=%d exhausted=%d "
+        .. "errors=%d p50_us=%d p99_us=%d first=%s\n", g, b, x,
+        summary.errors.connect + summary.errors.read + summary.errors.write
+        + summary.errors.timeout, latency:percentile(50),
+        latency:percentile(99), f))
+end
+"""
+
+
+def run_wrk_posts(wrk, url, path, bodies, concurrency, duration, workdir,
+                  expect_status=303, cookie_name=COOKIE, threads=2):
+    """POST pre-made urlencoded form bodies with wrk for `duration` seconds
+    over `concurrency` keep-alive connections in `threads` wrk threads,
+    each body at most once (thread i takes bodies i, i+threads, ...).
+
+    An answer is good when its status is expect_status and it sets a
+    64-hex cookie_name cookie.  Returns {"rps": good answers per second
+    of the run, "good", "bad" (other answers and socket errors),
+    "exhausted" (threads that ran out of bodies: the rate is then too
+    low, make more), "p50", "p99" (seconds), "first" (the cookie of the
+    first good answer of the first thread)}."""
+    for i in range(threads):
+        with open(os.path.join(workdir, "bodies-%d.txt" % i), "wb") as f:
+            f.write(b"\n".join(bodies[i::threads]) + b"\n")
+    script = os.path.join(workdir, "post.lua")
+    with open(script, "w") as f:
+        f.write('DIR = "%s"\nPATH = "%s"\nEXPECT_STATUS = %d\n'
+                'COOKIE_NAME = "%s"\n' % (workdir, path, expect_status,
+                                          cookie_name))
+        f.write(WRK_POST_LUA)
+    cmd = [wrk, "-t", str(threads), "-c", str(max(threads, concurrency)),
+           "-d", "%ds" % duration, "--timeout", "10s", "-s", script, url]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        out, err = p.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        raise RuntimeError("wrk did not finish")
+    m = re.search(r"BENCHPOST good=(\d+) bad=(\d+) exhausted=(\d+) "
+                  r"errors=(\d+) p50_us=(\d+) p99_us=(\d+) first=(\w*)", out)
+    if p.returncode != 0 or m is None:
+        raise RuntimeError("wrk failed (%d): %s%s" % (p.returncode, out, err))
+    good = int(m.group(1))
+    return {"rps": good / float(duration), "good": good,
+            "bad": int(m.group(2)) + int(m.group(4)),
+            "exhausted": int(m.group(3)),
+            "p50": int(m.group(5)) / 1e6, "p99": int(m.group(6)) / 1e6,
+            "first": m.group(7) or None}
+
+
 # ---- the instance ----------------------------------------------------------------------
 
 def baseline_location(portal_mod):
@@ -334,7 +465,12 @@ def main():
     ap.add_argument("--builddir", default=os.environ.get(
         "BTSSO_BUILDDIR", os.path.join(TOP, "build")),
         help="build directory holding .libs/mod_btsso.so and btssoctl")
-    ap.add_argument("--logins", type=int, default=2000)
+    ap.add_argument("--logins", type=int, default=24000,
+                    help="signed responses for the timed ACS run (with "
+                    "wrk: more than it can use in --login-duration; "
+                    "without: all of them are posted)")
+    ap.add_argument("--login-duration", type=int, default=4,
+                    help="seconds of the ACS run with wrk")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--duration", type=int, default=8,
                     help="seconds per static-file run")
@@ -370,18 +506,25 @@ def main():
         p = portal_mod.Portal(
             make_httpd, None, workdir=instance,
             btsso_conf=("# BTSSOConfigTTL: the default (10 s), not the "
-                        "tests' 0\nLogLevel warn\n"),
+                        "tests' 0\nLogLevel warn\n"
+                        # tens of thousands of sessions made in seconds,
+                        # each kept: a cache sized for them (the default
+                        # 16 MiB holds about 25,000; docs/performance.md)
+                        "BTSSOSessionCache shmcb:%s/sessions(67108864)\n"
+                        % instance),
             extra_conf=("Alias /open %s/htdocs/app\n" % instance)
             + baseline_location(portal_mod),
             modules=[("alias_module", "mod_alias.so")])
         t_setup = time.perf_counter()
-        p.start()
+        warm = 32
+        p.start(enable=False)
+        seed_users(p.httpd.db, args.logins + warm + 1)
+        p.ctl("enable", "acme")
         port = p.httpd.port
         log("httpd pid %d on %s (setup %.1f s)" % (
             p.httpd.proc.pid, p.url, time.perf_counter() - t_setup))
 
         t_gen = time.perf_counter()
-        warm = 32
         bodies = make_bodies(p, args.logins + warm + 1)
         log("signed %d responses in %.1f s (not timed)" % (
             len(bodies), time.perf_counter() - t_gen))
@@ -396,27 +539,54 @@ def main():
         spare = bodies[-1]
 
         cpu0 = os.times()
-        res, elapsed = post_logins(port, timed, args.concurrency, expect)
+        if wrk:
+            t0 = time.perf_counter()
+            wres = run_wrk_posts(wrk, p.url, "/sso/acs", timed,
+                                 args.concurrency, args.login_duration,
+                                 workdir)
+            elapsed = time.perf_counter() - t0
+        else:
+            res, elapsed = post_logins(port, timed, args.concurrency, expect)
         cpu1 = os.times()
-        client_cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        if res.errors:
-            ok = False
-            log("%d of %d logins failed, e.g.:" % (len(res.errors),
-                                                   len(timed)))
-            for i, e in res.errors[:5]:
-                log("  #%d: %s" % (i, e))
-        sids = {s for _, s in res.sessions}
-        if len(sids) != len(res.sessions):
-            ok = False
-            log("session ids repeated: %d distinct of %d" % (
-                len(sids), len(res.sessions)))
-        logins_rps = len(res.sessions) / elapsed
-        lat50 = percentile(res.latencies, 50)
-        lat99 = percentile(res.latencies, 99)
+        client_cpu = (cpu1.children_user - cpu0.children_user
+                      + cpu1.children_system - cpu0.children_system) \
+            if wrk else (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        if wrk:
+            login_errors = wres["bad"]
+            if wres["exhausted"]:
+                ok = False
+                log("wrk used up the %d signed responses before %d s: "
+                    "raise --logins" % (len(timed), args.login_duration))
+            if login_errors:
+                ok = False
+                log("%d logins did not answer 303 with a new session "
+                    "cookie" % login_errors)
+            logins_rps = wres["rps"]
+            lat50, lat99 = wres["p50"], wres["p99"]
+            first_sid = wres["first"]
+            login_count = wres["good"]
+            client_span = elapsed
+        else:
+            login_errors = len(res.errors)
+            if res.errors:
+                ok = False
+                log("%d of %d logins failed, e.g.:" % (len(res.errors),
+                                                       len(timed)))
+                for i, e in res.errors[:5]:
+                    log("  #%d: %s" % (i, e))
+            sids = {s for _, s in res.sessions}
+            if len(sids) != len(res.sessions):
+                ok = False
+                log("session ids repeated: %d distinct of %d" % (
+                    len(sids), len(res.sessions)))
+            logins_rps = len(res.sessions) / elapsed
+            lat50 = percentile(res.latencies, 50)
+            lat99 = percentile(res.latencies, 99)
+            first_sid = dict(res.sessions).get(0)
+            login_count = len(res.sessions)
+            client_span = elapsed
 
         # after the run: are the sessions and the replay marks still there?
-        by_index = dict(res.sessions)
-        first_sid = by_index.get(0)
         checks = []
         st, _ = get_status(port, "/sso/session", first_sid)
         checks.append(("first session of the run still live", st == 200,
@@ -424,14 +594,23 @@ def main():
         st, _ = get_status(port, "/sso/session", live)
         checks.append(("warm-up session still live", st == 200,
                        "GET /sso/session -> %d" % st))
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/sso/acs", timed[0], {
-            "Content-Type": "application/x-www-form-urlencoded"})
-        r = conn.getresponse()
-        r.read()
-        conn.close()
-        checks.append(("replay of the first response refused",
-                       r.status == 403, "POST /sso/acs -> %d" % r.status))
+        # wrk asks thread 0's script for one request before the run, to
+        # check its shape, and never sends it: thread 0's first body may
+        # be unused; its next ones were posted
+        replayed = [timed[2], timed[4], timed[6]] if wrk else [timed[0]]
+        statuses = []
+        for body in replayed:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/sso/acs", body, {
+                "Content-Type": "application/x-www-form-urlencoded"})
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            statuses.append(r.status)
+        checks.append(("replay of the first responses refused",
+                       all(st == 403 for st in statuses),
+                       "POST /sso/acs -> %s" % ", ".join(
+                           str(st) for st in statuses)))
         p.httpd.expect_log("BTSSO0210")
 
         # a fresh live session for the static comparison
@@ -486,7 +665,8 @@ def main():
          "%.2f" % (runs["app"]["rps"] / base),
          "p50 %.2f ms, p99 %.2f ms" % (runs["app"]["p50"] * 1e3,
                                        runs["app"]["p99"] * 1e3)),
-        ("POST /sso/acs, %d unique signed responses" % len(timed),
+        ("POST /sso/acs, %d unique signed responses [%s]" % (
+            login_count, "wrk" if wrk else "python threads"),
          "%.0f logins/s" % logins_rps, "%.3f" % (logins_rps / base),
          "p50 %.2f ms, p99 %.2f ms" % (lat50 * 1e3, lat99 * 1e3)),
     ]
@@ -496,13 +676,14 @@ def main():
     print("%-*s  %16s  %8s  %s" % (w, "metric", "value", "ratio", "latency"))
     for r in rows:
         print("%-*s  %16s  %8s  %s" % (w, r[0], r[1], r[2], r[3]))
-    print("client (this script) CPU during the ACS run: %.0f%% of one "
+    print("client (%s) CPU during the ACS run: %.0f%% of one "
           "core; httpd shares the same %d CPUs" % (
-              100.0 * client_cpu / elapsed, os.cpu_count()))
+              "wrk" if wrk else "this script",
+              100.0 * client_cpu / client_span, os.cpu_count()))
     print("checks:")
     print("  %-45s %s" % ("every timed login 303 + new cookie",
-                          "ok" if not res.errors else
-                          "FAILED (%d errors)" % len(res.errors)))
+                          "ok" if not login_errors else
+                          "FAILED (%d errors)" % login_errors))
     for name, good, detail in checks:
         ok = ok and good
         print("  %-45s %s (%s)" % (name, "ok" if good else "FAILED", detail))
