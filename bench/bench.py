@@ -631,6 +631,7 @@ def main():
         runs = {}
         for name, path, cookie in (("open", "/open/index.html", None),
                                    ("app", "/app/index.html", sid)):
+            log("GET %s for %d s" % (path, args.duration))
             if wrk:
                 runs[name] = run_wrk(wrk, p.url + path, cookie,
                                      args.concurrency, args.duration,

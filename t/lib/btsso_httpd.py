@@ -285,6 +285,10 @@ DBDMax 8
            dir=self.dir, port=self.port, docroot=self.docroot,
            driver=self.dbdriver, params=self.dbdparams))
         if self.load_btsso:
+            # as conf/btsso.conf: the "Mutex file:... default" above (as
+            # Debian's apache2.conf) would make the session lock a file lock
+            lines.append("Mutex pthread btsso-session"
+                         if "btsso-session" not in self.btsso_conf else "")
             lines.append("BTSSOBaseURL %s" % self.base_url
                          if "BTSSOBaseURL" not in self.btsso_conf else "")
             lines.append("BTSSOCookieSecure Off"
