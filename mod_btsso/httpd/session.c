@@ -155,15 +155,45 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
  */
 #define KEY_BYTES SHA256_DIGEST_LENGTH
 
-/* SHA-256 fetched once per process: OpenSSL 3's one-shot SHA256() looks
- * the algorithm up at every call, which cost more than the digest of a
+/* SHA-256 fetched once per process, and a digest context kept per
+ * thread: OpenSSL 3's one-shot SHA256() looks the algorithm up and
+ * allocates a context at every call, which cost more than the digest of a
  * protected request's key. */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static int sha256_key_ok;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void sha256_fetch(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    sha256_key_ok = pthread_key_create(&sha256_ctx_key, sha256_ctx_free) == 0;
+}
+
+static void sha256(const char *in, apr_size_t len,
+                   unsigned char md[SHA256_DIGEST_LENGTH])
+{
+    EVP_MD_CTX *ctx = NULL;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_md != NULL && sha256_key_ok) {
+        ctx = pthread_getspecific(sha256_ctx_key);
+        if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL
+            && pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    if (ctx == NULL || EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1
+        || EVP_DigestUpdate(ctx, in, len) != 1
+        || EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
+        SHA256((const unsigned char *)in, len, md);
+    }
 }
 
 static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
@@ -175,11 +205,7 @@ static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
     const char *in = apr_pstrcat(p, head, secret, NULL);
     apr_size_t i;
 
-    pthread_once(&sha256_once, sha256_fetch);
-    if (sha256_md == NULL
-        || !EVP_Digest(in, strlen(in), md, NULL, sha256_md, NULL)) {
-        SHA256((const unsigned char *)in, strlen(in), md);
-    }
+    sha256(in, strlen(in), md);
     for (i = 0; i < sizeof(md); i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
