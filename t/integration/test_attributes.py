@@ -562,17 +562,19 @@ def test_memcached_session_record(make_httpd, tmp_path, memcached):
             env = cgi_env(p, cookies)
             assert env["BTSSO_ATTR_EDUPERSONAFFILIATION_2"] == "member"
         assert p.get("/app/z/all/", cookies=cookies).status_code == 200
-        # find the session record through the NameID index, a JSON list
-        # of {"k": the session's cache key (hex)}
+        # find the session record through the NameID index (session.c):
+        # the octet 0x01, then per session 8 octets of expiry, the 32 of
+        # its cache key, 2 of SessionIndex length and the SessionIndex
         mc = Memcache(memcached)
         for _ in range(50):     # the LRU crawler lists what it has seen
-            index = [json.loads(v) for v in (mc.get(k) for k in mc.keys())
-                     if v and v.startswith(b"[")]
+            index = [v for v in (mc.get(k) for k in mc.keys())
+                     if v and v[:1] == b"\x01"
+                     and len(v) == 43 + int.from_bytes(v[41:43], "big")]
             if index:
                 break
             time.sleep(0.1)
-        assert len(index) == 1 and len(index[0]) == 1, index
-        key = "btsso:" + index[0][0]["k"]
+        assert len(index) == 1, index
+        key = "btsso:" + index[0][9:41].hex()
         record = mc.get(key)
         assert record is not None and b"Sales" in record, record
         assert not record.startswith(b"{"), record[:80]   # not JSON
