@@ -1,0 +1,837 @@
+#!/usr/bin/python3
+"""mellon.py - mod_btsso beside Debian's mod_auth_mellon, in one run.
+
+    /usr/bin/python3 bench/mellon.py [--builddir DIR] [--logins N]
+                                     [--concurrency C] [--duration S]
+                                     [--rounds R]
+
+Two throwaway httpds on one machine, started from the same template
+(t/lib/btsso_httpd.py: event MPM, the same process/thread settings, the
+same modules, LogLevel warn):
+
+  btsso   mod_btsso set up as bench/bench.py sets it up (an SQLite store
+          filled with btssoctl, account acme, IdP-initiated logins to
+          /sso/acs, BTSSOConfigTTL at its default);
+  mellon  mod_auth_mellon 0.18 (Debian's libapache2-mod-auth-mellon) in
+          the set-up its own documentation recommends: SP key, certificate
+          and metadata made by its mellon_create_metadata tool, the IdP's
+          metadata with the signing certificate t/fixtures/keys/okta.crt,
+          MellonCacheSize large enough to keep every session the run
+          makes, MellonCacheEntrySize at its minimum (65536), the lock and
+          cache in the instance directory, no diagnostics, no debug log.
+
+Both get N unique IdP-initiated Responses signed with okta.key (the
+Assertion signed, as Okta does) BEFORE any clock starts, POSTed by the
+same wrk driver (run_wrk_posts: each body exactly once, -t2 -cC), and the
+same wrk GET runs for a static file with and without authentication.  The
+table gives each figure and the ratio btsso/mellon:
+
+  logins/s, mod_btsso / mod_auth_mellon                        goal >= 10
+  protected file req/s with a live session, btsso / mellon     goal >= 1.5
+
+Checks (the run fails when one does not hold): every timed login answered
+its expected redirect with a session cookie; the first session of the run
+is still live afterwards; a replayed response is refused; for mellon an
+unsigned response is refused (its signature check is on).
+
+Loopback only; every httpd and wrk is stopped by PID and every directory
+removed, also on SIGTERM and errors.  Exit status 0 when every check held.
+"""
+import argparse
+import http.client
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench  # noqa: E402  (sets sys.path for t/lib and t/integration)
+import btsso_httpd  # noqa: E402
+import samlgen  # noqa: E402
+
+log = bench.log
+
+MELLON_SO = os.path.join(btsso_httpd.MODDIR, "mod_auth_mellon.so")
+CREATE_METADATA = "/usr/sbin/mellon_create_metadata"
+MELLON_COOKIE = "mellon-cookie"          # "mellon-" + MellonVariable
+MELLON_ENDPOINT = "/mellon/"
+MELLON_IDP = "https://idp.bench.example/mellon"
+TARGET = bench.TARGET                    # the RelayState of every login
+PAGE = "<p>portal page app/</p>\n"       # portal.py's /app/index.html
+
+
+# ---- the wrk POST driver ---------------------------------------------------
+
+WRK_POST_LUA = r"""
+-- POST pre-made bodies, each exactly once: thread k of NTHREADS owns the
+-- k-th slice of the file's lines and stops when the slice is answered.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+local function now()
+    ffi.C.clock_gettime(1, ts)            -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local BODIES, TOTAL, NTHREADS = %(bodies)s, %(total)d, %(nthreads)d
+local EXPECT, COOKIE, LOCATION = %(expect)d, %(cookie)s, %(location)s
+local threads, created = {}, 0
+
+function setup(thread)
+    thread:set("id", created)
+    created = created + 1
+    table.insert(threads, thread)
+end
+
+function init(args)
+    local first = math.floor(id * TOTAL / NTHREADS) + 1
+    local last = math.floor((id + 1) * TOTAL / NTHREADS)
+    local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+    reqs, n = {}, 0
+    local line_no = 0
+    for line in io.lines(BODIES) do
+        line_no = line_no + 1
+        if line_no >= first and line_no <= last then
+            n = n + 1
+            reqs[n] = wrk.format("POST", nil, headers, line)
+        end
+    end
+    reserved, sent, answered, bad = 0, 0, 0, 0
+    t_first, t_last, exhausted = 0, 0, 0
+    first_cookie, bad_example = "", ""
+end
+
+-- called once before every request(): a connection only gets a body that
+-- is still free, the others wait (an hour: the thread stops long before)
+function delay()
+    if reserved < n then
+        reserved = reserved + 1
+        return 0
+    end
+    exhausted = 1
+    return 3600000
+end
+
+function request()
+    if sent < reserved then
+        sent = sent + 1
+        if sent == 1 then t_first = now() end
+        return reqs[sent]
+    end
+    -- wrk's own dry run (it parses one request before the thread starts,
+    -- to count pipelined requests): never sent
+    return reqs[1]
+end
+
+function response(status, headers, body)
+    answered = answered + 1
+    t_last = now()
+    local ok = status == EXPECT
+    -- wrk keeps one header per name: the last Set-Cookie of the answer
+    local c = headers["Set-Cookie"] or headers["set-cookie"] or ""
+    local prefix = COOKIE .. "="
+    local value = ""
+    if c:sub(1, #prefix) == prefix then
+        value = c:sub(#prefix + 1):match("^[^;]*")
+    end
+    if value == "" then ok = false end
+    if LOCATION and headers["Location"] ~= LOCATION then ok = false end
+    if ok then
+        if first_cookie == "" then first_cookie = value end
+    else
+        bad = bad + 1
+        if bad_example == "" then
+            bad_example = string.format("%%d Location=%%s Set-Cookie=%%s",
+                status, tostring(headers["Location"]), c:sub(1, 120))
+        end
+    end
+    if answered == n then
+        io.write(string.format("BENCHPOST done thread=%%d\n", id))
+        io.flush()
+        wrk.thread:stop()
+    end
+end
+
+function done(summary, latency, requests)
+    local a, b, ex, t0, t1 = 0, 0, 0, nil, nil
+    local cookies, example = {}, ""
+    for _, t in ipairs(threads) do
+        a = a + (t:get("answered") or 0)
+        b = b + (t:get("bad") or 0)
+        ex = ex + (t:get("exhausted") or 0)
+        local f, l = t:get("t_first") or 0, t:get("t_last") or 0
+        if f > 0 and (t0 == nil or f < t0) then t0 = f end
+        if l > 0 and (t1 == nil or l > t1) then t1 = l end
+        table.insert(cookies, t:get("first_cookie") or "")
+        if example == "" then example = t:get("bad_example") or "" end
+    end
+    local e = summary.errors
+    io.write(string.format("BENCHPOST answered=%%d bad=%%d errors=%%d "
+        .. "exhausted=%%d elapsed=%%.6f p50_us=%%d p99_us=%%d\n", a, b,
+        e.connect + e.read + e.write + e.timeout, ex,
+        (t0 and t1) and (t1 - t0) or 0,
+        latency:percentile(50), latency:percentile(99)))
+    io.write("BENCHPOST cookies=" .. table.concat(cookies, ",") .. "\n")
+    io.write("BENCHPOST bad_example=" .. example .. "\n")
+end
+"""
+
+
+def _lua_str(s):
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
+                  cookie_name=bench.COOKIE, expect_location=None,
+                  threads=2, workdir=None, timeout=600):
+    """POST pre-signed form bodies with wrk; a dict of what it measured.
+
+    url          the ACS, e.g. http://127.0.0.1:PORT/sso/acs (mod_btsso)
+                 or .../mellon/postResponse (mod_auth_mellon)
+    bodies       urlencoded form bodies (bytes or str, no newline in one),
+                 each POSTed at most once with Content-Type
+                 application/x-www-form-urlencoded; thread k of `threads`
+                 owns the k-th contiguous slice
+    concurrency  wrk connections in all (-c), split over the threads (-t,
+                 at most 2); keep-alive, as wrk does
+    duration     None: every body is POSTed exactly once and each thread
+                 stops when the last answer of its slice arrived (the
+                 normal use: `requests` == len(bodies)).  A number of
+                 seconds: wrk runs that long (-d) and the caller must give
+                 more bodies than it can post; `exhausted` says how many
+                 connections ran out of bodies (then the rate is too low)
+    expect_status, cookie_name, expect_location
+                 an answer counts as `bad` unless its status is
+                 expect_status AND its Set-Cookie sets cookie_name to a
+                 non-empty value (AND, when given, its Location is
+                 expect_location).  wrk keeps one header per name, so the
+                 session cookie must be the answer's last Set-Cookie
+                 (mod_btsso's and mellon's ACS set exactly one).
+
+    Returns {"rps": answers per second between the first request sent and
+    the last answer received (CLOCK_MONOTONIC inside wrk, over the
+    requests actually made), "requests": answers, "bad": bad answers,
+    "errors": wrk's socket errors (connect/read/write/timeout),
+    "exhausted": see duration, "elapsed": s, "p50"/"p99": s,
+    "cookies": [the first good cookie value of each thread],
+    "bad_example": "status Location Set-Cookie" of the first bad answer}.
+    Raises RuntimeError when wrk fails or does not finish within timeout
+    seconds.  Needs wrk 4.x built with LuaJIT (Debian's wrk 4.1)."""
+    if not bodies:
+        raise ValueError("no bodies")
+    nthreads = max(1, min(threads, concurrency, len(bodies)))
+    own_dir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="btsso-wrkpost-")
+    try:
+        body_file = os.path.join(workdir, "bodies.txt")
+        with open(body_file, "wb") as f:
+            for b in bodies:
+                if isinstance(b, str):
+                    b = b.encode("ascii")
+                if b"\n" in b or b"\r" in b:
+                    raise ValueError("a body holds a newline")
+                f.write(b + b"\n")
+        script = os.path.join(workdir, "post.lua")
+        with open(script, "w") as f:
+            f.write(WRK_POST_LUA % {
+                "bodies": _lua_str(body_file), "total": len(bodies),
+                "nthreads": nthreads, "expect": expect_status,
+                "cookie": _lua_str(cookie_name),
+                "location": _lua_str(expect_location)
+                if expect_location else "nil"})
+        # exact mode: -d is only an upper bound; the threads stop on their
+        # own and wrk's main thread, asleep for -d, is woken by SIGINT
+        run_for = duration if duration else timeout
+        cmd = ["wrk", "-t", str(nthreads), "-c", str(concurrency),
+               "-d", "%ds" % run_for, "--timeout", "30s", "-s", script, url]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        killer = threading.Timer(run_for + 30, p.kill)
+        killer.start()
+        out = []
+        finished = 0
+        try:
+            for line in p.stdout:
+                out.append(line)
+                if line.startswith("BENCHPOST done"):
+                    finished += 1
+                    if finished == nthreads and not duration:
+                        p.send_signal(signal.SIGINT)
+            err = p.stderr.read()
+            p.wait()
+        finally:
+            killer.cancel()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        text = "".join(out)
+        m = re.search(r"BENCHPOST answered=(\d+) bad=(\d+) errors=(\d+) "
+                      r"exhausted=(\d+) elapsed=([0-9.]+) p50_us=(\d+) "
+                      r"p99_us=(\d+)", text)
+        if p.returncode != 0 or m is None:
+            raise RuntimeError("wrk failed (%s): %s%s" % (p.returncode, text,
+                                                          err))
+        answered = int(m.group(1))
+        if not duration and answered != len(bodies):
+            raise RuntimeError("wrk answered %d of %d bodies within %d s"
+                               % (answered, len(bodies), run_for))
+        elapsed = float(m.group(5))
+        cookies = re.search(r"BENCHPOST cookies=(.*)", text).group(1)
+        example = re.search(r"BENCHPOST bad_example=(.*)", text).group(1)
+        return {"rps": answered / elapsed if elapsed > 0 else 0.0,
+                "requests": answered, "bad": int(m.group(2)),
+                "errors": int(m.group(3)), "exhausted": int(m.group(4)),
+                "elapsed": elapsed, "p50": int(m.group(6)) / 1e6,
+                "p99": int(m.group(7)) / 1e6,
+                "cookies": [c for c in cookies.split(",") if c],
+                "bad_example": example}
+    finally:
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_wrk_get(url, cookie_header, concurrency, duration, workdir):
+    """bench.run_wrk with any cookie (name=value), or none: GET url for
+    duration seconds, every answer other than 200 counted as bad."""
+    script = os.path.join(workdir, "count.lua")
+    with open(script, "w") as f:
+        f.write(bench.WRK_LUA)
+    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency),
+           "-d", "%ds" % duration, "-s", script, url]
+    if cookie_header:
+        cmd[1:1] = ["-H", "Cookie: " + cookie_header]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        out, err = p.communicate(timeout=duration + 20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise RuntimeError("wrk did not finish")
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    m = re.search(r"BENCH requests=(\d+) bad=(\d+) errors=(\d+) "
+                  r"p50_us=(\d+) p99_us=(\d+)", out)
+    if p.returncode != 0 or rps is None or m is None:
+        raise RuntimeError("wrk failed (%d): %s%s" % (p.returncode, out, err))
+    return {"rps": float(rps.group(1)), "requests": int(m.group(1)),
+            "bad": int(m.group(2)) + int(m.group(3)),
+            "p50": int(m.group(4)) / 1e6, "p99": int(m.group(5)) / 1e6}
+
+
+# ---- signing (before any clock) ------------------------------------------------
+
+def sign_bodies(template, count):
+    """count form bodies (SAMLResponse + RelayState=TARGET), each a
+    different Response from one template with its Assertion signed by
+    okta.key (bench.ResponseSigner, the key loaded once per worker; the
+    workers reset SIGTERM, see bench._init_signer)."""
+    if isinstance(template, str):
+        template = template.encode()
+    with multiprocessing.get_context("fork").Pool(
+            max(1, os.cpu_count() or 1), bench._init_signer,
+            (template,)) as pool:
+        return pool.map(bench._sign_one, range(count), chunksize=64)
+
+
+def header_lines(env_names):
+    """The Header directives of both protected locations (portal.py's,
+    with each module's own variable names), also set on /open, so that
+    the only difference to the baseline is the authentication."""
+    return "\n".join([
+        '    Header always set X-Remote-User "expr=%{REMOTE_USER}"',
+        '    Header always set X-Env-Email "%%{%s}e"' % env_names["email"],
+        '    Header always set X-Env-NameID "%%{%s}e"' % env_names["name_id"],
+        '    Header always set X-Env-IdP "%%{%s}e"' % env_names["idp"],
+    ])
+
+
+# ---- the mod_auth_mellon instance ------------------------------------------------
+
+class PlainHttpd(btsso_httpd.Httpd):
+    """btsso_httpd's instance without mod_btsso: its template names the
+    module in LogLevel, which httpd refuses when it is not loaded."""
+
+    env = None      # variables added to httpd's environment
+
+    def config_text(self):
+        text = super().config_text()
+        return text.replace("LogLevel warn btsso:debug\n", "LogLevel warn\n")
+
+    def start(self):
+        saved = dict(os.environ)
+        os.environ.update(self.env or {})
+        try:
+            return super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+class MellonSP:
+    """A throwaway httpd with mod_auth_mellon protecting /app (and /open,
+    the same directory without authentication)."""
+
+    def __init__(self, make_httpd, cache_size, ca_bundle="empty"):
+        self.cache_size = cache_size
+        self.ca_bundle = ca_bundle
+        self.httpd = make_httpd(
+            PlainHttpd, load_btsso=False,
+            modules=[("alias_module", "mod_alias.so"),
+                     ("auth_mellon_module", "mod_auth_mellon.so")])
+        h = self.httpd
+        self.dir = h.dir
+        self.mdir = os.path.join(h.dir, "mellon")
+        os.makedirs(self.mdir, exist_ok=True)
+        self.endpoint = h.url + MELLON_ENDPOINT.rstrip("/")
+        self.acs = self.endpoint + "/postResponse"
+        self.entity_id = self.endpoint + "/metadata"
+        app = os.path.join(h.docroot, "app")
+        os.makedirs(app, exist_ok=True)
+        with open(os.path.join(app, "index.html"), "w") as f:
+            f.write(PAGE)
+
+    def write_files(self):
+        """SP key, certificate and metadata from mellon's own tool; the
+        IdP's metadata around okta.crt."""
+        p = subprocess.run([CREATE_METADATA, self.entity_id, self.endpoint],
+                           cwd=self.mdir, capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("mellon_create_metadata failed: %s%s"
+                               % (p.stdout, p.stderr))
+        base = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z.]", "_",
+                                         self.entity_id))
+        self.sp_key = os.path.join(self.mdir, base + ".key")
+        self.sp_cert = os.path.join(self.mdir, base + ".cert")
+        self.sp_md = os.path.join(self.mdir, base + ".xml")
+        for f in (self.sp_key, self.sp_cert, self.sp_md):
+            if not os.path.exists(f):
+                raise RuntimeError("mellon_create_metadata made no %s" % f)
+        with open(samlgen.key_path("okta.crt")) as f:
+            cert = "".join(ln.strip() for ln in f
+                           if ln.strip() and not ln.startswith("-----"))
+        self.idp_md = os.path.join(self.mdir, "idp-metadata.xml")
+        with open(self.idp_md, "w") as f:
+            f.write("""<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+    xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}">
+  <md:IDPSSODescriptor WantAuthnRequestsSigned="false"
+      protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing">
+      <ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>
+    </md:KeyDescriptor>
+    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>
+    <md:SingleSignOnService
+        Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+        Location="https://idp.bench.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>
+""".format(entity=MELLON_IDP, cert=cert))
+
+    def config(self):
+        d = self.dir
+        headers = header_lines({"email": "MELLON_mail",
+                                "name_id": "MELLON_NAME_ID",
+                                "idp": "MELLON_IDP"})
+        # MellonSP*/MellonIdP* cannot be set at server level (they are
+        # AuthConfig directives), and a location that names them makes
+        # mellon 0.18 build a new lasso server object (both metadata files
+        # parsed, the key loaded, and xmlsec's default keys manager, which
+        # reads OpenSSL's whole CA bundle) in every request to its
+        # endpoints (cfg_can_inherit_lasso_server: the merged per-request
+        # configuration never inherits it).  That is mellon's own
+        # behaviour with any configuration; what the set-up can change is
+        # the CA bundle (see --mellon-ca-bundle).
+        server = """
+LogLevel warn
+# every session of the run stays in the cache (100, the default, would
+# evict them); entries at mellon's minimum size
+MellonCacheSize {cache}
+MellonCacheEntrySize 65536
+MellonLockFile {d}/mellon.lock
+""".format(cache=self.cache_size, d=d)
+        locations = """
+Alias /open {docroot}/app
+<Location />
+    MellonSPMetadataFile {sp_md}
+    MellonSPPrivateKeyFile {sp_key}
+    MellonSPCertFile {sp_cert}
+    MellonIdPMetadataFile {idp_md}
+    MellonSecureCookie httponly
+    MellonCookieSameSite Lax
+    MellonIdP IDP
+</Location>
+<Location /app>
+    AuthType Mellon
+    MellonEnable auth
+    Require valid-user
+{headers}
+</Location>
+<Location /open>
+{headers}
+</Location>
+""".format(docroot=self.httpd.docroot, sp_md=self.sp_md,
+           sp_key=self.sp_key, sp_cert=self.sp_cert, idp_md=self.idp_md,
+           headers=headers)
+        return server, locations
+
+    def start(self):
+        self.write_files()
+        self.httpd.btsso_conf, self.httpd.extra_conf = self.config()
+        if self.ca_bundle == "empty":
+            # mellon's best case: every ACS request makes a lasso server
+            # whose xmlsec keys manager loads OpenSSL's default CA paths
+            # (Debian: 140-odd certificates, about 65 ms per login with
+            # OpenSSL 3).  An IdP's signature is checked against the key
+            # in its metadata, not against a CA, so an empty bundle
+            # changes nothing but the time (the checks below show that a
+            # foreign signature and a missing one are still refused).
+            empty = os.path.join(self.mdir, "no-ca.pem")
+            open(empty, "w").close()
+            os.makedirs(os.path.join(self.mdir, "no-ca.d"), exist_ok=True)
+            self.httpd.env = {"SSL_CERT_FILE": empty,
+                              "SSL_CERT_DIR": os.path.join(self.mdir,
+                                                           "no-ca.d")}
+        self.httpd.start()
+        return self
+
+    def template(self, **kw):
+        """The unsigned Response every login is made from (kw: samlgen
+        options, e.g. sign_assertion=True for one signed with samlgen's
+        default key, which this IdP does not have)."""
+        opts = dict(
+            issuer=MELLON_IDP, audience=self.entity_id,
+            destination=self.acs, recipient=self.acs,
+            name_id="ann@example.com",
+            attributes=[("mail", ["ann@example.com"]),
+                        ("givenName", ["Ann"])],
+            sign_assertion=False)
+        opts.update(kw)
+        return samlgen.build_response(**opts)
+
+
+# ---- small HTTP helpers ------------------------------------------------------------
+
+def request(port, method, path, body=None, cookie=None):
+    """(status, headers list, body) of one request on a new connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if cookie:
+            headers["Cookie"] = cookie
+        conn.request(method, path, body, headers)
+        r = conn.getresponse()
+        return r.status, r.getheaders(), r.read()
+    finally:
+        conn.close()
+
+
+def cookie_of(headers, name):
+    for k, v in headers:
+        if k.lower() == "set-cookie" and v.startswith(name + "="):
+            return v.split(";", 1)[0].split("=", 1)[1]
+    return None
+
+
+def set_cookie_count(headers):
+    return sum(1 for k, _ in headers if k.lower() == "set-cookie")
+
+
+def plain_body(template):
+    """A form body with the Response as it is (not signed by us)."""
+    if isinstance(template, str):
+        template = template.encode()
+    b64 = samlgen.to_b64(template).replace("+", "%2B").replace(
+        "/", "%2F").replace("=", "%3D")
+    return ("SAMLResponse=%s&RelayState=%%2Fapp%%2Flanding" % b64).encode()
+
+
+# ---- one round: both instances, the same loads -------------------------------------
+
+def one_round(args, made, workdir):
+    import portal as portal_mod
+
+    def make_httpd(cls=btsso_httpd.Httpd, **kw):
+        h = cls(**kw)
+        made.append(h)
+        return h
+
+    warm = 32
+    sessions = warm + args.logins + 1
+    checks = []
+
+    # -- mod_btsso, as bench.py sets it up
+    bdir = tempfile.mkdtemp(prefix="btsso-mellon-b-")
+    bp = portal_mod.Portal(
+        make_httpd, None, workdir=bdir,
+        btsso_conf=("# BTSSOConfigTTL: the default (10 s), not the "
+                    "tests' 0\nLogLevel warn\n"),
+        extra_conf=("Alias /open %s/htdocs/app\n" % bdir)
+        + bench.baseline_location(portal_mod),
+        modules=[("alias_module", "mod_alias.so")])
+    bp.start()
+    log("mod_btsso httpd pid %d on %s" % (bp.httpd.proc.pid, bp.url))
+
+    # -- mod_auth_mellon
+    ms = MellonSP(make_httpd, cache_size=sessions + 64,
+                  ca_bundle=args.mellon_ca_bundle)
+    ms.start()
+    log("mod_auth_mellon httpd pid %d on %s (MellonCacheSize %d, %s CA "
+        "bundle)" % (ms.httpd.proc.pid, ms.httpd.url, ms.cache_size,
+                     ms.ca_bundle))
+
+    t0 = time.perf_counter()
+    b_bodies = bench.make_bodies(bp, sessions)
+    m_template = ms.template()
+    m_bodies = sign_bodies(m_template, sessions)
+    log("signed 2 x %d responses in %.1f s (not timed)" % (
+        sessions, time.perf_counter() - t0))
+
+    sides = {
+        "btsso": {"url": bp.url, "port": bp.httpd.port,
+                  "acs": bp.url + "/sso/acs", "acs_path": "/sso/acs", "cookie": bench.COOKIE,
+                  "location": bp.url + TARGET, "bodies": b_bodies,
+                  "httpd": bp.httpd},
+        "mellon": {"url": ms.httpd.url, "port": ms.httpd.port,
+                   "acs": ms.acs, "acs_path": MELLON_ENDPOINT + "postResponse",
+                   "cookie": MELLON_COOKIE,
+                   "location": TARGET, "bodies": m_bodies,
+                   "httpd": ms.httpd},
+    }
+
+    # the first answer of each: a redirect with exactly one Set-Cookie,
+    # the session (the wrk driver sees only an answer's last Set-Cookie)
+    for name, s in sides.items():
+        st, hdrs, body = request(s["port"], "POST", s["acs_path"],
+                                 s["bodies"][0])
+        sid = cookie_of(hdrs, s["cookie"])
+        if st != 303 or not sid or set_cookie_count(hdrs) != 1:
+            raise RuntimeError("%s: first login answered %d %s %s" % (
+                name, st, hdrs, body[:300]))
+        s["warm_sid"] = sid
+
+    # warm-up: the rest of the warm bodies, same driver
+    for name, s in sides.items():
+        r = run_wrk_posts(s["acs"], s["bodies"][1:warm], args.concurrency,
+                          expect_status=303, cookie_name=s["cookie"],
+                          expect_location=s["location"], workdir=workdir)
+        if r["bad"] or r["errors"]:
+            raise RuntimeError("%s warm-up logins failed: %s" % (
+                name, r["bad_example"]))
+
+    # the timed logins, one instance after the other, same driver
+    res = {}
+    for name, s in sides.items():
+        timed = s["bodies"][warm:warm + args.logins]
+        r = run_wrk_posts(s["acs"], timed, args.concurrency,
+                          expect_status=303, cookie_name=s["cookie"],
+                          expect_location=s["location"], workdir=workdir)
+        res[name + "_logins"] = r
+        good = not r["bad"] and not r["errors"]
+        checks.append(("%s: every timed login 303 + session cookie" % name,
+                       good, "%d answers, %d bad, %d socket errors%s" % (
+                           r["requests"], r["bad"], r["errors"],
+                           ", e.g. " + r["bad_example"]
+                           if r["bad_example"] else "")))
+        s["timed_first"] = timed[0]
+        s["timed_sid"] = r["cookies"][0] if r["cookies"] else None
+        log("%s: %d logins in %.2f s" % (name, r["requests"],
+                                         r["elapsed"]))
+
+    # after the logins: sessions still live, replays refused
+    b, m = sides["btsso"], sides["mellon"]
+    for name, s, path in (("btsso", b, "/sso/session"),
+                          ("mellon", m, "/app/index.html")):
+        for which in ("warm_sid", "timed_sid"):
+            st, _, _ = request(s["port"], "GET", path,
+                               cookie="%s=%s" % (s["cookie"], s[which]))
+            checks.append(("%s: %s session still live" % (
+                name, "warm-up" if which == "warm_sid" else
+                "first timed"), st == 200, "GET %s -> %d" % (path, st)))
+    b["httpd"].expect_log("BTSSO0210")
+    st, _, _ = request(b["port"], "POST", "/sso/acs", b["timed_first"])
+    checks.append(("btsso: replayed response refused", st == 403,
+                   "-> %d" % st))
+    m["httpd"].expect_log("has already been used")
+    st, _, _ = request(m["port"], "POST", m["acs_path"],
+                       m["timed_first"])
+    checks.append(("mellon: replayed response refused", st == 400,
+                   "-> %d" % st))
+    m["httpd"].expect_log("Error processing authn response")
+    st, _, _ = request(m["port"], "POST", m["acs_path"],
+                       plain_body(m_template))
+    checks.append(("mellon: unsigned response refused", 400 <= st < 500,
+                   "-> %d" % st))
+    st, _, _ = request(m["port"], "POST", m["acs_path"],
+                       plain_body(ms.template(sign_assertion=True)))
+    checks.append(("mellon: response signed by another key refused",
+                   400 <= st < 500, "-> %d" % st))
+
+    # a fresh live session each for the static runs
+    for name, s in sides.items():
+        st, hdrs, body = request(s["port"], "POST", s["acs_path"],
+                                 s["bodies"][-1])
+        sid = cookie_of(hdrs, s["cookie"])
+        if st != 303 or not sid:
+            raise RuntimeError("%s: login for the static run answered %d"
+                               % (name, st))
+        s["sid"] = "%s=%s" % (s["cookie"], sid)
+        st_auth, _, body_auth = request(s["port"], "GET", "/app/index.html",
+                                        cookie=s["sid"])
+        st_no, _, _ = request(s["port"], "GET", "/app/index.html")
+        st_open, _, body_open = request(s["port"], "GET", "/open/index.html")
+        if not (st_auth == 200 and st_open == 200 and st_no in (302, 303)
+                and body_auth == body_open):
+            raise RuntimeError(
+                "%s static set-up wrong: /app with cookie %d, without %d, "
+                "/open %d" % (name, st_auth, st_no, st_open))
+
+    for row, path, use_cookie in (("open", "/open/index.html", False),
+                                  ("app", "/app/index.html", True)):
+        for name, s in sides.items():
+            r = run_wrk_get(s["url"] + path,
+                            s["sid"] if use_cookie else None,
+                            args.concurrency, args.duration, workdir)
+            res["%s_%s" % (name, row)] = r
+            checks.append(("%s: %s all 200" % (name, path), r["bad"] == 0,
+                           "%d requests, %d not 200" % (r["requests"],
+                                                        r["bad"])))
+
+    for name, s in sides.items():
+        s["httpd"].stop()
+        for ln in s["httpd"].unexpected_log_lines():
+            checks.append(("%s: error log" % name, False, ln[:300]))
+    return res, checks
+
+
+def ratio(res, row):
+    return res["btsso_" + row]["rps"] / res["mellon_" + row]["rps"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--builddir", default=os.environ.get(
+        "BTSSO_BUILDDIR", os.path.join(bench.TOP, "build")),
+        help="build directory holding .libs/mod_btsso.so and btssoctl")
+    ap.add_argument("--logins", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--duration", type=int, default=8,
+                    help="seconds per static-file run")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the whole comparison with fresh instances")
+    ap.add_argument("--mellon-ca-bundle", choices=("empty", "system"),
+                    default="empty",
+                    help="OpenSSL CA bundle of mellon's httpd: empty (its "
+                    "best case, the default) or the system's (stock "
+                    "Debian: a login costs about 20 times more)")
+    args = ap.parse_args()
+
+    btsso_httpd.BUILDDIR = os.path.abspath(args.builddir)
+    if not os.path.exists(btsso_httpd.module_path()):
+        sys.exit("mellon: no %s (build first, or --builddir)"
+                 % btsso_httpd.module_path())
+    if not os.path.exists(MELLON_SO):
+        sys.exit("mellon: no %s (sh scripts/deps.sh bench)" % MELLON_SO)
+    if not shutil.which("wrk"):
+        sys.exit("mellon: no wrk (sh scripts/deps.sh bench)")
+
+    made = []
+    workdir = tempfile.mkdtemp(prefix="btsso-mellon-")
+
+    def stop_all(*_):
+        for h in made:
+            h.cleanup()
+        del made[:]
+        shutil.rmtree(workdir, ignore_errors=True)
+        if _:
+            sys.exit(1)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    rounds = []
+    try:
+        for i in range(args.rounds):
+            if args.rounds > 1:
+                log("round %d of %d" % (i + 1, args.rounds))
+            res, checks = one_round(args, made, workdir)
+            rounds.append((res, checks))
+            for h in made:
+                h.cleanup()
+            del made[:]
+    except RuntimeError:
+        for h in made:
+            for ln in h.log_text().splitlines()[-12:]:
+                log("error log %s: %s" % (os.path.basename(h.dir), ln[:400]))
+        raise
+    finally:
+        stop_all()
+
+    ok = True
+    print("mod_btsso vs mod_auth_mellon %s (%s CA bundle): concurrency %d "
+          "(wrk -t2), %d logins, %d s static runs, %d CPUs, loopback" % (
+              mellon_version(), args.mellon_ca_bundle, args.concurrency,
+              args.logins, args.duration, os.cpu_count()))
+    print("command: /usr/bin/python3 bench/mellon.py %s" % " ".join(
+        sys.argv[1:]))
+    rows = [("logins/s", "logins", 10.0),
+            ("protected file req/s, live session", "app", 1.5),
+            ("static file req/s, no auth (baseline)", "open", None)]
+    w = max(len(r[0]) for r in rows) + 2
+    print("%-*s %12s %12s %8s  %s" % (w, "", "mod_btsso", "mellon",
+                                       "ratio", "goal"))
+    for label, key, goal in rows:
+        for n, (res, _) in enumerate(rounds):
+            rr = ratio(res, key)
+            tag = label if n == 0 else "  round %d" % (n + 1)
+            print("%-*s %12.0f %12.0f %8.2f  %s" % (
+                w, tag, res["btsso_" + key]["rps"],
+                res["mellon_" + key]["rps"], rr,
+                (">= %.1f %s" % (goal, "ok" if rr >= goal else "MISSED"))
+                if goal else "~1 (same httpd)"))
+        if len(rounds) > 1:
+            rs = [ratio(res, key) for res, _ in rounds]
+            print("%-*s %12s %12s %8.2f  min %.2f, max %.2f" % (
+                w, "  median ratio", "", "", statistics.median(rs),
+                min(rs), max(rs)))
+    res = rounds[0][0]
+    print("latency p50/p99 ms (round 1): logins btsso %.2f/%.2f, mellon "
+          "%.2f/%.2f; protected btsso %.2f/%.2f, mellon %.2f/%.2f" % tuple(
+              v * 1e3 for v in (
+                  res["btsso_logins"]["p50"], res["btsso_logins"]["p99"],
+                  res["mellon_logins"]["p50"], res["mellon_logins"]["p99"],
+                  res["btsso_app"]["p50"], res["btsso_app"]["p99"],
+                  res["mellon_app"]["p50"], res["mellon_app"]["p99"])))
+    print("checks:")
+    for n, (_, checks) in enumerate(rounds):
+        for name, good, detail in checks:
+            ok = ok and good
+            if n == 0 or not good:
+                print("  %-52s %s (%s)" % (name, "ok" if good else "FAILED",
+                                           detail))
+    if len(rounds) > 1 and ok:
+        print("  (rounds 2-%d: the same checks, all ok)" % len(rounds))
+    return 0 if ok else 1
+
+
+def mellon_version():
+    p = subprocess.run(["dpkg-query", "-W", "-f=${Version}",
+                        "libapache2-mod-auth-mellon"], capture_output=True,
+                       text=True)
+    return p.stdout.strip() or "(version unknown)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
