@@ -41,6 +41,7 @@ import argparse
 import http.client
 import multiprocessing
 import os
+import queue
 import re
 import shutil
 import signal
@@ -109,7 +110,7 @@ function init(args)
         end
     end
     reserved, sent, answered, bad = 0, 0, 0, 0
-    t_first, t_last, exhausted = 0, 0, 0
+    t_first, t_last, exhausted, reported = 0, 0, 0, now()
     first_cookie, bad_example = "", ""
 end
 
@@ -161,6 +162,13 @@ function response(status, headers, body)
         io.write(string.format("BENCHPOST done thread=%%d\n", id))
         io.flush()
         wrk.thread:stop()
+    elseif t_last - reported > 1 then
+        -- a sign of life for the caller, which gives up on a stalled run
+        -- (an answer lost to a socket error never comes)
+        reported = t_last
+        io.write(string.format("BENCHPOST progress thread=%%d answered=%%d\n",
+                               id, answered))
+        io.flush()
     end
 end
 
@@ -195,7 +203,7 @@ def _lua_str(s):
 
 def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
                   cookie_name=bench.COOKIE, expect_location=None,
-                  threads=2, workdir=None, timeout=600):
+                  threads=2, workdir=None, timeout=600, stall=30):
     """POST pre-signed form bodies with wrk; a dict of what it measured.
 
     url          the ACS, e.g. http://127.0.0.1:PORT/sso/acs (mod_btsso)
@@ -211,7 +219,8 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
                  normal use: `requests` == len(bodies)).  A number of
                  seconds: wrk runs that long (-d) and the caller must give
                  more bodies than it can post; `exhausted` says how many
-                 connections ran out of bodies (then the rate is too low)
+                 threads ran out of bodies (then the rate is too low; in
+                 the exact mode it means nothing)
     expect_status, cookie_name, expect_location
                  an answer counts as `bad` unless its status is
                  expect_status AND its Set-Cookie sets cookie_name to a
@@ -227,8 +236,9 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
     "exhausted": see duration, "elapsed": s, "p50"/"p99": s,
     "cookies": [the first good cookie value of each thread],
     "bad_example": "status Location Set-Cookie" of the first bad answer}.
-    Raises RuntimeError when wrk fails or does not finish within timeout
-    seconds.  Needs wrk 4.x built with LuaJIT (Debian's wrk 4.1)."""
+    Raises RuntimeError when wrk fails, or when (duration None) not every
+    body was answered: after `timeout` seconds, or when no answer came for
+    `stall` seconds (an answer lost to a socket error never comes).  Needs wrk 4.x built with LuaJIT (Debian's wrk 4.1)."""
     if not bodies:
         raise ValueError("no bodies")
     nthreads = max(1, min(threads, concurrency, len(bodies)))
@@ -258,24 +268,45 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
                "-d", "%ds" % run_for, "--timeout", "30s", "-s", script, url]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        killer = threading.Timer(run_for + 30, p.kill)
-        killer.start()
+        lines = queue.Queue()
+
+        def reader():
+            for line in p.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
         out = []
         finished = 0
+        stalled = False
+        deadline = time.monotonic() + run_for + 30
         try:
-            for line in p.stdout:
+            while True:
+                try:
+                    line = lines.get(timeout=stall)
+                except queue.Empty:
+                    # no answer for `stall` seconds: a lost request (or a
+                    # hung server); stop wrk and report what it counted
+                    stalled = True
+                    p.send_signal(signal.SIGINT)
+                    continue
+                if line is None:
+                    break
                 out.append(line)
                 if line.startswith("BENCHPOST done"):
                     finished += 1
                     if finished == nthreads and not duration:
                         p.send_signal(signal.SIGINT)
+                if time.monotonic() > deadline:
+                    p.kill()
             err = p.stderr.read()
             p.wait()
         finally:
-            killer.cancel()
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            t.join(5)
         text = "".join(out)
         m = re.search(r"BENCHPOST answered=(\d+) bad=(\d+) errors=(\d+) "
                       r"exhausted=(\d+) elapsed=([0-9.]+) p50_us=(\d+) "
@@ -285,8 +316,9 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
                                                           err))
         answered = int(m.group(1))
         if not duration and answered != len(bodies):
-            raise RuntimeError("wrk answered %d of %d bodies within %d s"
-                               % (answered, len(bodies), run_for))
+            raise RuntimeError("wrk answered %d of %d bodies (%s)" % (
+                answered, len(bodies), "no answer for %d s" % stall
+                if stalled else "within %d s" % run_for))
         elapsed = float(m.group(5))
         cookies = re.search(r"BENCHPOST cookies=(.*)", text).group(1)
         example = re.search(r"BENCHPOST bad_example=(.*)", text).group(1)
@@ -633,13 +665,22 @@ def one_round(args, made, workdir):
             raise RuntimeError("%s warm-up logins failed: %s" % (
                 name, r["bad_example"]))
 
-    # the timed logins, one instance after the other, same driver
+    # the timed logins: the same driver, in --slices chunks that alternate
+    # between the instances (a shared machine's load drifts; alternating
+    # gives both the same share of it)
     res = {}
+    parts = {name: [] for name in sides}
+    chunks = max(1, min(args.slices, args.logins))
+    for k in range(chunks):
+        lo = warm + k * args.logins // chunks
+        hi = warm + (k + 1) * args.logins // chunks
+        for name, s in sides.items():
+            parts[name].append(run_wrk_posts(
+                s["acs"], s["bodies"][lo:hi], args.concurrency,
+                expect_status=303, cookie_name=s["cookie"],
+                expect_location=s["location"], workdir=workdir))
     for name, s in sides.items():
-        timed = s["bodies"][warm:warm + args.logins]
-        r = run_wrk_posts(s["acs"], timed, args.concurrency,
-                          expect_status=303, cookie_name=s["cookie"],
-                          expect_location=s["location"], workdir=workdir)
+        r = combine_posts(parts[name])
         res[name + "_logins"] = r
         good = not r["bad"] and not r["errors"]
         checks.append(("%s: every timed login 303 + session cookie" % name,
@@ -647,7 +688,7 @@ def one_round(args, made, workdir):
                            r["requests"], r["bad"], r["errors"],
                            ", e.g. " + r["bad_example"]
                            if r["bad_example"] else "")))
-        s["timed_first"] = timed[0]
+        s["timed_first"] = s["bodies"][warm]
         s["timed_sid"] = r["cookies"][0] if r["cookies"] else None
         log("%s: %d logins in %.2f s" % (name, r["requests"],
                                          r["elapsed"]))
@@ -700,12 +741,19 @@ def one_round(args, made, workdir):
                 "%s static set-up wrong: /app with cookie %d, without %d, "
                 "/open %d" % (name, st_auth, st_no, st_open))
 
+    # static runs: --slices runs of duration/slices seconds each,
+    # alternating between the instances
+    slice_s = max(1, args.duration // max(1, args.slices))
     for row, path, use_cookie in (("open", "/open/index.html", False),
                                   ("app", "/app/index.html", True)):
+        got = {name: [] for name in sides}
+        for _ in range(max(1, args.slices)):
+            for name, s in sides.items():
+                got[name].append(run_wrk_get(
+                    s["url"] + path, s["sid"] if use_cookie else None,
+                    args.concurrency, slice_s, workdir))
         for name, s in sides.items():
-            r = run_wrk_get(s["url"] + path,
-                            s["sid"] if use_cookie else None,
-                            args.concurrency, args.duration, workdir)
+            r = combine_gets(got[name])
             res["%s_%s" % (name, row)] = r
             checks.append(("%s: %s all 200" % (name, path), r["bad"] == 0,
                            "%d requests, %d not 200" % (r["requests"],
@@ -716,6 +764,30 @@ def one_round(args, made, workdir):
         for ln in s["httpd"].unexpected_log_lines():
             checks.append(("%s: error log" % name, False, ln[:300]))
     return res, checks
+
+
+def combine_posts(parts):
+    """One result of run_wrk_posts from the results of its chunks."""
+    n = sum(p["requests"] for p in parts)
+    t = sum(p["elapsed"] for p in parts)
+    return {"rps": n / t if t > 0 else 0.0, "requests": n, "elapsed": t,
+            "bad": sum(p["bad"] for p in parts),
+            "errors": sum(p["errors"] for p in parts),
+            "p50": statistics.median(p["p50"] for p in parts),
+            "p99": max(p["p99"] for p in parts),
+            "cookies": parts[0]["cookies"],
+            "bad_example": next((p["bad_example"] for p in parts
+                                 if p["bad_example"]), "")}
+
+
+def combine_gets(parts):
+    """One result of run_wrk_get from the results of its slices."""
+    n = sum(p["requests"] for p in parts)
+    t = sum(p["requests"] / p["rps"] for p in parts if p["rps"] > 0)
+    return {"rps": n / t if t > 0 else 0.0, "requests": n,
+            "bad": sum(p["bad"] for p in parts),
+            "p50": statistics.median(p["p50"] for p in parts),
+            "p99": max(p["p99"] for p in parts)}
 
 
 def ratio(res, row):
@@ -731,6 +803,9 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--duration", type=int, default=8,
                     help="seconds per static-file run")
+    ap.add_argument("--slices", type=int, default=4,
+                    help="split the logins and each static run into this "
+                    "many parts, alternating between the instances")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the whole comparison with fresh instances")
     ap.add_argument("--mellon-ca-bundle", choices=("empty", "system"),
