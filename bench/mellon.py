@@ -238,7 +238,8 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
     "bad_example": "status Location Set-Cookie" of the first bad answer}.
     Raises RuntimeError when wrk fails, or when (duration None) not every
     body was answered: after `timeout` seconds, or when no answer came for
-    `stall` seconds (an answer lost to a socket error never comes).  Needs wrk 4.x built with LuaJIT (Debian's wrk 4.1)."""
+    `stall` seconds (an answer lost to a socket error never comes).
+    Needs wrk 4.x built with LuaJIT (Debian's wrk 4.1)."""
     if not bodies:
         raise ValueError("no bodies")
     nthreads = max(1, min(threads, concurrency, len(bodies)))
@@ -288,6 +289,8 @@ def run_wrk_posts(url, bodies, concurrency, duration=None, expect_status=303,
                 except queue.Empty:
                     # no answer for `stall` seconds: a lost request (or a
                     # hung server); stop wrk and report what it counted
+                    if stalled:
+                        p.kill()
                     stalled = True
                     p.send_signal(signal.SIGINT)
                     continue
@@ -362,7 +365,7 @@ def run_wrk_get(url, cookie_header, concurrency, duration, workdir):
             "p50": int(m.group(4)) / 1e6, "p99": int(m.group(5)) / 1e6}
 
 
-# ---- signing (before any clock) ------------------------------------------------
+# ---- signing (before any clock) ---------------------------------------------
 
 def sign_bodies(template, count):
     """count form bodies (SAMLResponse + RelayState=TARGET), each a
@@ -389,7 +392,7 @@ def header_lines(env_names):
     ])
 
 
-# ---- the mod_auth_mellon instance ------------------------------------------------
+# ---- the mod_auth_mellon instance -------------------------------------------
 
 class PlainHttpd(btsso_httpd.Httpd):
     """btsso_httpd's instance without mod_btsso: its template names the
@@ -462,15 +465,18 @@ class MellonSP:
   <md:IDPSSODescriptor WantAuthnRequestsSigned="false"
       protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
     <md:KeyDescriptor use="signing">
-      <ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>
+      <ds:KeyInfo><ds:X509Data>
+        <ds:X509Certificate>{cert}</ds:X509Certificate>
+      </ds:X509Data></ds:KeyInfo>
     </md:KeyDescriptor>
-    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>
+    <md:NameIDFormat>{email}</md:NameIDFormat>
     <md:SingleSignOnService
         Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
         Location="https://idp.bench.example/sso"/>
   </md:IDPSSODescriptor>
 </md:EntityDescriptor>
-""".format(entity=MELLON_IDP, cert=cert))
+""".format(entity=MELLON_IDP, cert=cert,
+           email="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"))
 
     def config(self):
         d = self.dir
@@ -554,7 +560,7 @@ Alias /open {docroot}/app
         return samlgen.build_response(**opts)
 
 
-# ---- small HTTP helpers ------------------------------------------------------------
+# ---- small HTTP helpers -----------------------------------------------------
 
 def request(port, method, path, body=None, cookie=None):
     """(status, headers list, body) of one request on a new connection."""
@@ -592,7 +598,7 @@ def plain_body(template):
     return ("SAMLResponse=%s&RelayState=%%2Fapp%%2Flanding" % b64).encode()
 
 
-# ---- one round: both instances, the same loads -------------------------------------
+# ---- one round: both instances, the same loads ------------------------------
 
 def one_round(args, made, workdir):
     import portal as portal_mod
@@ -635,7 +641,8 @@ def one_round(args, made, workdir):
 
     sides = {
         "btsso": {"url": bp.url, "port": bp.httpd.port,
-                  "acs": bp.url + "/sso/acs", "acs_path": "/sso/acs", "cookie": bench.COOKIE,
+                  "acs": bp.url + "/sso/acs", "acs_path": "/sso/acs",
+                  "cookie": bench.COOKIE,
                   "location": bp.url + TARGET, "bodies": b_bodies,
                   "httpd": bp.httpd},
         "mellon": {"url": ms.httpd.url, "port": ms.httpd.port,
@@ -689,6 +696,7 @@ def one_round(args, made, workdir):
                            ", e.g. " + r["bad_example"]
                            if r["bad_example"] else "")))
         s["timed_first"] = s["bodies"][warm]
+        # the first session thread 0 made in the first chunk
         s["timed_sid"] = r["cookies"][0] if r["cookies"] else None
         log("%s: %d logins in %.2f s" % (name, r["requests"],
                                          r["elapsed"]))
@@ -702,7 +710,7 @@ def one_round(args, made, workdir):
                                cookie="%s=%s" % (s["cookie"], s[which]))
             checks.append(("%s: %s session still live" % (
                 name, "warm-up" if which == "warm_sid" else
-                "first timed"), st == 200, "GET %s -> %d" % (path, st)))
+                "an early timed"), st == 200, "GET %s -> %d" % (path, st)))
     b["httpd"].expect_log("BTSSO0210")
     st, _, _ = request(b["port"], "POST", "/sso/acs", b["timed_first"])
     checks.append(("btsso: replayed response refused", st == 403,
