@@ -423,6 +423,7 @@ class MellonSP:
         self.ca_bundle = ca_bundle
         self.httpd = make_httpd(
             PlainHttpd, load_btsso=False,
+            workdir=tempfile.mkdtemp(prefix="btsso-mellon-m-"),
             modules=[("alias_module", "mod_alias.so"),
                      ("auth_mellon_module", "mod_auth_mellon.so")])
         h = self.httpd
