@@ -380,16 +380,31 @@ def sign_bodies(template, count):
         return pool.map(bench._sign_one, range(count), chunksize=64)
 
 
-def header_lines(env_names):
-    """The Header directives of both protected locations (portal.py's,
-    with each module's own variable names), also set on /open, so that
-    the only difference to the baseline is the authentication."""
-    return "\n".join([
-        '    Header always set X-Remote-User "expr=%{REMOTE_USER}"',
-        '    Header always set X-Env-Email "%%{%s}e"' % env_names["email"],
-        '    Header always set X-Env-NameID "%%{%s}e"' % env_names["name_id"],
-        '    Header always set X-Env-IdP "%%{%s}e"' % env_names["idp"],
-    ])
+MELLON_VARS = (("%{BTSSO_ACCOUNT}e", "%{MELLON_IDP}e"),
+               ("%{BTSSO_EMAIL}e", "%{MELLON_mail}e"),
+               ("%{BTSSO_NAME_ID}e", "%{MELLON_NAME_ID}e"),
+               ("%{BTSSO_IDP}e", "%{MELLON_IDP}e"),
+               ("%{BTSSO_SESSION_EXPIRES}e", "%{MELLON_givenName}e"),
+               ("X-BTSSO-Email", "X-Mellon-Email"))
+
+
+def mellon_header_lines():
+    """The Header directives of mod_btsso's protected location
+    (portal.py's, which bench.py also sets on /open) with mellon's
+    variables: the same number and kinds of header operations on both
+    instances, so that the protected rows differ by the module only."""
+    import portal as portal_mod
+    protected = portal_mod.PROTECTED.format(account_expr='"acme"')
+    first = protected.split("</Location>", 1)[0]
+    lines = [ln for ln in first.splitlines()
+             if ln.strip().startswith("Header ")]
+    text = "\n".join(lines)
+    for old, new in MELLON_VARS:
+        text = text.replace(old, new)
+    if "BTSSO" in text:
+        raise RuntimeError("a btsso variable left in mellon's headers: "
+                           + text)
+    return text
 
 
 # ---- the mod_auth_mellon instance -------------------------------------------
@@ -481,9 +496,7 @@ class MellonSP:
 
     def config(self):
         d = self.dir
-        headers = header_lines({"email": "MELLON_mail",
-                                "name_id": "MELLON_NAME_ID",
-                                "idp": "MELLON_IDP"})
+        headers = mellon_header_lines()
         # MellonSP*/MellonIdP* cannot be set at server level (they are
         # AuthConfig directives), and a location that names them makes
         # mellon 0.18 build a new lasso server object (both metadata files
@@ -740,15 +753,19 @@ def one_round(args, made, workdir):
             raise RuntimeError("%s: login for the static run answered %d"
                                % (name, st))
         s["sid"] = "%s=%s" % (s["cookie"], sid)
-        st_auth, _, body_auth = request(s["port"], "GET", "/app/index.html",
-                                        cookie=s["sid"])
+        st_auth, h_auth, body_auth = request(
+            s["port"], "GET", "/app/index.html", cookie=s["sid"])
         st_no, _, _ = request(s["port"], "GET", "/app/index.html")
         st_open, _, body_open = request(s["port"], "GET", "/open/index.html")
+        # the module handed the user's attributes to the request
+        email = dict((k.lower(), v) for k, v in h_auth).get("x-env-email")
         if not (st_auth == 200 and st_open == 200 and st_no in (302, 303)
-                and body_auth == body_open):
+                and body_auth == body_open
+                and email == "ann@example.com"):
             raise RuntimeError(
-                "%s static set-up wrong: /app with cookie %d, without %d, "
-                "/open %d" % (name, st_auth, st_no, st_open))
+                "%s static set-up wrong: /app with cookie %d (X-Env-Email "
+                "%s), without %d, /open %d" % (name, st_auth, email, st_no,
+                                                st_open))
 
     # static runs: --slices runs of duration/slices seconds each,
     # alternating between the instances
