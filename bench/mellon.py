@@ -3,7 +3,8 @@
 
     /usr/bin/python3 bench/mellon.py [--builddir DIR] [--logins N]
                                      [--concurrency C] [--duration S]
-                                     [--rounds R]
+                                     [--slices K] [--rounds R]
+                                     [--mellon-ca-bundle empty|system]
 
 Two throwaway httpds on one machine, started from the same template
 (t/lib/btsso_httpd.py: event MPM, the same process/thread settings, the
@@ -18,21 +19,27 @@ same modules, LogLevel warn):
           metadata with the signing certificate t/fixtures/keys/okta.crt,
           MellonCacheSize large enough to keep every session the run
           makes, MellonCacheEntrySize at its minimum (65536), the lock and
-          cache in the instance directory, no diagnostics, no debug log.
+          cache in the instance directory, no diagnostics, no debug log;
+          and an empty OpenSSL CA bundle in its environment (every ACS
+          request makes mellon build a lasso server, which otherwise
+          reads the system's CA bundle: about 65 ms a login; see
+          MellonSP.start).
 
 Both get N unique IdP-initiated Responses signed with okta.key (the
 Assertion signed, as Okta does) BEFORE any clock starts, POSTed by the
-same wrk driver (run_wrk_posts: each body exactly once, -t2 -cC), and the
-same wrk GET runs for a static file with and without authentication.  The
+same wrk driver (bench/wrkpost.py run_wrk_posts: each body exactly once,
+-t2 -cC), and the same wrk GET runs for a static file with and without
+authentication, in --slices parts alternating between the instances.  The
 table gives each figure and the ratio btsso/mellon:
 
   logins/s, mod_btsso / mod_auth_mellon                        goal >= 10
   protected file req/s with a live session, btsso / mellon     goal >= 1.5
 
 Checks (the run fails when one does not hold): every timed login answered
-its expected redirect with a session cookie; the first session of the run
-is still live afterwards; a replayed response is refused; for mellon an
-unsigned response is refused (its signature check is on).
+its expected redirect with a session cookie; the warm-up session and an
+early one of the timed run are still live afterwards; a replayed response
+is refused; for mellon an unsigned response and one signed by another key
+are refused (its signature check is on).
 
 Loopback only; every httpd and wrk is stopped by PID and every directory
 removed, also on SIGTERM and errors.  Exit status 0 when every check held.
