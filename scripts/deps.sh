@@ -3,6 +3,7 @@
 # demo -- only those missing, so a prepared machine is left alone.
 #   scripts/deps.sh build    compiler, autotools, -dev packages
 #   scripts/deps.sh test     + httpd, databases, caches, IdPs, browser
+#   scripts/deps.sh bench    + mod_auth_mellon (bench/mellon.py compares)
 set -eu
 BUILD="build-essential autoconf automake libtool pkg-config apache2 apache2-dev
   libxml2-dev libxmlsec1-dev libxmlsec1-openssl libssl-dev libcurl4-openssl-dev
@@ -14,9 +15,11 @@ TEST="python3 python3-pytest python3-pysaml2 python3-lxml python3-xmlsec
   simplesamlphp php8.2-xml php8.2-mbstring libapache2-mod-php8.2
   chromium chromium-driver python3-selenium
   debhelper dh-autoreconf lintian man-db"
+BENCH="libapache2-mod-auth-mellon"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
 [ "${1:-build}" = demo ] && want="$BUILD $TEST"
+[ "${1:-build}" = bench ] && want="$BUILD $TEST $BENCH"
 missing=""
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
