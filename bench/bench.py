@@ -55,6 +55,9 @@ import xmlsec  # noqa: E402
 import btsso_httpd  # noqa: E402
 import samlgen  # noqa: E402
 
+sys.path.insert(0, HERE)
+import wrkpost  # noqa: E402
+
 COOKIE = "btsso_session"
 TARGET = "/app/landing"
 SESSION_RE = re.compile(r"^%s=([0-9a-f]{64});" % COOKIE)
@@ -343,110 +346,6 @@ def run_python_load(port, path, cookie, concurrency, duration):
             "p99": percentile(lat_all, 99)}
 
 
-# ---- the ACS load with wrk -------------------------------------------------------------
-
-WRK_POST_LUA = r"""
--- Each wrk thread POSTs its own slice of pre-signed bodies (one per line
--- of bodies-<n>.txt, n the thread's number), each exactly once.  An answer
--- counts as good when its status is EXPECT_STATUS and it sets the cookie
--- COOKIE_NAME; a thread that uses up its slice stops and says so (the run
--- is then void: the rate would count idle time).  wrk calls request()
--- once on thread 0 before the run to check the request's shape and does
--- not send it: that body is lost, not posted.
-local threads = {}
-local counter = 0
-function setup(thread)
-    thread:set("id", counter)
-    counter = counter + 1
-    table.insert(threads, thread)
-end
-function init(args)
-    bodies = {}
-    for line in io.lines(DIR .. "/bodies-" .. id .. ".txt") do
-        bodies[#bodies + 1] = line
-    end
-    nxt, good, bad, exhausted, first = 0, 0, 0, 0, ""
-    hdrs = {["Content-Type"] = "application/x-www-form-urlencoded"}
-end
-function request()
-    nxt = nxt + 1
-    if nxt > #bodies then
-        exhausted = 1
-        wrk.thread:stop()
-        nxt = #bodies
-    end
-    return wrk.format("POST", PATH, hdrs, bodies[nxt])
-end
-function response(status, headers, body)
-    local c = headers["Set-Cookie"] or headers["set-cookie"] or ""
-    local sid = string.match(c, "^" .. COOKIE_NAME .. "=(%x+);")
-    if status == EXPECT_STATUS and sid ~= nil and #sid == 64 then
-        good = good + 1
-        if first == "" then first = sid end
-    else
-        bad = bad + 1
-    end
-end
-function done(summary, latency, requests)
-    local g, b, x, f = 0, 0, 0, ""
-    for _, t in ipairs(threads) do
-        g = g + t:get("good")
-        b = b + t:get("bad")
-        x = x + t:get("exhausted")
-        if f == "" then f = t:get("first") end
-    end
-    io.write(string.format("BENCHPOST good=%d bad=%d exhausted=%d "
-        .. "errors=%d p50_us=%d p99_us=%d first=%s\n", g, b, x,
-        summary.errors.connect + summary.errors.read + summary.errors.write
-        + summary.errors.timeout, latency:percentile(50),
-        latency:percentile(99), f))
-end
-"""
-
-
-def run_wrk_posts(wrk, url, path, bodies, concurrency, duration, workdir,
-                  expect_status=303, cookie_name=COOKIE, threads=2):
-    """POST pre-made urlencoded form bodies with wrk for `duration` seconds
-    over `concurrency` keep-alive connections in `threads` wrk threads,
-    each body at most once (thread i takes bodies i, i+threads, ...).
-
-    An answer is good when its status is expect_status and it sets a
-    64-hex cookie_name cookie.  Returns {"rps": good answers per second
-    of the run, "good", "bad" (other answers and socket errors),
-    "exhausted" (threads that ran out of bodies: the rate is then too
-    low, make more), "p50", "p99" (seconds), "first" (the cookie of the
-    first good answer of the first thread)}."""
-    for i in range(threads):
-        with open(os.path.join(workdir, "bodies-%d.txt" % i), "wb") as f:
-            f.write(b"\n".join(bodies[i::threads]) + b"\n")
-    script = os.path.join(workdir, "post.lua")
-    with open(script, "w") as f:
-        f.write('DIR = "%s"\nPATH = "%s"\nEXPECT_STATUS = %d\n'
-                'COOKIE_NAME = "%s"\n' % (workdir, path, expect_status,
-                                          cookie_name))
-        f.write(WRK_POST_LUA)
-    cmd = [wrk, "-t", str(threads), "-c", str(max(threads, concurrency)),
-           "-d", "%ds" % duration, "--timeout", "10s", "-s", script, url]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        out, err = p.communicate(timeout=duration + 60)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-        raise RuntimeError("wrk did not finish")
-    m = re.search(r"BENCHPOST good=(\d+) bad=(\d+) exhausted=(\d+) "
-                  r"errors=(\d+) p50_us=(\d+) p99_us=(\d+) first=(\w*)", out)
-    if p.returncode != 0 or m is None:
-        raise RuntimeError("wrk failed (%d): %s%s" % (p.returncode, out, err))
-    good = int(m.group(1))
-    return {"rps": good / float(duration), "good": good,
-            "bad": int(m.group(2)) + int(m.group(4)),
-            "exhausted": int(m.group(3)),
-            "p50": int(m.group(5)) / 1e6, "p99": int(m.group(6)) / 1e6,
-            "first": m.group(7) or None}
-
-
 # ---- the instance ----------------------------------------------------------------------
 
 def baseline_location(portal_mod):
@@ -465,12 +364,9 @@ def main():
     ap.add_argument("--builddir", default=os.environ.get(
         "BTSSO_BUILDDIR", os.path.join(TOP, "build")),
         help="build directory holding .libs/mod_btsso.so and btssoctl")
-    ap.add_argument("--logins", type=int, default=24000,
-                    help="signed responses for the timed ACS run (with "
-                    "wrk: more than it can use in --login-duration; "
-                    "without: all of them are posted)")
-    ap.add_argument("--login-duration", type=int, default=4,
-                    help="seconds of the ACS run with wrk")
+    ap.add_argument("--logins", type=int, default=16000,
+                    help="signed responses posted in the timed ACS run, "
+                    "each once, each for another user")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--duration", type=int, default=8,
                     help="seconds per static-file run")
@@ -541,9 +437,11 @@ def main():
         cpu0 = os.times()
         if wrk:
             t0 = time.perf_counter()
-            wres = run_wrk_posts(wrk, p.url, "/sso/acs", timed,
-                                 args.concurrency, args.login_duration,
-                                 workdir)
+            wres = wrkpost.run_wrk_posts(p.url + "/sso/acs", timed,
+                                         args.concurrency, expect_status=303,
+                                         cookie_name=COOKIE,
+                                         expect_location=expect,
+                                         workdir=workdir)
             elapsed = time.perf_counter() - t0
         else:
             res, elapsed = post_logins(port, timed, args.concurrency, expect)
@@ -552,19 +450,16 @@ def main():
                       + cpu1.children_system - cpu0.children_system) \
             if wrk else (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         if wrk:
-            login_errors = wres["bad"]
-            if wres["exhausted"]:
-                ok = False
-                log("wrk used up the %d signed responses before %d s: "
-                    "raise --logins" % (len(timed), args.login_duration))
+            login_errors = wres["bad"] + wres["errors"]
             if login_errors:
                 ok = False
-                log("%d logins did not answer 303 with a new session "
-                    "cookie" % login_errors)
+                log("%d logins did not answer 303 to %s with a new session "
+                    "cookie, e.g. %s" % (login_errors, expect,
+                                         wres["bad_example"]))
             logins_rps = wres["rps"]
             lat50, lat99 = wres["p50"], wres["p99"]
-            first_sid = wres["first"]
-            login_count = wres["good"]
+            first_sid = wres["cookies"][0] if wres["cookies"] else None
+            login_count = wres["requests"]
             client_span = elapsed
         else:
             login_errors = len(res.errors)
@@ -594,10 +489,7 @@ def main():
         st, _ = get_status(port, "/sso/session", live)
         checks.append(("warm-up session still live", st == 200,
                        "GET /sso/session -> %d" % st))
-        # wrk asks thread 0's script for one request before the run, to
-        # check its shape, and never sends it: thread 0's first body may
-        # be unused; its next ones were posted
-        replayed = [timed[2], timed[4], timed[6]] if wrk else [timed[0]]
+        replayed = [timed[0], timed[len(timed) // 2], timed[-1]]
         statuses = []
         for body in replayed:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
