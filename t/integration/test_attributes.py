@@ -24,18 +24,14 @@ import base64
 import http.server
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
-import urllib.parse
 
 import pytest
 import requests
 
-import btsso_httpd
+import cachesrv
 from portal import Portal
 
 CGI_SCRIPT = r"""#!/usr/bin/python3
@@ -479,76 +475,10 @@ def test_session_keeps_attributes_when_written_back(make_httpd, tmp_path):
         p.backend.stop()
 
 
-def wait_port(port, proc):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("memcached exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("memcached did not listen")
-
-
 @pytest.fixture
 def memcached():
-    if shutil.which("memcached") is None:
-        pytest.fail("memcached is not installed (scripts/deps.sh test)")
-    port = btsso_httpd.free_port()
-    cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
-           "-m", "16"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait_port(port, proc)
-    yield port
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-
-
-class Memcache:
-    """Just enough of memcached's text protocol to read and overwrite
-    what the module stored."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), 10)
-        self.f = self.s.makefile("rb")
-
-    def cmd(self, line):
-        self.s.sendall(line.encode() + b"\r\n")
-
-    def keys(self):
-        self.cmd("lru_crawler metadump all")
-        out = []
-        while True:
-            line = self.f.readline().strip()
-            if line == b"END" or not line:
-                return out
-            for part in line.split():
-                if part.startswith(b"key="):
-                    out.append(urllib.parse.unquote(part[4:].decode()))
-
-    def get(self, key):
-        self.cmd("get %s" % key)
-        head = self.f.readline().split()
-        if head[0] == b"END":
-            return None
-        n = int(head[3])
-        data = self.f.read(n + 2)[:-2]
-        assert self.f.readline().strip() == b"END"
-        return data
-
-    def set(self, key, value):
-        self.s.sendall(b"set %s 0 600 %d\r\n%s\r\n"
-                       % (key.encode(), len(value), value))
-        assert self.f.readline().strip() == b"STORED"
-
-    def close(self):
-        self.f.close()
-        self.s.close()
+    with cachesrv.memcached_server() as port:
+        yield port
 
 
 def test_memcached_session_record(make_httpd, tmp_path, memcached):
@@ -565,7 +495,7 @@ def test_memcached_session_record(make_httpd, tmp_path, memcached):
         # find the session record through the NameID index (session.c):
         # the octet 0x01, then per session 8 octets of expiry, the 32 of
         # its cache key, 2 of SessionIndex length and the SessionIndex
-        mc = Memcache(memcached)
+        mc = cachesrv.Memcache(memcached)
         for _ in range(50):     # the LRU crawler lists what it has seen
             index = [v for v in (mc.get(k) for k in mc.keys())
                      if v and v[:1] == b"\x01"

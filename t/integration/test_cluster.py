@@ -4,7 +4,6 @@ node completes on the other, a session made on one is honoured by the
 other, a response used on one is a replay on the other, and a logout on
 one ends the session everywhere.  The store is a shared SQLite file, or a
 throwaway MariaDB (t/lib/mariadbtmp.sh), the cluster store SPEC names."""
-import os
 import shutil
 import signal
 import socket
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 import btsso_httpd
+import cachesrv
 from mariadbtmp import mariadb_server, mariadb  # noqa: F401 (fixtures)
 from portal import Portal, SPKEYS
 
@@ -34,20 +34,9 @@ def wait_port(port, proc, what):
 
 @pytest.fixture
 def memcached():
-    if shutil.which("memcached") is None:
-        pytest.fail("memcached is not installed (scripts/deps.sh test)")
-    port = btsso_httpd.free_port()
-    cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
-           "-m", "16"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait_port(port, proc, "memcached")
-    yield ("socache_memcache_module", "mod_socache_memcache.so",
-           "memcache:127.0.0.1:%d" % port)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
+    with cachesrv.memcached_server() as port:
+        yield ("socache_memcache_module", "mod_socache_memcache.so",
+               "memcache:127.0.0.1:%d" % port)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 import btsso_httpd
+import cachesrv
 from adminlib import ADMIN_LOCATION, PASSWORD, write_htpasswd
 from portal import Portal, SPKEYS
 
@@ -311,19 +312,8 @@ def wait_port(port, proc):
 
 @pytest.fixture
 def memcached():
-    if shutil.which("memcached") is None:
-        pytest.fail("memcached is not installed (scripts/deps.sh test)")
-    port = btsso_httpd.free_port()
-    cmd = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
-           "-m", "16"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait_port(port, proc)
-    yield "memcache:127.0.0.1:%d" % port
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
+    with cachesrv.memcached_server() as port:
+        yield "memcache:127.0.0.1:%d" % port
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ SessionIndex) answered by our signed LogoutResponse, and every refusal.
 Local logout never fails, whatever the IdP does."""
 import base64
 import datetime
+import json
 import subprocess
+import time
 import urllib.parse
 import uuid
 import zlib
@@ -16,6 +18,7 @@ from saml2 import BINDING_HTTP_REDIRECT
 from saml2.pack import http_redirect_message
 from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
 
+import cachesrv
 from portal import Portal, SPKEYS
 from pysaml_idp import PysamlIdP
 
@@ -476,3 +479,48 @@ def test_slo_request_in_response_parameter_refused(portal):
 def test_slo_methods(portal):
     r = requests.put(portal.url + "/sso/slo", timeout=10)
     assert r.status_code == 405
+
+
+def test_idp_logout_request_reads_an_older_json_index(make_httpd, tmp_path):
+    """A session made before the NameID index took its binary form (its
+    index a JSON list, left in memcached across an upgrade) is still ended
+    by the IdP's LogoutRequest; the index then holds the other session in
+    the binary form."""
+    with cachesrv.memcached_server() as port:
+        p = Portal(make_httpd, tmp_path, btsso_conf=(
+            "BTSSOSessionCache memcache:127.0.0.1:%d\n" % port),
+            modules=[("socache_memcache_module",
+                      "mod_socache_memcache.so")]).start()
+        ann1, si1 = login(p)
+        ann2, si2 = login(p)
+        mc = cachesrv.Memcache(port)
+        index_key = None
+        for _ in range(50):     # the LRU crawler lists what it has seen
+            for k in mc.keys():
+                v = mc.get(k)
+                if v and v[:1] == b"\x01":
+                    index_key, index = k, v
+            if index_key:
+                break
+            time.sleep(0.1)
+        assert index_key is not None
+        # the binary index, rewritten as the JSON list of the versions
+        # before: [{"k": hex cache key, "si": SessionIndex, "e": expiry}]
+        items, at = [], 1
+        while at < len(index):
+            n = int.from_bytes(index[at + 40:at + 42], "big")
+            items.append({"e": int.from_bytes(index[at:at + 8], "big"),
+                          "k": index[at + 8:at + 40].hex(),
+                          "si": index[at + 42:at + 42 + n].decode()})
+            at += 42 + n
+        assert sorted(i["si"] for i in items) == sorted([si1, si2])
+        mc.set(index_key, json.dumps(items).encode())
+        q = redirect_query(p.idp, logout_request_xml(
+            p, "ann@example.com", [si1]), "SAMLRequest")
+        assert p.get("/sso/slo?" + q).status_code == 302
+        assert not alive(p, ann1)
+        assert alive(p, ann2)
+        left = mc.get(index_key)
+        assert left[:1] == b"\x01" and si2.encode() in left
+        assert si1.encode() not in left
+        mc.close()
