@@ -459,23 +459,91 @@ static int attr_has_control(const btsso_session_attr_t *a)
     return 0;
 }
 
+/* Whether x is one of the names an attribute exported as var with nv
+ * values takes: var, var_N, var_1 ... var_nv. */
+static int is_name_of(const char *x, const char *var, apr_size_t var_len,
+                      int nv)
+{
+    const char *d;
+    long i = 0;
+
+    if (strncmp(x, var, var_len) != 0) {
+        return 0;
+    }
+    x += var_len;
+    if (*x == '\0') {
+        return 1;
+    }
+    if (*x++ != '_') {
+        return 0;
+    }
+    if (x[0] == 'N' && x[1] == '\0') {
+        return 1;
+    }
+    if (*x < '1' || *x > '9') {
+        return 0;       /* what %d makes: no sign, no leading zero */
+    }
+    for (d = x; *d >= '0' && *d <= '9' && d - x < 9; d++) {
+        i = i * 10 + (*d - '0');
+    }
+    return *d == '\0' && i <= nv;
+}
+
+/* var + "_" + suffix (a number, or "N" when n < 0). */
+static const char *var_name(apr_pool_t *p, const char *var,
+                            apr_size_t var_len, int n)
+{
+    char *out = apr_palloc(p, var_len + 13), *o = out + var_len + 1;
+    char digits[12];
+    int k = 0;
+
+    memcpy(out, var, var_len);
+    out[var_len] = '_';
+    if (n < 0) {
+        *o++ = 'N';
+    }
+    else {
+        do {
+            digits[k++] = (char)('0' + n % 10);
+            n /= 10;
+        } while (n > 0);
+        while (k > 0) {
+            *o++ = digits[--k];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+typedef struct taken_var {
+    const char *var;
+    apr_size_t len;
+    int nv;
+} taken_var;
+
+/*
+ * Without a hash of every name taken (that was most of a protected
+ * request's cost here): two attributes clash when one's variable is one
+ * of the other's names.  Their other names cannot meet: "_N" ends in a
+ * letter, "_<i>" in a digit, and a value suffix is digits only.
+ */
 void btsso_session_attrs_env(apr_pool_t *p, const apr_array_header_t *attrs,
                              btsso_session_env_set_fn set,
                              btsso_session_env_skip_fn skip, void *ctx)
 {
-    apr_hash_t *taken;
-    int i, j;
+    taken_var *taken;
+    int i, j, k, ntaken = 0;
 
     if (attrs == NULL || attrs->nelts == 0) {
         return;
     }
-    taken = apr_hash_make(p);
+    taken = apr_palloc(p, sizeof(*taken) * (apr_size_t)attrs->nelts);
     for (i = 0; i < attrs->nelts; i++) {
         const btsso_session_attr_t *a = &APR_ARRAY_IDX(attrs, i,
                                                        btsso_session_attr_t);
         const char *var = btsso_session_attr_var(p, a);
+        apr_size_t len = strlen(var);
         int nv = a->values != NULL ? a->values->nelts : 0;
-        const char **names = apr_palloc(p, sizeof(char *) * (nv + 2));
         int clash = 0;
 
         if (attr_has_control(a)) {
@@ -484,14 +552,9 @@ void btsso_session_attrs_env(apr_pool_t *p, const apr_array_header_t *attrs,
             }
             continue;
         }
-        names[0] = var;
-        names[1] = apr_pstrcat(p, var, "_N", NULL);
-        for (j = 0; j < nv; j++) {
-            names[j + 2] = apr_psprintf(p, "%s_%d", var, j + 1);
-        }
-        for (j = 0; j < nv + 2 && !clash; j++) {
-            clash = apr_hash_get(taken, names[j], APR_HASH_KEY_STRING)
-                    != NULL;
+        for (k = 0; k < ntaken && !clash; k++) {
+            clash = is_name_of(var, taken[k].var, taken[k].len, taken[k].nv)
+                    || is_name_of(taken[k].var, var, len, nv);
         }
         if (clash) {
             if (skip != NULL) {
@@ -499,16 +562,17 @@ void btsso_session_attrs_env(apr_pool_t *p, const apr_array_header_t *attrs,
             }
             continue;
         }
-        for (j = 0; j < nv + 2; j++) {
-            apr_hash_set(taken, names[j], APR_HASH_KEY_STRING, "");
-        }
+        taken[ntaken].var = var;
+        taken[ntaken].len = len;
+        taken[ntaken].nv = nv;
+        ntaken++;
         if (nv > 0) {
             set(ctx, var, APR_ARRAY_IDX(a->values, 0, const char *));
         }
-        set(ctx, names[1], apr_itoa(p, nv));
+        set(ctx, var_name(p, var, len, -1), apr_itoa(p, nv));
         for (j = 0; j < nv; j++) {
-            set(ctx, names[j + 2], APR_ARRAY_IDX(a->values, j,
-                                                 const char *));
+            set(ctx, var_name(p, var, len, j + 1),
+                APR_ARRAY_IDX(a->values, j, const char *));
         }
     }
 }

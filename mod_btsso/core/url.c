@@ -369,3 +369,37 @@ const char *btsso_cookie_header(apr_pool_t *p, const char *name,
                        samesite != NULL ? "; SameSite=" : "",
                        samesite != NULL ? samesite : "", NULL);
 }
+
+int btsso_cookie_find(const char *header, const char *name,
+                      const char **value, apr_size_t *value_len)
+{
+    apr_size_t nlen = strlen(name);
+    const char *c = header;
+    int found = *value != NULL;
+
+    while (c != NULL && *c != '\0') {
+        const char *end = c + strcspn(c, ";,"), *v;
+        apr_size_t vlen;
+
+        while (c < end && (*c == ' ' || *c == '\t')) {
+            c++;
+        }
+        if ((apr_size_t)(end - c) > nlen && strncmp(c, name, nlen) == 0
+            && c[nlen] == '=') {
+            v = c + nlen + 1;
+            vlen = (apr_size_t)(end - v);
+            while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) {
+                vlen--;
+            }
+            if (found && (vlen != *value_len
+                          || strncmp(v, *value, vlen) != 0)) {
+                return -1;
+            }
+            *value = v;
+            *value_len = vlen;
+            found = 1;
+        }
+        c = *end != '\0' ? end + 1 : NULL;
+    }
+    return found;
+}

@@ -69,4 +69,16 @@ const char *btsso_cookie_header(apr_pool_t *p, const char *name,
                                 long max_age, int secure,
                                 const char *samesite);
 
+/*
+ * The value of cookie `name` in one Cookie request header: pairs split at
+ * ';' and ',', blanks around a pair skipped, no unescaping.  Returns 1
+ * (*value, *value_len point into header), 0 when absent, -1 when the
+ * header names it twice with different values (*value unset): which one
+ * a server or a proxy would pick is unknowable, so neither is used.  The
+ * same cookie twice with one value counts once.  Called on each Cookie
+ * header of a request with the previous answer in *value (NULL first).
+ */
+int btsso_cookie_find(const char *header, const char *name,
+                      const char **value, apr_size_t *value_len);
+
 #endif /* BTSSO_URL_H */

@@ -473,22 +473,41 @@ static apr_status_t session_store(request_rec *r, btsso_session_t *ss)
     return cache_put_octets(r, session_key(r, ss->token), rec, len, expiry);
 }
 
+typedef struct cookie_scan {
+    const char *name;
+    const char *value;
+    apr_size_t len;
+    int state;                  /* btsso_cookie_find's: 1, 0 or -1 */
+} cookie_scan;
+
+static int scan_cookie_header(void *ctx, const char *key, const char *value)
+{
+    cookie_scan *cs = ctx;
+
+    cs->state = btsso_cookie_find(value, cs->name, &cs->value, &cs->len);
+    return cs->state >= 0;      /* a conflict ends the scan */
+}
+
+/*
+ * The session cookie's value, read from the Cookie headers in place
+ * (ap_cookie_read copies and re-joins every cookie of the header: it was
+ * a quarter of what a protected request costs this module).  As with
+ * ap_cookie_read, the cookie sent twice with different values is no
+ * session.
+ */
 static const char *session_cookie(request_rec *r)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    const char *value = NULL;
+    cookie_scan cs = { sc->cookie_name, NULL, 0, 0 };
 
-    if (ap_cookie_read(r, sc->cookie_name, &value, 0) != APR_SUCCESS
-        || value == NULL) {
-        return NULL;
-    }
+    apr_table_do(scan_cookie_header, &cs, r->headers_in, "Cookie", NULL);
     /* Our tokens are 64 lowercase hex digits; anything else is not ours
      * and is not looked up. */
-    if (strlen(value) != 2 * SESSION_TOKEN_BYTES
-        || strspn(value, "0123456789abcdef") != 2 * SESSION_TOKEN_BYTES) {
+    if (cs.state != 1 || cs.len != 2 * SESSION_TOKEN_BYTES
+        || strspn(cs.value, "0123456789abcdef") < 2 * SESSION_TOKEN_BYTES) {
         return NULL;
     }
-    return value;
+    return apr_pstrmemdup(r->pool, cs.value, cs.len);
 }
 
 static void set_cookie(request_rec *r, const char *value, long max_age)

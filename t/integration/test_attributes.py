@@ -45,6 +45,8 @@ print(json.dumps({k.decode(): base64.b64encode(v).decode()
 
 EXTRA = """
 ScriptSock {dir}/cgid.sock
+# a careless rule that lets a request header name BTSSO_ATTR_* variables
+SetEnvIf X-Forge "(.+)" BTSSO_ATTR_GROUPS=$1 BTSSO_ATTR_ADMIN=$1 btsso_attr_x=$1
 <Location /app/cgi>
     SetHandler cgi-script
     Options +ExecCGI
@@ -331,6 +333,20 @@ def test_spoofed_attribute_headers_stripped(portal):
     # and a request without a session cannot smuggle one in either
     r = portal.get("/app/cgi/env.cgi", headers=spoof)
     assert r.status_code == 302
+
+
+def test_spoofed_attribute_variables_removed(portal):
+    """A BTSSO_ATTR_* variable set before the module exports the session's
+    (here by a SetEnvIf on a request header) does not reach the script:
+    the session's value replaces it, and one the session lacks is gone."""
+    cookies = login(portal, {"mail": ["ann@example.com"],
+                             "groups": ["Sales"]})
+    env = cgi_env(portal, cookies, headers={"X-Forge": "Finance"})
+    assert env["BTSSO_ATTR_GROUPS"] == "Sales"
+    assert env["BTSSO_ATTR_GROUPS_N"] == "1"
+    assert "BTSSO_ATTR_ADMIN" not in env
+    assert "btsso_attr_x" not in env
+    assert env["BTSSO_ATTR_MAIL"] == "ann@example.com"
 
 
 # ---- bounds -----------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -362,6 +363,87 @@ static void test_env(void **state)
     assert_int_equal(e.control, 1);
 }
 
+/* The clash rule against its plain reading, on random sets of names
+ * that run into each other: an attribute is exported unless one of its
+ * names (VAR, VAR_N, VAR_1..VAR_n) is a name of one exported before. */
+static void test_env_clashes_random(void **state)
+{
+    static const char *names[] = { "a", "a_1", "a_2", "a_N", "a_1_1",
+                                   "a_12", "a_1_N", "b", "a_0", "a_01" };
+    static const char *v[] = { "v1", "v2", "v3", "v4", "v5", "v6", "v7",
+                               "v8", "v9", "v10", "v11", "v12", "v13" };
+    unsigned int seed = 7;
+    int round;
+
+    for (round = 0; round < 3000; round++) {
+        apr_array_header_t *attrs = apr_array_make(pool, 8,
+                                                   sizeof(btsso_session_attr_t));
+        apr_table_t *want = apr_table_make(pool, 16);
+        apr_table_t *expect = apr_table_make(pool, 16);
+        envs e = { apr_table_make(pool, 16), 0, 0 };
+        int n = 1 + (int)(rand_r(&seed) % 5), i, j, taken = 0;
+
+        for (i = 0; i < n; i++) {
+            apr_array_header_t *vs = apr_array_make(pool, 2,
+                                                    sizeof(const char *));
+            int nv = (int)(rand_r(&seed) % 14);
+            char *up, *c;
+            const char **mine;
+            int clash = 0;
+
+            for (j = 0; j < nv; j++) {
+                APR_ARRAY_PUSH(vs, const char *) = v[j % 13];
+            }
+            add_attr(attrs, names[rand_r(&seed) % 10], NULL, vs);
+            up = apr_pstrcat(pool, "BTSSO_ATTR_",
+                             APR_ARRAY_IDX(attrs, i,
+                                           btsso_session_attr_t).name, NULL);
+            for (c = up; *c; c++) {
+                *c = *c >= 'a' && *c <= 'z' ? (char)(*c - 32) : *c;
+            }
+            mine = apr_palloc(pool, sizeof(char *) * (nv + 2));
+            mine[0] = up;
+            mine[1] = apr_pstrcat(pool, up, "_N", NULL);
+            for (j = 0; j < nv; j++) {
+                mine[j + 2] = apr_psprintf(pool, "%s_%d", up, j + 1);
+            }
+            for (j = 0; j < nv + 2; j++) {
+                clash |= apr_table_get(want, mine[j]) != NULL;
+            }
+            if (clash) {
+                taken++;
+                continue;
+            }
+            for (j = 0; j < nv + 2; j++) {
+                apr_table_set(want, mine[j], "");
+            }
+            if (nv > 0) {
+                apr_table_set(expect, up, v[0]);
+            }
+            apr_table_set(expect, mine[1], apr_itoa(pool, nv));
+            for (j = 0; j < nv; j++) {
+                apr_table_set(expect, mine[j + 2], v[j % 13]);
+            }
+        }
+        btsso_session_attrs_env(pool, attrs, env_set, env_skip, &e);
+        assert_int_equal(e.taken, taken);
+        /* exactly what was expected: VAR (when there is a value), VAR_N
+         * and VAR_<i> of each exported attribute */
+        assert_int_equal(apr_table_elts(e.set)->nelts,
+                         apr_table_elts(expect)->nelts);
+        for (i = 0; i < apr_table_elts(expect)->nelts; i++) {
+            const apr_table_entry_t *t = &APR_ARRAY_IDX(
+                apr_table_elts(expect), i, apr_table_entry_t);
+            const char *got = apr_table_get(e.set, t->key);
+
+            if (got == NULL || strcmp(got, t->val) != 0) {
+                fail_msg("round %d: %s is %s, want %s", round, t->key,
+                         got ? got : "unset", t->val);
+            }
+        }
+    }
+}
+
 static void test_header_and_match(void **state)
 {
     apr_array_header_t *attrs = apr_array_make(pool, 8,
@@ -415,6 +497,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_clashes_random, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_header_and_match, setup,
                                         teardown),
     };

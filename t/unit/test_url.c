@@ -261,6 +261,51 @@ static void test_cookie_header_refused(void **state)
     assert_null(btsso_cookie_header(pool, "s", "v", "/", -2, 1, "Lax"));
 }
 
+static void test_cookie_find(void **state)
+{
+    const char *v = NULL;
+    apr_size_t n = 0;
+
+    assert_int_equal(btsso_cookie_find("a=1; btsso_session=abc; b=2",
+                                       "btsso_session", &v, &n), 1);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, "abc", 3);
+    /* a name that only starts the same, or ends the same, is another */
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session_x=1; xbtsso_session=2",
+                                       "btsso_session", &v, &n), 0);
+    assert_int_equal(btsso_cookie_find("btsso_session", "btsso_session", &v,
+                                       &n), 0);
+    /* blanks around, ',' as a separator, an empty value */
+    assert_int_equal(btsso_cookie_find("x=1,\t btsso_session=abc \t;y",
+                                       "btsso_session", &v, &n), 1);
+    assert_int_equal(n, 3);
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session=", "btsso_session",
+                                       &v, &n), 1);
+    assert_int_equal(n, 0);
+    /* twice: the same value counts once, another is refused */
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session=abc; btsso_session=abc",
+                                       "btsso_session", &v, &n), 1);
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session=abc; btsso_session=abd",
+                                       "btsso_session", &v, &n), -1);
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session=abc; btsso_session=ab",
+                                       "btsso_session", &v, &n), -1);
+    /* across two Cookie headers of one request */
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("btsso_session=abc", "btsso_session",
+                                       &v, &n), 1);
+    assert_int_equal(btsso_cookie_find("z=9", "btsso_session", &v, &n), 1);
+    assert_int_equal(btsso_cookie_find("btsso_session=abd", "btsso_session",
+                                       &v, &n), -1);
+    v = NULL;
+    assert_int_equal(btsso_cookie_find("", "btsso_session", &v, &n), 0);
+    assert_int_equal(btsso_cookie_find(";;, ,", "btsso_session", &v, &n), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_base_url_parse_refused),
         cmocka_unit_test(test_cookie_header),
         cmocka_unit_test(test_cookie_header_refused),
+        cmocka_unit_test(test_cookie_find),
     };
 
     apr_initialize();
