@@ -214,19 +214,20 @@ static const char *hashed_key(apr_pool_t *p, char prefix, const char *secret)
     return out;
 }
 
-static int hexval(char c)
-{
-    return c <= '9' ? c - '0' : c - 'a' + 10;
-}
-
-/* The raw digest of a hashed_key() text, written into buf. */
+/* The raw digest of a hashed_key() text, written into buf (the text is
+ * ours: 64 lowercase hex digits). */
 static const unsigned char *raw_key(const char *key, unsigned char *buf)
 {
+    static const unsigned char hexv[256] = {
+        ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5,
+        ['6'] = 6, ['7'] = 7, ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11,
+        ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15
+    };
+    const unsigned char *k = (const unsigned char *)key;
     apr_size_t i;
 
-    for (i = 0; i < KEY_BYTES && key[2 * i] && key[2 * i + 1]; i++) {
-        buf[i] = (unsigned char)(hexval(key[2 * i]) << 4
-                                 | hexval(key[2 * i + 1]));
+    for (i = 0; i < KEY_BYTES && k[2 * i] && k[2 * i + 1]; i++) {
+        buf[i] = (unsigned char)(hexv[k[2 * i]] << 4 | hexv[k[2 * i + 1]]);
     }
     return buf;
 }
