@@ -76,8 +76,11 @@ class ResponseSigner:
     loaded once (samlgen.sign() reloads key and cert from disk each time,
     which costs more than the signature)."""
 
-    def __init__(self, template_xml):
+    def __init__(self, template_xml, user_of=None):
+        """user_of(index): the email of response index's person (NameID
+        and mail), or None: the template's."""
         self.template = template_xml
+        self.user_of = user_of
         self.key = xmlsec.Key.from_file(samlgen.key_path("okta.key"),
                                         xmlsec.KeyFormat.PEM)
         self.key.load_cert_from_file(samlgen.key_path("okta.crt"),
@@ -86,15 +89,17 @@ class ResponseSigner:
     def make(self, index):
         resp = etree.fromstring(self.template)
         assertion = resp.find(samlgen.q(samlgen.NS_SAML, "Assertion"))
-        # each response a different person (user_email): one person
-        # signing in thousands of times is no portal's Monday morning
-        email = user_email(index)
-        assertion.find(".//" + samlgen.q(samlgen.NS_SAML, "NameID")).text = \
-            email
-        for attr in assertion.iter(samlgen.q(samlgen.NS_SAML, "Attribute")):
-            if attr.get("Name") == "mail":
-                attr.find(samlgen.q(samlgen.NS_SAML,
-                                    "AttributeValue")).text = email
+        if self.user_of is not None:
+            # each response another person: one person signing in
+            # thousands of times is no portal's Monday morning
+            email = self.user_of(index)
+            assertion.find(".//" + samlgen.q(samlgen.NS_SAML,
+                                             "NameID")).text = email
+            for attr in assertion.iter(samlgen.q(samlgen.NS_SAML,
+                                                 "Attribute")):
+                if attr.get("Name") == "mail":
+                    attr.find(samlgen.q(samlgen.NS_SAML,
+                                        "AttributeValue")).text = email
         resp.set("ID", "_resp-" + secrets.token_hex(16))
         aid = "_assert-" + secrets.token_hex(16)
         assertion.set("ID", aid)
@@ -150,7 +155,7 @@ def _init_signer(template):
     # deletes the running instance's SQLite file under it, and every
     # database connection opened afterwards fails (503 store_unavailable).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _signer = ResponseSigner(template)
+    _signer = ResponseSigner(template, user_email)
 
 
 def _sign_one(i):
@@ -359,6 +364,28 @@ def baseline_location(portal_mod):
     return "<Location /open>\n%s\n</Location>\n" % "\n".join(headers)
 
 
+def start_instance(portal_mod, make_httpd, instance, users):
+    """The benchmark's mod_btsso, started: the login tests' portal with
+    the default BTSSOConfigTTL, LogLevel warn, a session cache sized for
+    tens of thousands of sessions made in seconds (the default 16 MiB
+    holds about 25,000; docs/performance.md), /open beside /app, and
+    `users` users of acme (user_email) added by bulk SQL.  bench/mellon.py
+    starts the same."""
+    p = portal_mod.Portal(
+        make_httpd, None, workdir=instance,
+        btsso_conf=("# BTSSOConfigTTL: the default (10 s), not the "
+                    "tests' 0\nLogLevel warn\n"
+                    "BTSSOSessionCache shmcb:%s/sessions(67108864)\n"
+                    % instance),
+        extra_conf=("Alias /open %s/htdocs/app\n" % instance)
+        + baseline_location(portal_mod),
+        modules=[("alias_module", "mod_alias.so")])
+    p.start(enable=False)
+    seed_users(p.httpd.db, users)
+    p.ctl("enable", "acme")
+    return p
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--builddir", default=os.environ.get(
@@ -399,23 +426,10 @@ def main():
     workdir = tempfile.mkdtemp(prefix="btsso-bench-")
     try:
         instance = tempfile.mkdtemp(prefix="btsso-bench-httpd-")
-        p = portal_mod.Portal(
-            make_httpd, None, workdir=instance,
-            btsso_conf=("# BTSSOConfigTTL: the default (10 s), not the "
-                        "tests' 0\nLogLevel warn\n"
-                        # tens of thousands of sessions made in seconds,
-                        # each kept: a cache sized for them (the default
-                        # 16 MiB holds about 25,000; docs/performance.md)
-                        "BTSSOSessionCache shmcb:%s/sessions(67108864)\n"
-                        % instance),
-            extra_conf=("Alias /open %s/htdocs/app\n" % instance)
-            + baseline_location(portal_mod),
-            modules=[("alias_module", "mod_alias.so")])
         t_setup = time.perf_counter()
         warm = 32
-        p.start(enable=False)
-        seed_users(p.httpd.db, args.logins + warm + 1)
-        p.ctl("enable", "acme")
+        p = start_instance(portal_mod, make_httpd, instance,
+                           args.logins + warm + 1)
         port = p.httpd.port
         log("httpd pid %d on %s (setup %.1f s)" % (
             p.httpd.proc.pid, p.url, time.perf_counter() - t_setup))

@@ -367,14 +367,7 @@ def one_round(args, made, workdir):
 
     # -- mod_btsso, as bench.py sets it up
     bdir = tempfile.mkdtemp(prefix="btsso-mellon-b-")
-    bp = portal_mod.Portal(
-        make_httpd, None, workdir=bdir,
-        btsso_conf=("# BTSSOConfigTTL: the default (10 s), not the "
-                    "tests' 0\nLogLevel warn\n"),
-        extra_conf=("Alias /open %s/htdocs/app\n" % bdir)
-        + bench.baseline_location(portal_mod),
-        modules=[("alias_module", "mod_alias.so")])
-    bp.start()
+    bp = bench.start_instance(portal_mod, make_httpd, bdir, sessions)
     log("mod_btsso httpd pid %d on %s" % (bp.httpd.proc.pid, bp.url))
 
     # -- mod_auth_mellon
