@@ -8,15 +8,16 @@
  * not in it: each distinct one (by fingerprint and DER) is kept once per
  * process with its public key loaded, and shared by every entry that
  * carries it (accounts behind one IdP, a portal's shared IdPs), reference
- * counted by those entries.  Entries are
- * reference counted: the table holds one reference, each request using it
- * another until its pool is cleaned up, so a replaced or evicted entry
- * lives until its last reader is done.
+ * counted by those entries.  Entries are reference counted too: the
+ * table holds one reference, each request using it another until its pool
+ * is cleaned up, so a replaced or evicted entry lives until its last
+ * reader is done.
  *
  * The table is bounded by BTSSOAccountCacheSize, counted as the heap bytes
- * really held (blocks as malloc sized them, with its header; a public key
- * at what OpenSSL holds for it, btsso_cert_key_cost; a shared certificate
- * once): the least recently used account goes first.  Unknown accounts are remembered too (a flood of
+ * really held (blocks as malloc sized them, with the chunk header; a
+ * public key at what OpenSSL holds for it, btsso_cert_key_cost; a shared
+ * certificate once): the least recently used account goes first.  Unknown
+ * accounts are remembered too (a flood of
  * /sso/login/<name> reads the store once per name and TTL), in their own
  * LRU list capped at a sixteenth of the size, so they never push a real
  * account out.
@@ -105,9 +106,10 @@ struct btsso_acct_cache {
     apr_interval_time_t ttl;
 };
 
+/* Sized to its account name (one per Issuer seen, up to 10,000). */
 typedef struct issuer_entry {
-    char account[65];               /* "" when none */
     apr_time_t loaded;
+    char account[1];                /* "" when none */
 } issuer_entry;
 
 static btsso_error_t *store_unavailable(request_rec *r)
@@ -192,9 +194,51 @@ static const char *flat_str(flat *f, const char *s)
     return d;
 }
 
+/* What every entry would otherwise copy: the SAML bindings' names, and
+ * empty lists (read-only: nothing pushes onto an entry's arrays), one
+ * static copy each for the whole process. */
+static const char *const well_known[] = {
+    BTSSO_BINDING_REDIRECT,
+    BTSSO_BINDING_POST,
+    "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact",
+    "urn:oasis:names:tc:SAML:2.0:bindings:SOAP",
+    "urn:oasis:names:tc:SAML:2.0:bindings:PAOS",
+    "urn:oasis:names:tc:SAML:2.0:bindings:URI",
+};
+
+static apr_array_header_t empty_arrays[] = {
+    { NULL, sizeof(void *), 0, 0, NULL },
+    { NULL, sizeof(btsso_endpoint_t), 0, 0, NULL },
+    { NULL, sizeof(btsso_md_attribute_t), 0, 0, NULL },
+    { NULL, sizeof(btsso_revocation_t), 0, 0, NULL },
+};
+
+/* s itself when it is one of the well-known strings, else a copy. */
+static const char *flat_name(flat *f, const char *s)
+{
+    apr_size_t i;
+
+    for (i = 0; s != NULL && i < sizeof(well_known) / sizeof(*well_known);
+         i++) {
+        if (strcmp(s, well_known[i]) == 0) {
+            return well_known[i];
+        }
+    }
+    return flat_str(f, s);
+}
+
 static apr_array_header_t *flat_array(flat *f, int elt_size, int n)
 {
-    apr_array_header_t *a = flat_alloc(f, sizeof(*a));
+    apr_array_header_t *a;
+    apr_size_t i;
+
+    for (i = 0; n == 0 && i < sizeof(empty_arrays) / sizeof(*empty_arrays);
+         i++) {
+        if (empty_arrays[i].elt_size == elt_size) {
+            return &empty_arrays[i];
+        }
+    }
+    a = flat_alloc(f, sizeof(*a));
 
     /* No pool: the entry is read-only, nothing may push onto it. */
     a->elt_size = elt_size;
@@ -205,8 +249,10 @@ static apr_array_header_t *flat_array(flat *f, int elt_size, int n)
     return a;
 }
 
-/* The first endpoint of each binding, in document order: what
- * btsso_metadata_endpoint() can ever return. */
+/* The first endpoint of the HTTP-Redirect and of the HTTP-POST binding, in
+ * document order: what btsso_metadata_endpoint() can return for the only
+ * bindings the module asks it for (glue_signin.c, h_slo.c).  Artifact,
+ * SOAP and the like would be bytes in every entry never read. */
 static apr_array_header_t *flat_endpoints(flat *f,
                                           const apr_array_header_t *eps)
 {
@@ -222,8 +268,10 @@ static apr_array_header_t *flat_endpoints(flat *f,
     for (i = 0; i < eps->nelts; i++) {
         const btsso_endpoint_t *e = &APR_ARRAY_IDX(eps, i, btsso_endpoint_t);
 
-        keep[i] = 1;
-        for (j = 0; j < i; j++) {
+        keep[i] = e->binding != NULL
+                  && (strcmp(e->binding, BTSSO_BINDING_REDIRECT) == 0
+                      || strcmp(e->binding, BTSSO_BINDING_POST) == 0);
+        for (j = 0; keep[i] && j < i; j++) {
             const btsso_endpoint_t *o = &APR_ARRAY_IDX(eps, j,
                                                        btsso_endpoint_t);
             if (keep[j] && e->binding != NULL && o->binding != NULL
@@ -243,7 +291,7 @@ static apr_array_header_t *flat_endpoints(flat *f,
             continue;
         }
         d = &APR_ARRAY_IDX(a, j, btsso_endpoint_t);
-        d->binding = flat_str(f, e->binding);
+        d->binding = flat_name(f, e->binding);
         d->location = flat_str(f, e->location);
         d->response_location = flat_str(f, e->response_location);
         j++;
@@ -252,10 +300,20 @@ static apr_array_header_t *flat_endpoints(flat *f,
     return a;
 }
 
+/* Most accounts have none: the defaults, one copy for all of them. */
+static const btsso_policy_t default_policy = {
+    &empty_arrays[0], 0, 0, 0, 0
+};
+
 static const btsso_policy_t *flat_policy(flat *f, const btsso_policy_t *pol)
 {
-    btsso_policy_t *d = flat_alloc(f, sizeof(*d));
+    btsso_policy_t *d;
     int i, n = pol->authn_context != NULL ? pol->authn_context->nelts : 0;
+
+    if (btsso_policy_is_default(pol) && pol->updated == 0) {
+        return &default_policy;
+    }
+    d = flat_alloc(f, sizeof(*d));
 
     *d = *pol;
     d->authn_context = flat_array(f, sizeof(const char *), n);
@@ -288,7 +346,9 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
         btsso_idp_t *d = flat_alloc(f, sizeof(*d));
 
         *d = *idp;
-        d->account = flat_str(f, idp->account);
+        d->account = idp->account != NULL && a->account != NULL
+                     && strcmp(idp->account, a->account) == 0
+                     ? a->account : flat_str(f, idp->account);
         d->entity_id = flat_str(f, idp->entity_id);
         d->metadata_xml = NULL;
         d->source_url = flat_str(f, idp->source_url);
@@ -298,7 +358,9 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
     if (idp != NULL && md != NULL) {
         btsso_idp_metadata_t *m = flat_alloc(f, sizeof(*m));
 
-        m->entity_id = flat_str(f, md->entity_id);
+        m->entity_id = md->entity_id != NULL && e->idp->entity_id != NULL
+                       && strcmp(md->entity_id, e->idp->entity_id) == 0
+                       ? e->idp->entity_id : flat_str(f, md->entity_id);
         m->sso = flat_endpoints(f, md->sso);
         m->slo = flat_endpoints(f, md->slo);
         m->signing_certs = flat_array(f, sizeof(btsso_cert_t *), 0);
@@ -1080,12 +1142,23 @@ btsso_error_t *btsso_acct_by_issuer(request_rec *r, const char *issuer,
         issuers_reset(c);
     }
     ie = apr_hash_get(c->issuers, issuer, APR_HASH_KEY_STRING);
-    if (ie == NULL) {
-        ie = apr_pcalloc(c->pool, sizeof(*ie));
-        apr_hash_set(c->issuers, apr_pstrdup(c->pool, issuer),
-                     APR_HASH_KEY_STRING, ie);
+    if (found == NULL) {
+        found = "";
     }
-    apr_cpystrn(ie->account, found ? found : "", sizeof(ie->account));
+    if (ie != NULL && strlen(found) <= strlen(ie->account)) {
+        strcpy(ie->account, found);
+    }
+    else {
+        /* a longer name (an administrator's change made elsewhere) takes
+         * a new entry; the pool goes at the next reset, as the table */
+        issuer_entry *n = apr_palloc(c->pool, sizeof(*n) + strlen(found));
+
+        strcpy(n->account, found);
+        apr_hash_set(c->issuers, ie != NULL ? issuer
+                                            : apr_pstrdup(c->pool, issuer),
+                     APR_HASH_KEY_STRING, n);
+        ie = n;
+    }
     ie->loaded = now;
     apr_thread_mutex_unlock(c->lock);
     return NULL;

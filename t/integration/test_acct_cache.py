@@ -425,7 +425,8 @@ def test_concurrent_churn(make_httpd):
     h = cache_httpd(make_httpd, "BTSSOConfigTTL 0\n"
                     "BTSSOAccountCacheSize 64K\n")
     add_account(h, "seed", KEYCLOAK_MD)
-    names = ["ch%02d" % i for i in range(40)]
+    # ~1 KiB an entry (the certificate shared): 150 of them do not fit
+    names = ["ch%03d" % i for i in range(150)]
     clone_accounts(h, "seed", names)
     h.start()
     deadline = time.time() + 4
