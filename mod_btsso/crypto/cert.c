@@ -318,6 +318,21 @@ void btsso_cert_key_free(btsso_cert_key_t *k)
     EVP_PKEY_free((EVP_PKEY *)k);
 }
 
+/* Fitted, rounded up, to what mallinfo2() counted for keys of each kind
+ * loaded by btsso_cert_key_load and used for one verification (OpenSSL
+ * 3.0, glibc; t/unit/test_cert.c test_key_cost checks it): RSA 2048 about
+ * 1,830-1,900 bytes, 3072 2,420-2,500, 4096 3,050; EC P-256 2,290-2,500
+ * (its verification leaves more behind from one run to the next). */
+apr_size_t btsso_cert_key_cost(const btsso_cert_t *c)
+{
+    apr_size_t bits = c->key_bits > 0 ? (apr_size_t)c->key_bits : 2048;
+
+    if (c->key_type != NULL && strncmp(c->key_type, "EC", 2) == 0) {
+        return 2304 + bits * 2;
+    }
+    return 768 + bits * 5 / 8;
+}
+
 /* ---- PEM ------------------------------------------------------------------- */
 
 static btsso_error_t *cert_from_pem(apr_pool_t *p, const char *text,

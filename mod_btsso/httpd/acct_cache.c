@@ -4,13 +4,20 @@
  *
  * An entry is one malloc'd block holding what a login needs (btsso_acct.h),
  * copied out of the store rows and the parsed metadata, which are then
- * freed: a 1 MiB metadata document costs a few KiB here.  Entries are
- * reference counted: the table holds one reference, each request using it
- * another until its pool is cleaned up, so a replaced or evicted entry
- * lives until its last reader is done.
+ * freed: a 1 MiB metadata document costs a few KiB here.  Certificates are
+ * not in it: each distinct one (by fingerprint and DER) is kept once per
+ * process with its public key loaded, and shared by every entry that
+ * carries it (accounts behind one IdP, a portal's shared IdPs), reference
+ * counted by those entries.  Entries are reference counted too: the
+ * table holds one reference, each request using it another until its pool
+ * is cleaned up, so a replaced or evicted entry lives until its last
+ * reader is done.
  *
- * The table is bounded by BTSSOAccountCacheSize: the least recently used
- * account goes first.  Unknown accounts are remembered too (a flood of
+ * The table is bounded by BTSSOAccountCacheSize, counted as the heap bytes
+ * really held (blocks as malloc sized them, with the chunk header; a
+ * public key at what OpenSSL holds for it, btsso_cert_key_cost; a shared
+ * certificate once): the least recently used account goes first.  Unknown
+ * accounts are remembered too (a flood of
  * /sso/login/<name> reads the store once per name and TTL), in their own
  * LRU list capped at a sixteenth of the size, so they never push a real
  * account out.
@@ -24,6 +31,8 @@
  */
 #include <string.h>
 #include <stdlib.h>
+#include <stddef.h>
+#include <malloc.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -42,6 +51,17 @@ APLOG_USE_MODULE(btsso);
 
 typedef struct slot slot;
 typedef struct flight flight;
+typedef struct shared_cert shared_cert;
+
+/* A certificate as entries carry it: one malloc'd block (its DER and
+ * strings after it), in c->certs by fingerprint while some entry holds it.
+ * cert comes first: an entry's btsso_cert_t * is the shared_cert *. */
+struct shared_cert {
+    btsso_cert_t cert;
+    int refs;                   /* entries holding it */
+    int listed;                 /* in c->certs (not a fingerprint clash) */
+    apr_size_t charge;          /* block and key, in c->known.bytes */
+};
 
 /* One account in the table (malloc'd, the key at its end). */
 struct slot {
@@ -77,6 +97,8 @@ struct btsso_acct_cache {
     apr_thread_mutex_t *lock;
     apr_thread_cond_t *loaded;      /* a flight is done */
     apr_hash_t *entries;            /* account -> slot * */
+    apr_hash_t *certs;              /* sha256 hex -> shared_cert * */
+    int ncerts;                     /* shared_cert blocks alive */
     lru known, unknown;
     apr_size_t max_bytes;
     apr_hash_t *issuers;            /* entity id -> issuer_entry * */
@@ -84,9 +106,10 @@ struct btsso_acct_cache {
     apr_interval_time_t ttl;
 };
 
+/* Sized to its account name (one per Issuer seen, up to 10,000). */
 typedef struct issuer_entry {
-    char account[65];               /* "" when none */
     apr_time_t loaded;
+    char account[1];                /* "" when none */
 } issuer_entry;
 
 static btsso_error_t *store_unavailable(request_rec *r)
@@ -118,6 +141,7 @@ btsso_acct_cache *btsso_acct_cache_create(apr_pool_t *p,
     apr_thread_cond_create(&c->loaded, p);
     apr_pool_create(&c->pool, p);
     c->entries = apr_hash_make(p);
+    c->certs = apr_hash_make(p);
     c->issuers = apr_hash_make(c->pool);
     c->ttl = ttl;
     c->max_bytes = max_bytes;
@@ -170,9 +194,51 @@ static const char *flat_str(flat *f, const char *s)
     return d;
 }
 
+/* What every entry would otherwise copy: the SAML bindings' names, and
+ * empty lists (read-only: nothing pushes onto an entry's arrays), one
+ * static copy each for the whole process. */
+static const char *const well_known[] = {
+    BTSSO_BINDING_REDIRECT,
+    BTSSO_BINDING_POST,
+    "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact",
+    "urn:oasis:names:tc:SAML:2.0:bindings:SOAP",
+    "urn:oasis:names:tc:SAML:2.0:bindings:PAOS",
+    "urn:oasis:names:tc:SAML:2.0:bindings:URI",
+};
+
+static apr_array_header_t empty_arrays[] = {
+    { NULL, sizeof(void *), 0, 0, NULL },
+    { NULL, sizeof(btsso_endpoint_t), 0, 0, NULL },
+    { NULL, sizeof(btsso_md_attribute_t), 0, 0, NULL },
+    { NULL, sizeof(btsso_revocation_t), 0, 0, NULL },
+};
+
+/* s itself when it is one of the well-known strings, else a copy. */
+static const char *flat_name(flat *f, const char *s)
+{
+    apr_size_t i;
+
+    for (i = 0; s != NULL && i < sizeof(well_known) / sizeof(*well_known);
+         i++) {
+        if (strcmp(s, well_known[i]) == 0) {
+            return well_known[i];
+        }
+    }
+    return flat_str(f, s);
+}
+
 static apr_array_header_t *flat_array(flat *f, int elt_size, int n)
 {
-    apr_array_header_t *a = flat_alloc(f, sizeof(*a));
+    apr_array_header_t *a;
+    apr_size_t i;
+
+    for (i = 0; n == 0 && i < sizeof(empty_arrays) / sizeof(*empty_arrays);
+         i++) {
+        if (empty_arrays[i].elt_size == elt_size) {
+            return &empty_arrays[i];
+        }
+    }
+    a = flat_alloc(f, sizeof(*a));
 
     /* No pool: the entry is read-only, nothing may push onto it. */
     a->elt_size = elt_size;
@@ -183,8 +249,10 @@ static apr_array_header_t *flat_array(flat *f, int elt_size, int n)
     return a;
 }
 
-/* The first endpoint of each binding, in document order: what
- * btsso_metadata_endpoint() can ever return. */
+/* The first endpoint of the HTTP-Redirect and of the HTTP-POST binding, in
+ * document order: what btsso_metadata_endpoint() can return for the only
+ * bindings the module asks it for (glue_signin.c, h_slo.c).  Artifact,
+ * SOAP and the like would be bytes in every entry never read. */
 static apr_array_header_t *flat_endpoints(flat *f,
                                           const apr_array_header_t *eps)
 {
@@ -200,8 +268,10 @@ static apr_array_header_t *flat_endpoints(flat *f,
     for (i = 0; i < eps->nelts; i++) {
         const btsso_endpoint_t *e = &APR_ARRAY_IDX(eps, i, btsso_endpoint_t);
 
-        keep[i] = 1;
-        for (j = 0; j < i; j++) {
+        keep[i] = e->binding != NULL
+                  && (strcmp(e->binding, BTSSO_BINDING_REDIRECT) == 0
+                      || strcmp(e->binding, BTSSO_BINDING_POST) == 0);
+        for (j = 0; keep[i] && j < i; j++) {
             const btsso_endpoint_t *o = &APR_ARRAY_IDX(eps, j,
                                                        btsso_endpoint_t);
             if (keep[j] && e->binding != NULL && o->binding != NULL
@@ -221,7 +291,7 @@ static apr_array_header_t *flat_endpoints(flat *f,
             continue;
         }
         d = &APR_ARRAY_IDX(a, j, btsso_endpoint_t);
-        d->binding = flat_str(f, e->binding);
+        d->binding = flat_name(f, e->binding);
         d->location = flat_str(f, e->location);
         d->response_location = flat_str(f, e->response_location);
         j++;
@@ -230,25 +300,20 @@ static apr_array_header_t *flat_endpoints(flat *f,
     return a;
 }
 
-static btsso_cert_t *flat_cert(flat *f, const btsso_cert_t *c)
-{
-    btsso_cert_t *d = flat_alloc(f, sizeof(*d));
-    unsigned char *der = flat_alloc(f, c->der_len);
-
-    memcpy(der, c->der, c->der_len);
-    *d = *c;
-    d->der = der;
-    d->sha256 = flat_str(f, c->sha256);
-    d->subject = flat_str(f, c->subject);
-    d->issuer = flat_str(f, c->issuer);
-    d->key_type = flat_str(f, c->key_type);
-    return d;
-}
+/* Most accounts have none: the defaults, one copy for all of them. */
+static const btsso_policy_t default_policy = {
+    &empty_arrays[0], 0, 0, 0, 0
+};
 
 static const btsso_policy_t *flat_policy(flat *f, const btsso_policy_t *pol)
 {
-    btsso_policy_t *d = flat_alloc(f, sizeof(*d));
+    btsso_policy_t *d;
     int i, n = pol->authn_context != NULL ? pol->authn_context->nelts : 0;
+
+    if (btsso_policy_is_default(pol) && pol->updated == 0) {
+        return &default_policy;
+    }
+    d = flat_alloc(f, sizeof(*d));
 
     *d = *pol;
     d->authn_context = flat_array(f, sizeof(const char *), n);
@@ -263,6 +328,7 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
                                     const btsso_idp_t *idp,
                                     const btsso_idp_metadata_t *md,
                                     const apr_array_header_t *certs,
+                                    shared_cert *const *shared,
                                     const apr_array_header_t *revs,
                                     int revs_truncated,
                                     const btsso_policy_t *pol)
@@ -280,7 +346,9 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
         btsso_idp_t *d = flat_alloc(f, sizeof(*d));
 
         *d = *idp;
-        d->account = flat_str(f, idp->account);
+        d->account = idp->account != NULL && a->account != NULL
+                     && strcmp(idp->account, a->account) == 0
+                     ? a->account : flat_str(f, idp->account);
         d->entity_id = flat_str(f, idp->entity_id);
         d->metadata_xml = NULL;
         d->source_url = flat_str(f, idp->source_url);
@@ -290,7 +358,9 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
     if (idp != NULL && md != NULL) {
         btsso_idp_metadata_t *m = flat_alloc(f, sizeof(*m));
 
-        m->entity_id = flat_str(f, md->entity_id);
+        m->entity_id = md->entity_id != NULL && e->idp->entity_id != NULL
+                       && strcmp(md->entity_id, e->idp->entity_id) == 0
+                       ? e->idp->entity_id : flat_str(f, md->entity_id);
         m->sso = flat_endpoints(f, md->sso);
         m->slo = flat_endpoints(f, md->slo);
         m->signing_certs = flat_array(f, sizeof(btsso_cert_t *), 0);
@@ -308,7 +378,7 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
         btsso_stored_cert_t *d = flat_alloc(f, sizeof(*d));
 
         *d = *sc;
-        d->cert = flat_cert(f, sc->cert);
+        d->cert = &shared[i]->cert;
         d->source = flat_str(f, sc->source);
         APR_ARRAY_IDX(ca, i, btsso_stored_cert_t *) = d;
     }
@@ -331,7 +401,191 @@ static btsso_acct_entry *flat_entry(flat *f, const btsso_account_t *acct,
 
 /* ---- loading ------------------------------------------------------------------ */
 
-static apr_size_t entry_load_keys(btsso_acct_entry *e);
+/* What a malloc'd block of n bytes really takes of the heap: the size
+ * malloc gave (its usable size) and the chunk header before it. */
+static apr_size_t heap_cost(void *block, apr_size_t n)
+{
+    return (block != NULL ? malloc_usable_size(block) : n)
+           + sizeof(apr_size_t);
+}
+
+/* ---- shared certificates ------------------------------------------------- */
+
+static int same_cert(const btsso_cert_t *a, const btsso_cert_t *b)
+{
+    return a->der_len == b->der_len && memcmp(a->der, b->der, a->der_len) == 0;
+}
+
+static char *copy_str(char **at, const char *s)
+{
+    char *d = *at;
+    apr_size_t n;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    n = strlen(s) + 1;
+    memcpy(d, s, n);
+    *at += n;
+    return d;
+}
+
+/* A new block (refs 0, not in the table) for a copy of c, its public key
+ * loaded: outside the lock, the key parse being the costly part. */
+static shared_cert *shared_cert_make(const btsso_cert_t *c)
+{
+    apr_size_t n = sizeof(shared_cert) + c->der_len;
+    shared_cert *sh;
+    char *at;
+
+    n += c->sha256 != NULL ? strlen(c->sha256) + 1 : 0;
+    n += c->subject != NULL ? strlen(c->subject) + 1 : 0;
+    n += c->issuer != NULL ? strlen(c->issuer) + 1 : 0;
+    n += c->key_type != NULL ? strlen(c->key_type) + 1 : 0;
+    sh = malloc(n);
+    if (sh == NULL) {
+        return NULL;
+    }
+    memset(sh, 0, sizeof(*sh));
+    sh->cert = *c;
+    at = (char *)(sh + 1);
+    memcpy(at, c->der, c->der_len);
+    sh->cert.der = (const unsigned char *)at;
+    at += c->der_len;
+    sh->cert.sha256 = copy_str(&at, c->sha256);
+    sh->cert.subject = copy_str(&at, c->subject);
+    sh->cert.issuer = copy_str(&at, c->issuer);
+    sh->cert.key_type = copy_str(&at, c->key_type);
+    /* Loaded for every certificate, whatever role it has in the entries
+     * holding it: the key is shared, a role is not.  Once per distinct
+     * certificate and process, not once per verification (that DER-to-key
+     * step was 40 % of a login). */
+    sh->cert.ready_key = btsso_cert_key_load(&sh->cert);
+    sh->charge = heap_cost(sh, n) + (sh->cert.ready_key != NULL
+                                     ? btsso_cert_key_cost(&sh->cert) : 0);
+    return sh;
+}
+
+static void shared_cert_destroy(shared_cert *sh)
+{
+    btsso_cert_key_free(sh->cert.ready_key);
+    free(sh);
+}
+
+/* One reference more to sh, counted in the cache (locked). */
+static void shared_cert_hold_locked(btsso_acct_cache *c, shared_cert *sh)
+{
+    if (sh->refs++ == 0) {
+        c->known.bytes += sh->charge;
+        c->ncerts++;
+    }
+}
+
+static void shared_cert_release_locked(btsso_acct_cache *c, shared_cert *sh)
+{
+    if (--sh->refs > 0) {
+        return;
+    }
+    if (sh->listed) {
+        apr_hash_set(c->certs, sh->cert.sha256, APR_HASH_KEY_STRING, NULL);
+    }
+    c->known.bytes -= sh->charge;
+    c->ncerts--;
+    shared_cert_destroy(sh);
+}
+
+/* The table's block for c, if it holds one (locked). */
+static shared_cert *shared_cert_find_locked(btsso_acct_cache *c,
+                                            const btsso_cert_t *cert)
+{
+    shared_cert *sh;
+
+    if (cert->sha256 == NULL) {
+        return NULL;
+    }
+    sh = apr_hash_get(c->certs, cert->sha256, APR_HASH_KEY_STRING);
+    return sh != NULL && same_cert(&sh->cert, cert) ? sh : NULL;
+}
+
+/* out[i]: a held reference to the shared block of certs[i], the table's or
+ * a new one (in the table unless another certificate claims its
+ * fingerprint).  NULL when out of memory, nothing held then. */
+static shared_cert **certs_intern(btsso_acct_cache *c, apr_pool_t *p,
+                                  const apr_array_header_t *certs)
+{
+    int i, n = certs != NULL ? certs->nelts : 0;
+    shared_cert **out = apr_pcalloc(p, sizeof(*out) * (n > 0 ? n : 1));
+    shared_cert *sh;
+    int ok = 1;
+
+    apr_thread_mutex_lock(c->lock);
+    for (i = 0; i < n; i++) {
+        const btsso_stored_cert_t *sc = APR_ARRAY_IDX(certs, i,
+                                                      btsso_stored_cert_t *);
+        if ((out[i] = shared_cert_find_locked(c, sc->cert)) != NULL) {
+            shared_cert_hold_locked(c, out[i]);
+        }
+    }
+    apr_thread_mutex_unlock(c->lock);
+    for (i = 0; i < n; i++) {
+        const btsso_stored_cert_t *sc = APR_ARRAY_IDX(certs, i,
+                                                      btsso_stored_cert_t *);
+        if (out[i] == NULL) {
+            out[i] = shared_cert_make(sc->cert);
+            ok = ok && out[i] != NULL;
+            if (out[i] != NULL) {
+                out[i]->refs = -1;      /* made here, not yet held */
+            }
+        }
+    }
+    apr_thread_mutex_lock(c->lock);
+    for (i = 0; i < n; i++) {
+        if (out[i] == NULL || out[i]->refs != -1) {
+            continue;
+        }
+        out[i]->refs = 0;
+        if (!ok) {
+            shared_cert_destroy(out[i]);
+            out[i] = NULL;
+            continue;
+        }
+        /* another load (or an earlier certificate of this one) may have
+         * put the same certificate in meanwhile */
+        sh = shared_cert_find_locked(c, &out[i]->cert);
+        if (sh != NULL) {
+            shared_cert_destroy(out[i]);
+            out[i] = sh;
+        }
+        else if (out[i]->cert.sha256 != NULL
+                 && apr_hash_get(c->certs, out[i]->cert.sha256,
+                                 APR_HASH_KEY_STRING) == NULL) {
+            apr_hash_set(c->certs, out[i]->cert.sha256, APR_HASH_KEY_STRING,
+                         out[i]);
+            out[i]->listed = 1;
+        }
+        shared_cert_hold_locked(c, out[i]);
+    }
+    if (!ok) {
+        for (i = 0; i < n; i++) {
+            if (out[i] != NULL) {
+                shared_cert_release_locked(c, out[i]);
+            }
+        }
+    }
+    apr_thread_mutex_unlock(c->lock);
+    return ok ? out : NULL;
+}
+
+static void certs_release(btsso_acct_cache *c, shared_cert **sh, int n)
+{
+    int i;
+
+    apr_thread_mutex_lock(c->lock);
+    for (i = 0; i < n; i++) {
+        shared_cert_release_locked(c, sh[i]);
+    }
+    apr_thread_mutex_unlock(c->lock);
+}
 
 /* Copy an error out of a pool that is about to go. */
 static btsso_error_t *error_copy(apr_pool_t *p, const btsso_error_t *err)
@@ -365,6 +619,7 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
     btsso_idp_metadata_t *md = NULL;
     btsso_policy_t *pol = NULL;
     int revs_truncated = 0;
+    shared_cert **shared;
     flat f;
 
     *missing = 0;
@@ -418,20 +673,30 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
         apr_pool_destroy(p);
         return err;
     }
+    shared = certs_intern(sc->rt->accounts, p, certs);
+    if (shared == NULL) {
+        apr_pool_destroy(p);
+        return btsso_error_make(r->pool, 500, "internal",
+                                "Out of memory.", NULL);
+    }
     memset(&f, 0, sizeof(f));
     f.scratch = p;
-    (void)flat_entry(&f, acct, idp, md, certs, revs, revs_truncated,
+    (void)flat_entry(&f, acct, idp, md, certs, shared, revs, revs_truncated,
                       pol);
     f.cap = f.used;
     f.used = 0;
     f.base = malloc(f.cap);
     if (f.base == NULL) {
+        certs_release(sc->rt->accounts, shared,
+                      certs != NULL ? certs->nelts : 0);
         apr_pool_destroy(p);
         return btsso_error_make(r->pool, 500, "internal",
                                 "Out of memory.", NULL);
     }
-    e = flat_entry(&f, acct, idp, md, certs, revs, revs_truncated, pol);
-    e->size = f.cap + entry_load_keys(e);
+    e = flat_entry(&f, acct, idp, md, certs, shared, revs, revs_truncated,
+                   pol);
+    /* the certificates are charged once each, as the shared blocks */
+    e->size = heap_cost(f.base, f.cap);
     apr_pool_destroy(p);
     *out = e;
     return NULL;
@@ -439,44 +704,24 @@ static btsso_error_t *load_entry(request_rec *r, btsso_store_t *st,
 
 /* ---- the table (all under c->lock) ------------------------------------------ */
 
-/* What a loaded public key is counted as against BTSSOAccountCacheSize
- * (an RSA-2048 EVP_PKEY is about that, an EC one less). */
-#define KEY_CHARGE 2048
-
-/* Signature keys loaded once per entry, not once per verification (that
- * DER-to-key step was 40 % of a login). */
-static apr_size_t entry_load_keys(btsso_acct_entry *e)
-{
-    apr_size_t charge = 0;
-    int i;
-
-    for (i = 0; e->certs != NULL && i < e->certs->nelts; i++) {
-        btsso_stored_cert_t *sc = APR_ARRAY_IDX(e->certs, i,
-                                                btsso_stored_cert_t *);
-        if (sc->role != BTSSO_ROLE_NONE) {
-            sc->cert->ready_key = btsso_cert_key_load(sc->cert);
-            charge += sc->cert->ready_key != NULL ? KEY_CHARGE : 0;
-        }
-    }
-    return charge;
-}
-
-static void entry_free(btsso_acct_entry *e)
+/* An entry gives its certificates back: the table's copy of one goes
+ * with its last entry. */
+static void entry_free(btsso_acct_cache *c, btsso_acct_entry *e)
 {
     int i;
 
     for (i = 0; e->certs != NULL && i < e->certs->nelts; i++) {
         btsso_stored_cert_t *sc = APR_ARRAY_IDX(e->certs, i,
                                                 btsso_stored_cert_t *);
-        btsso_cert_key_free(sc->cert->ready_key);
+        shared_cert_release_locked(c, (shared_cert *)sc->cert);
     }
     free(e);
 }
 
-static void entry_release_locked(btsso_acct_entry *e)
+static void entry_release_locked(btsso_acct_cache *c, btsso_acct_entry *e)
 {
     if (--e->refs == 0) {
-        entry_free(e);
+        entry_free(c, e);
     }
 }
 
@@ -535,9 +780,13 @@ static void slot_touch(btsso_acct_cache *c, slot *s, apr_time_t now)
     }
 }
 
+/* A slot's heap bytes: its block, as malloc rounds it, with the chunk
+ * header, and the hash table's entry pointing at it (apr_hash_entry_t, five
+ * words, from the process pool). */
 static apr_size_t slot_size(const char *account)
 {
-    return APR_ALIGN_DEFAULT(sizeof(slot) + strlen(account));
+    return APR_ALIGN(sizeof(slot) + strlen(account) + sizeof(apr_size_t),
+                     16) + 5 * sizeof(void *);
 }
 
 /* Out of the table; freed now unless a load still refers to it. */
@@ -547,7 +796,7 @@ static void slot_drop(btsso_acct_cache *c, slot *s)
         lru_unlink(slot_list(c, s), s);
     }
     if (s->entry != NULL) {
-        entry_release_locked(s->entry);
+        entry_release_locked(c, s->entry);
         s->entry = NULL;
     }
     /* The hash keeps the key pointer of the first set: remove the pair
@@ -608,7 +857,7 @@ static apr_status_t release_entry(void *data)
     release_ctx *rc = data;
 
     apr_thread_mutex_lock(rc->cache->lock);
-    entry_release_locked(rc->entry);
+    entry_release_locked(rc->cache, rc->entry);
     apr_thread_mutex_unlock(rc->cache->lock);
     return APR_SUCCESS;
 }
@@ -670,7 +919,7 @@ static void publish(request_rec *r, btsso_acct_cache *c, slot *s,
         lru_unlink(slot_list(c, s), s);
     }
     if (s->entry != NULL) {
-        entry_release_locked(s->entry);
+        entry_release_locked(c, s->entry);
         s->entry = NULL;
     }
     s->loaded = now;
@@ -791,12 +1040,6 @@ btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
                       APR_TIME_T_FMT " ms", account,
                       apr_time_as_msec(c->ttl));
     }
-    else if (err == NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "BTSSO0110: account %s: loaded from the store (%"
-                      APR_SIZE_T_FMT " bytes kept of %" APR_SIZE_T_FMT
-                      " bytes of metadata)", account, e->size, xml_len);
-    }
 
     apr_thread_mutex_lock(c->lock);
     s->flight = NULL;
@@ -817,6 +1060,18 @@ btsso_error_t *btsso_acct_get(request_rec *r, const char *account,
             f->entry = e;
         }
         publish(r, c, s, account, e, missing, now);
+        if (!missing) {
+            /* what BTSSOAccountCacheSize bounds, right after this load
+             * (and the evictions it made): the test reads it */
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          "BTSSO0110: account %s: loaded from the store (%"
+                          APR_SIZE_T_FMT " bytes kept of %" APR_SIZE_T_FMT
+                          " bytes of metadata); %" APR_SIZE_T_FMT " of %"
+                          APR_SIZE_T_FMT " bytes in %d accounts, %d "
+                          "certificates", account, e->size, xml_len,
+                          c->known.bytes + c->unknown.bytes, c->max_bytes,
+                          cache_count(c), c->ncerts);
+        }
     }
     apr_thread_cond_broadcast(c->loaded);
     if (f->waiters == 0) {
@@ -887,12 +1142,23 @@ btsso_error_t *btsso_acct_by_issuer(request_rec *r, const char *issuer,
         issuers_reset(c);
     }
     ie = apr_hash_get(c->issuers, issuer, APR_HASH_KEY_STRING);
-    if (ie == NULL) {
-        ie = apr_pcalloc(c->pool, sizeof(*ie));
-        apr_hash_set(c->issuers, apr_pstrdup(c->pool, issuer),
-                     APR_HASH_KEY_STRING, ie);
+    if (found == NULL) {
+        found = "";
     }
-    apr_cpystrn(ie->account, found ? found : "", sizeof(ie->account));
+    if (ie != NULL && strlen(found) <= strlen(ie->account)) {
+        strcpy(ie->account, found);
+    }
+    else {
+        /* a longer name (an administrator's change made elsewhere) takes
+         * a new entry; the pool goes at the next reset, as the table */
+        issuer_entry *n = apr_palloc(c->pool, sizeof(*n) + strlen(found));
+
+        strcpy(n->account, found);
+        apr_hash_set(c->issuers, ie != NULL ? issuer
+                                            : apr_pstrdup(c->pool, issuer),
+                     APR_HASH_KEY_STRING, n);
+        ie = n;
+    }
     ie->loaded = now;
     apr_thread_mutex_unlock(c->lock);
     return NULL;

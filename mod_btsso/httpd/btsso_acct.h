@@ -17,9 +17,13 @@ typedef struct btsso_acct_cache btsso_acct_cache;
  * What a login needs of an account, copied out of the store rows into one
  * compact block.  Not kept: idp->metadata_xml (NULL; the admin API reads
  * the store), and of the parsed metadata only entity_id, sso and slo (the
- * first endpoint of each binding, so btsso_metadata_endpoint() answers as
- * on the full list) and the two flags; its other arrays are empty and
- * organization is NULL.  certs holds every stored certificate.
+ * first HTTP-Redirect and HTTP-POST endpoint, so btsso_metadata_endpoint()
+ * answers for those two bindings as on the full list) and the two flags;
+ * its other arrays are empty (shared, read-only) and organization is NULL.
+ * certs holds every stored certificate; the btsso_cert_t each points at
+ * is the process's one copy of that certificate, shared by the entries
+ * that carry it, its ready_key loaded.  Empty lists and a default policy
+ * are static: nothing may write through an entry.
  */
 typedef struct btsso_acct_entry {
     const btsso_account_t *account;

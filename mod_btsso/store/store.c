@@ -735,6 +735,16 @@ static const schema_step_t schema_steps[] = {
 /* ---- connection --------------------------------------------------------- */
 
 #define SQLITE_BUSY_TIMEOUT_MS 10000
+/* The page cache of one httpd SQLite connection, KiB (PRAGMA cache_size
+ * takes it negated), set once per connection unless DBDInitSQL already
+ * chose another size than SQLite's default (-2000, 2000 KiB).  SQLite's
+ * default, times DBDMax connections per process, was most of a process's
+ * memory after many distinct accounts had signed in (16 MiB of 31 with
+ * DBDMax 8; docs/performance.md), and bought nothing: a login reads a few
+ * rows by index, other accounts' pages are never read again soon, and
+ * another process's write throws the cache away anyway. */
+#define SQLITE_CACHE_KIB 256
+#define SQLITE_DEFAULT_CACHE "-2000"
 #define AUDIT_DEFAULT_LIMIT 100
 #define SECONDS_PER_DAY 86400
 
@@ -1181,6 +1191,35 @@ static const char *const mysql_session_sql[] = {
 static const char mysql_session_mark[] = "btsso:mysql-session";
 /* In the same hash: this SQLite connection has its busy timeout. */
 static const char sqlite_busy_mark[] = "btsso:sqlite-busy";
+static const char sqlite_cache_mark[] = "btsso:sqlite-cache";
+
+/* Once per httpd SQLite connection: its page cache to SQLITE_CACHE_KIB
+ * when nothing (DBDInitSQL) set another size.  Best effort: a failure
+ * leaves SQLite's default and is tried again by the next request. */
+static void sqlite_cache_setup(btsso_store_t *s, apr_pool_t *p,
+                               apr_hash_t *prepared)
+{
+    apr_array_header_t *rows;
+    const char *have;
+
+    if (apr_hash_get(prepared, sqlite_cache_mark, APR_HASH_KEY_STRING)
+        != NULL) {
+        return;
+    }
+    if (raw_select(s, p, "PRAGMA cache_size", &rows) != NULL
+        || rows->nelts != 1
+        || APR_ARRAY_IDX(rows, 0, db_row_t).ncols != 1) {
+        return;
+    }
+    have = APR_ARRAY_IDX(rows, 0, db_row_t).col[0];
+    if (have != NULL && strcmp(have, SQLITE_DEFAULT_CACHE) == 0
+        && raw_select(s, p, "PRAGMA cache_size = -"
+                      APR_STRINGIFY(SQLITE_CACHE_KIB), &rows) != NULL) {
+        return;
+    }
+    apr_hash_set(prepared, sqlite_cache_mark, APR_HASH_KEY_STRING,
+                 sqlite_cache_mark);
+}
 
 static btsso_error_t *mysql_session_setup(btsso_store_t *s)
 {
@@ -1253,6 +1292,9 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
             apr_hash_set(prepared, sqlite_busy_mark, APR_HASH_KEY_STRING,
                          sqlite_busy_mark);
         }
+    }
+    if (strcmp(s->dialect, "sqlite3") == 0 && prepared != NULL) {
+        sqlite_cache_setup(s, p, prepared);
     }
     return s;
 }

@@ -425,7 +425,8 @@ def test_concurrent_churn(make_httpd):
     h = cache_httpd(make_httpd, "BTSSOConfigTTL 0\n"
                     "BTSSOAccountCacheSize 64K\n")
     add_account(h, "seed", KEYCLOAK_MD)
-    names = ["ch%02d" % i for i in range(40)]
+    # ~1 KiB an entry (the certificate shared): 150 of them do not fit
+    names = ["ch%03d" % i for i in range(150)]
     clone_accounts(h, "seed", names)
     h.start()
     deadline = time.time() + 4
@@ -453,3 +454,108 @@ def test_concurrent_churn(make_httpd):
     assert sum(counts) > 200
     log = h.log_text()
     assert EVICTED.search(log), "the cache never had to evict"
+
+
+# ---- 6. charged at what it holds, one copy of a certificate --------------------
+
+CACHE = re.compile(r"BTSSO0110: account (\S+): loaded from the store "
+                   r"\((\d+) bytes kept of \d+ bytes of metadata\); "
+                   r"(\d+) of (\d+) bytes in (\d+) accounts, "
+                   r"(\d+) certificates")
+
+
+def own_certificates(h, names):
+    """Give each account a signing certificate of its own (EC P-256: quick
+    to make) in place of the one it was cloned with."""
+    import base64
+    import datetime
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    db = sqlite3.connect(h.db)
+    with db:
+        for n in names:
+            key = ec.generate_private_key(ec.SECP256R1())
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                 "idp." + n)])
+            cert = (x509.CertificateBuilder().subject_name(name)
+                    .issuer_name(name).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number())
+                    .not_valid_before(now - datetime.timedelta(days=1))
+                    .not_valid_after(now + datetime.timedelta(days=30))
+                    .sign(key, hashes.SHA256()))
+            der = cert.public_bytes(serialization.Encoding.DER)
+            db.execute("UPDATE certificates SET sha256 = ?, der = ?,"
+                       " subject = ?, issuer = ?, not_before = ?,"
+                       " not_after = ? WHERE account = ?",
+                       (hashlib.sha256(der).hexdigest(),
+                        base64.b64encode(der).decode(), "CN=idp." + n,
+                        "CN=idp." + n,
+                        int((now - datetime.timedelta(days=1)).timestamp()),
+                        int((now + datetime.timedelta(days=30)).timestamp()),
+                        n))
+    db.close()
+
+
+def test_cache_charges_what_it_holds(make_httpd, monkeypatch):
+    """Accounts that carry the same certificate share one copy of it and of
+    its public key; a certificate of its own is charged at its real cost
+    (the block and what OpenSSL holds for the key, ~2 KiB); the accounted
+    total never passes BTSSOAccountCacheSize; and once the cache is full,
+    a stream of new accounts with their own certificates leaves the
+    process's memory flat (an evicted entry's certificate and key go)."""
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "1")     # see the leak test
+    limit = 1024 * 1024
+    h = cache_httpd(make_httpd, "BTSSOConfigTTL 1h\n"
+                    "BTSSOAccountCacheSize 1M\n")
+    add_account(h, "seed", KEYCLOAK_MD)
+    same = ["sa%03d" % i for i in range(150)]
+    own = ["ow%03d" % i for i in range(900)]
+    clone_accounts(h, "seed", same + own)
+    own_certificates(h, own)
+    h.start()
+    s = requests.Session()
+    child = the_child(h)
+    mark = len(h.log_text())
+    for n in ["seed"] + same:
+        assert login(h, n, s).status_code == 302
+    lines = CACHE.findall(new_log(h, mark))
+    assert [ln[0] for ln in lines] == ["seed"] + same
+    # one certificate for 151 accounts, and nothing evicted yet
+    assert {int(ln[5]) for ln in lines} == {1}, lines[-1]
+    assert int(lines[-1][4]) == 151
+    shared_cost = (int(lines[-1][2]) - int(lines[0][2])) / 150.0
+
+    mark = len(h.log_text())
+    for n in own[:300]:
+        assert login(h, n, s).status_code == 302
+    lines = CACHE.findall(new_log(h, mark))
+    assert [ln[0] for ln in lines] == own[:300]
+    for name, kept, used, lim, count, certs in lines:
+        assert int(lim) == limit
+        assert int(used) <= limit, (name, used)
+        assert int(certs) <= int(count)
+    # before the first eviction: what an account with its own certificate
+    # adds, over one that shares it: the certificate block and its key
+    first = [ln for i, ln in enumerate(lines) if int(ln[4]) == 152 + i]
+    assert len(first) > 20, "the cache filled up too soon"
+    own_cost = (int(first[-1][2]) - int(first[0][2])) / (len(first) - 1.0)
+    assert own_cost - shared_cost >= 2000 + 300, (own_cost, shared_cost)
+    assert EVICTED.search(new_log(h, mark)), "the cache never filled"
+    assert int(lines[-1][5]) > 100
+
+    # full: 600 more, each evicting; the process stays flat
+    before = memory(child)[0]
+    mark = len(h.log_text())
+    for n in own[300:]:
+        assert login(h, n, s).status_code == 302
+    after = memory(child)[0]
+    lines = CACHE.findall(new_log(h, mark))
+    assert len(lines) == 600
+    assert max(int(ln[2]) for ln in lines) <= limit
+    assert not CHECK_RSS or after - before < 2 * MIB, (
+        "RSS grew %.1f MB over 600 evicting loads" % ((after - before) / MIB))

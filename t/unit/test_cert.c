@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <cmocka.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -513,6 +515,69 @@ static void test_key_strength(void **state)
     assert_true(parse_file_ok("ec-p256.crt")->key_strong);
 }
 
+/* What 200 ready keys of c really hold once each verified a signature
+ * (glibc's count of bytes in use), per key. */
+static size_t measured_key_bytes(const btsso_cert_t *c)
+{
+    enum { N = 200 };
+    btsso_cert_key_t *k[N];
+    unsigned char sig[1024] = { 1 };
+    struct mallinfo2 before, after;
+    int i;
+
+    for (i = 0; i < 2; i++) {           /* OpenSSL's lazy set-up first */
+        btsso_cert_key_t *w = btsso_cert_key_load(c);
+        EVP_MD_CTX *m = EVP_MD_CTX_new();
+
+        EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, (EVP_PKEY *)w);
+        (void)EVP_DigestVerify(m, sig, (size_t)EVP_PKEY_get_size(
+            (EVP_PKEY *)w), (const unsigned char *)"x", 1);
+        EVP_MD_CTX_free(m);
+        ERR_clear_error();
+        btsso_cert_key_free(w);
+    }
+    before = mallinfo2();
+    for (i = 0; i < N; i++) {
+        EVP_MD_CTX *m = EVP_MD_CTX_new();
+
+        k[i] = btsso_cert_key_load(c);
+        assert_non_null(k[i]);
+        EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, (EVP_PKEY *)k[i]);
+        (void)EVP_DigestVerify(m, sig, (size_t)EVP_PKEY_get_size(
+            (EVP_PKEY *)k[i]), (const unsigned char *)"x", 1);
+        EVP_MD_CTX_free(m);
+        ERR_clear_error();     /* the bogus signature's error entries */
+    }
+    after = mallinfo2();
+    for (i = 0; i < N; i++) {
+        btsso_cert_key_free(k[i]);
+    }
+    return (after.uordblks - before.uordblks) / N;
+}
+
+/* The account cache charges a key at btsso_cert_key_cost: never less than
+ * what the key holds, and not wildly more. */
+static void test_key_cost(void **state)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    skip();     /* ASan's allocator: mallinfo2 says nothing */
+#else
+    const char *files[] = { "okta.crt", "ec-p256.crt", "shib-signing-2.crt" };
+    size_t i;
+
+    for (i = 0; i < sizeof(files) / sizeof(*files); i++) {
+        btsso_cert_t *c = parse_file_ok(files[i]);
+        size_t real = measured_key_bytes(c);
+        apr_size_t cost = btsso_cert_key_cost(c);
+
+        print_message("%s (%s): %zu bytes held, charged %zu\n", files[i],
+                      c->key_type, real, (size_t)cost);
+        assert_true(real <= cost);
+        assert_true(cost <= real + real / 2);
+    }
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_is_fingerprint),
         cmocka_unit_test(test_key_strength),
+        cmocka_unit_test(test_key_cost),
     };
 
     apr_initialize();
