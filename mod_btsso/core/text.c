@@ -13,6 +13,9 @@ int btsso_text_has_control(const char *s)
         return 0;
     }
     for (c = (const unsigned char *)s; *c != '\0'; c++) {
+        if ((unsigned)(*c - 0x20) < 0x5f) {
+            continue;           /* printable ASCII, the common case */
+        }
         if (*c < 0x20 || *c == 0x7f) {
             return 1;
         }

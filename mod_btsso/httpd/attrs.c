@@ -116,8 +116,8 @@ static void export_set(void *ctx, const char *var, const char *value)
 {
     export_ctx *c = ctx;
 
-    /* added, not set: btsso_attrs_export removed every BTSSO_ATTR_*
-     * first, and the variables of one session are distinct */
+    /* added, not set: the caller (auth.c export_session) removed every
+     * BTSSO_* first, and the variables of one session are distinct */
     apr_table_addn(c->r->subprocess_env, var, value);
 }
 
@@ -140,20 +140,7 @@ void btsso_attrs_export(request_rec *r, const btsso_session_t *ss,
                         int set_headers)
 {
     export_ctx c = { r, ss };
-    const apr_array_header_t *env = apr_table_elts(r->subprocess_env);
-    int i;
 
-    /* No BTSSO_ATTR_* but ours (SetEnvIf on a request header, say, or a
-     * copy from the main request); then each is added, without the scan
-     * of the table that setting one costs. */
-    for (i = 0; i < env->nelts; i++) {
-        const char *key = APR_ARRAY_IDX(env, i, apr_table_entry_t).key;
-
-        if (key != NULL && strncasecmp(key, "BTSSO_ATTR_", 11) == 0) {
-            apr_table_unset(r->subprocess_env, key);
-            i = -1;     /* the table moved: look again from the start */
-        }
-    }
     btsso_session_attrs_env(r->pool, ss->attributes, export_set,
                             export_skip, &c);
     if (set_headers) {

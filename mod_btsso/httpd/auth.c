@@ -79,11 +79,17 @@ void btsso_strip_spoofed_headers(request_rec *r)
  * never put into the environment or a request header, where CR/LF would
  * add headers or smuggle a request to a proxied backend.
  */
+/*
+ * The session's variables.  Every BTSSO_* variable set before (SetEnvIf
+ * on a request header, say, or a copy from the main request) goes first,
+ * in one pass; then each is added, without the scan of the table that
+ * setting one costs.
+ */
 static void export_session(request_rec *r, const btsso_session_t *ss,
                            int set_headers)
 {
-    const char *expires = apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
-                                       apr_time_sec(ss->expires));
+    const apr_array_header_t *env = apr_table_elts(r->subprocess_env);
+    char expires[24];
     const char *values[6];
     static const char *const env_names[] = {
         "BTSSO_ACCOUNT", "BTSSO_EMAIL", "BTSSO_NAME_ID", "BTSSO_IDP",
@@ -91,11 +97,34 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
     };
     int i;
 
+    for (i = 0; i < env->nelts; i++) {
+        const char *key = APR_ARRAY_IDX(env, i, apr_table_entry_t).key;
+
+        if (key != NULL && strncasecmp(key, "BTSSO_", 6) == 0) {
+            apr_table_unset(r->subprocess_env, key);
+            i = -1;     /* the table moved: look again from the start */
+        }
+    }
+    {
+        /* the seconds, without a printf per request */
+        apr_int64_t t = apr_time_sec(ss->expires);
+        char *e = expires + sizeof(expires) - 1;
+
+        *e = '\0';
+        if (t < 0) {
+            t = 0;
+        }
+        do {
+            *--e = (char)('0' + t % 10);
+            t /= 10;
+        } while (t > 0 && e > expires);
+        memmove(expires, e, (apr_size_t)(expires + sizeof(expires) - e));
+    }
     values[0] = ss->account;
     values[1] = ss->email;
     values[2] = ss->name_id;
     values[3] = ss->idp;
-    values[4] = expires;
+    values[4] = apr_pstrdup(r->pool, expires);
     values[5] = NULL;
     for (i = 0; env_names[i] != NULL; i++) {
         if (values[i] == NULL) {
@@ -107,11 +136,10 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
                           "control character; not exported",
                           ap_escape_logitem(r->pool, ss->account),
                           env_names[i]);
-            apr_table_unset(r->subprocess_env, env_names[i]);
             apr_table_unset(r->headers_in, header_names[i]);
             continue;
         }
-        apr_table_setn(r->subprocess_env, env_names[i], values[i]);
+        apr_table_addn(r->subprocess_env, env_names[i], values[i]);
         if (set_headers) {
             apr_table_setn(r->headers_in, header_names[i], values[i]);
         }

@@ -17,8 +17,9 @@ const apr_array_header_t *btsso_attrs_for_session(request_rec *r,
                                                   const char *account,
                                                   const btsso_assertion_t *a);
 
-/* BTSSO_ATTR_* into the environment and, with set_headers, the request
- * header X-BTSSO-Attributes. */
+/* BTSSO_ATTR_* into the environment (added: the caller has removed every
+ * BTSSO_* variable) and, with set_headers, the request header
+ * X-BTSSO-Attributes. */
 void btsso_attrs_export(request_rec *r, const btsso_session_t *ss,
                         int set_headers);
 

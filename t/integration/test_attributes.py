@@ -46,7 +46,7 @@ print(json.dumps({k.decode(): base64.b64encode(v).decode()
 EXTRA = """
 ScriptSock {dir}/cgid.sock
 # a careless rule that lets a request header name BTSSO_ATTR_* variables
-SetEnvIf X-Forge "(.+)" BTSSO_ATTR_GROUPS=$1 BTSSO_ATTR_ADMIN=$1 btsso_attr_x=$1
+SetEnvIf X-Forge "(.+)" BTSSO_ATTR_GROUPS=$1 BTSSO_ATTR_ADMIN=$1 btsso_attr_x=$1 BTSSO_EMAIL=$1 BTSSO_ROLE=$1
 <Location /app/cgi>
     SetHandler cgi-script
     Options +ExecCGI
@@ -336,7 +336,7 @@ def test_spoofed_attribute_headers_stripped(portal):
 
 
 def test_spoofed_attribute_variables_removed(portal):
-    """A BTSSO_ATTR_* variable set before the module exports the session's
+    """A BTSSO_* variable set before the module exports the session's
     (here by a SetEnvIf on a request header) does not reach the script:
     the session's value replaces it, and one the session lacks is gone."""
     cookies = login(portal, {"mail": ["ann@example.com"],
@@ -347,6 +347,8 @@ def test_spoofed_attribute_variables_removed(portal):
     assert "BTSSO_ATTR_ADMIN" not in env
     assert "btsso_attr_x" not in env
     assert env["BTSSO_ATTR_MAIL"] == "ann@example.com"
+    assert env["BTSSO_EMAIL"] == "ann@example.com"
+    assert "BTSSO_ROLE" not in env
 
 
 # ---- bounds -----------------------------------------------------------------
