@@ -396,7 +396,9 @@ def main():
                     "each once, each for another user")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--duration", type=int, default=8,
-                    help="seconds per static-file run")
+                    help="seconds of each static-file row")
+    ap.add_argument("--slices", type=int, default=4,
+                    help="the static rows in this many alternating parts")
     ap.add_argument("--no-wrk", action="store_true",
                     help="use the Python load loop even if wrk is there")
     args = ap.parse_args()
@@ -534,19 +536,35 @@ def main():
                 "static set-up wrong: /app with cookie %d, without %d, "
                 "/open %d" % (st_auth, st_noauth, st_open))
 
-        runs = {}
         # the same request to both, cookie included (a browser sends it
-        # to every page): the difference is the authentication alone
-        for name, path, cookie in (("open", "/open/index.html", sid),
-                                   ("app", "/app/index.html", sid)):
-            log("GET %s for %d s" % (path, args.duration))
-            if wrk:
-                runs[name] = run_wrk(wrk, p.url + path, cookie,
-                                     args.concurrency, args.duration,
-                                     workdir)
-            else:
-                runs[name] = run_python_load(port, path, cookie,
-                                             args.concurrency, args.duration)
+        # to every page): the difference is the authentication alone.
+        # --slices runs of each, alternating, so that whatever else the
+        # machine does falls on both alike
+        slices = max(1, args.slices)
+        part = max(1, args.duration // slices)
+        parts = {"open": [], "app": []}
+        log("GET /open and /app, %d x %d s each, alternating" % (slices,
+                                                                 part))
+        for _ in range(slices):
+            for name, path in (("open", "/open/index.html"),
+                               ("app", "/app/index.html")):
+                if wrk:
+                    parts[name].append(run_wrk(wrk, p.url + path, sid,
+                                               args.concurrency, part,
+                                               workdir))
+                else:
+                    parts[name].append(run_python_load(
+                        port, path, sid, args.concurrency, part))
+        runs = {}
+        for name, path in (("open", "/open/index.html"),
+                           ("app", "/app/index.html")):
+            got = parts[name]
+            runs[name] = {
+                "rps": sum(g["rps"] for g in got) / len(got),
+                "requests": sum(g["requests"] for g in got),
+                "bad": sum(g["bad"] for g in got),
+                "p50": sorted(g["p50"] for g in got)[len(got) // 2],
+                "p99": max(g["p99"] for g in got)}
             if runs[name]["bad"]:
                 ok = False
                 log("%s: %d answers were not 200" % (path,
