@@ -285,14 +285,19 @@ end
 """
 
 
-def run_wrk(wrk, url, cookie, concurrency, duration, workdir):
+def run_wrk(wrk, url, cookie, concurrency, duration, workdir,
+            cookie_header=None):
+    """GET url with wrk; cookie: our session cookie's value, or
+    cookie_header: a whole "name=value" (bench/mellon.py's)."""
     script = os.path.join(workdir, "count.lua")
     with open(script, "w") as f:
         f.write(WRK_LUA)
     cmd = [wrk, "-t", str(min(2, concurrency)), "-c", str(concurrency),
            "-d", "%ds" % duration, "-s", script, url]
     if cookie:
-        cmd[1:1] = ["-H", "Cookie: %s=%s" % (COOKIE, cookie)]
+        cookie_header = "%s=%s" % (COOKIE, cookie)
+    if cookie_header:
+        cmd[1:1] = ["-H", "Cookie: " + cookie_header]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:

@@ -79,29 +79,8 @@ PAGE = "<p>portal page app/</p>\n"       # portal.py's /app/index.html
 def run_wrk_get(url, cookie_header, concurrency, duration, workdir):
     """bench.run_wrk with any cookie (name=value), or none: GET url for
     duration seconds, every answer other than 200 counted as bad."""
-    script = os.path.join(workdir, "count.lua")
-    with open(script, "w") as f:
-        f.write(bench.WRK_LUA)
-    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency),
-           "-d", "%ds" % duration, "-s", script, url]
-    if cookie_header:
-        cmd[1:1] = ["-H", "Cookie: " + cookie_header]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        out, err = p.communicate(timeout=duration + 20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        raise RuntimeError("wrk did not finish")
-    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    m = re.search(r"BENCH requests=(\d+) bad=(\d+) errors=(\d+) "
-                  r"p50_us=(\d+) p99_us=(\d+)", out)
-    if p.returncode != 0 or rps is None or m is None:
-        raise RuntimeError("wrk failed (%d): %s%s" % (p.returncode, out, err))
-    return {"rps": float(rps.group(1)), "requests": int(m.group(1)),
-            "bad": int(m.group(2)) + int(m.group(3)),
-            "p50": int(m.group(4)) / 1e6, "p99": int(m.group(5)) / 1e6}
+    return bench.run_wrk("wrk", url, None, concurrency, duration, workdir,
+                         cookie_header=cookie_header)
 
 
 # ---- signing (before any clock) ---------------------------------------------

@@ -6,9 +6,7 @@ one ends the session everywhere.  The store is a shared SQLite file, or a
 throwaway MariaDB (t/lib/mariadbtmp.sh), the cluster store SPEC names."""
 import shutil
 import signal
-import socket
 import subprocess
-import time
 
 import pytest
 import requests
@@ -19,17 +17,7 @@ from mariadbtmp import mariadb_server, mariadb  # noqa: F401 (fixtures)
 from portal import Portal, SPKEYS
 
 
-def wait_port(port, proc, what):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("%s exited" % what)
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("%s did not listen" % what)
+wait_port = cachesrv.wait_port
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ import pytest
 import requests
 
 import btsso_httpd
+import cachesrv
 import samlgen
 from adminlib import Client, write_htpasswd
 from portal import Portal
@@ -494,17 +495,7 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
 
 # ---- memcached killed and started again ----------------------------------------
 
-def wait_port(port, proc, what):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("%s exited" % what)
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("%s did not listen" % what)
+wait_port = cachesrv.wait_port
 
 
 class Memcached:
