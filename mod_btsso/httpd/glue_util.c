@@ -30,16 +30,15 @@ ap_dbd_t *(*btsso_dbd_acquire)(request_rec *) = NULL;
 void (*btsso_dbd_prepare)(server_rec *, const char *, const char *) = NULL;
 
 /*
- * mod_dbd opens a connection and prepares every statement in one go, with
- * no busy handler: SQLite answers SQLITE_BUSY at once while another
- * connection holds a lock (a btssoctl or admin write in rollback-journal
- * mode, a WAL recovery or the checkpoint of a closing last connection),
- * the constructor fails (AH00632 "database is locked") and the request
- * would get a 503.  Connections are made on demand, so this bites when
- * many are made at once: a cold start under load.  The lock is brief: try
- * again for a while (10 ms doubling up to 200 ms, about 3 s in all).
- * Once made, a connection waits for locks itself (btsso_store_wrap sets
- * SQLite's busy timeout).
+ * mod_dbd opens a connection and prepares every statement registered with
+ * it in one go.  A connection that cannot be made (the database restarting,
+ * its connection limit reached for a moment) fails the constructor and
+ * the request would get a 503: try again for a while (10 ms doubling up to
+ * 200 ms, about 3 s in all).  On SQLite the module prepares its statements
+ * itself after setting the busy timeout (btsso_store_wrap): mod_dbd would
+ * prepare with no busy handler and fail at once (AH00632 "database is
+ * locked") while another connection holds a lock, a btssoctl write or the
+ * WAL checkpoint of a graceful restart's last old connection.
  */
 #define STORE_ATTEMPTS 20
 #define STORE_RETRY_FIRST apr_time_from_msec(10)
@@ -95,7 +94,8 @@ btsso_store_t *btsso_request_store(request_rec *r)
                       "a connection opens)");
         return NULL;
     }
-    st = btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared);
+    st = btsso_store_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared,
+                          dbd->pool);
     /* the SQL mod_dbd prepared (mod_btsso.c), should a reconnect lose it */
     btsso_store_set_sql(st, BTSSO_Q_USER, sc->user_query);
     btsso_store_set_sql(st, BTSSO_Q_DUPLICATES, sc->duplicate_email_query);

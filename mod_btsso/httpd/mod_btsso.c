@@ -82,7 +82,11 @@ static const char *sql_for_label(const btsso_srv_cfg *sc, const char *label,
 /*
  * Runs before mod_dbd's post_config, which hands each server the
  * statements registered with ap_dbd_prepare(): every connection of the
- * pool is then created with our statements already prepared.
+ * pool is then created with our statements already prepared.  Not on
+ * SQLite (btsso_store_prepares): there mod_dbd would prepare before any
+ * busy timeout is set, and a connection opened while another holds a lock
+ * (a graceful restart's last old connection checkpointing the WAL, a
+ * btssoctl write) fails at once with AH00632 "database is locked".
  */
 static int btsso_prepare_sql(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *base)
@@ -101,6 +105,9 @@ static int btsso_prepare_sql(apr_pool_t *pconf, apr_pool_t *plog,
     for (s = base; s != NULL; s = s->next) {
         btsso_srv_cfg *sc = btsso_srv(s);
 
+        if (btsso_store_prepares(sc->dbd_driver)) {
+            continue;           /* SQLite: btsso_store_wrap prepares */
+        }
         for (d = btsso_store_statements(); d->label != NULL; d++) {
             const char *sql = sql_for_label(sc, d->label, d->sql);
             /* the shipped text in DBDriver's dialect; an operator's own

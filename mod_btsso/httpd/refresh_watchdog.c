@@ -170,7 +170,8 @@ static apr_status_t refresh_tick(int state, void *data, apr_pool_t *pool)
                      "(mod_dbd); trying again at the next tick");
         return APR_SUCCESS;
     }
-    store = btsso_store_wrap(pool, db->driver, db->handle, db->prepared);
+    store = btsso_store_wrap(pool, db->driver, db->handle, db->prepared,
+                             db->pool);
     btsso_refresh_opts(sc, &o);
     e = btsso_refresh_due(store, pool, &o, apr_time_now(), ACCOUNTS_PER_TICK,
                           report, s);

@@ -755,7 +755,11 @@ struct btsso_store_t {
     apr_hash_t *prepared;       /* label -> apr_dbd_prepared_t * */
     apr_hash_t *overrides;      /* label -> operator SQL (open only) */
     const char *dialect;
-    int prepare_on_demand;      /* btsso_store_open: yes; wrap: mod_dbd did */
+    int prepare_on_demand;      /* btsso_store_open: yes; wrap: mod_dbd did,
+                                 * except on SQLite (btsso_store_prepares) */
+    apr_pool_t *stmt_pool;      /* where statements prepared on demand live:
+                                 * the connection's pool */
+    int dbd_conn;               /* a mod_dbd connection (wrap) */
     int closed;
     int random;                 /* the `random` of apr_dbd_[p]select */
     int is_mysql;
@@ -904,13 +908,22 @@ static int count_placeholders(const char *sql)
 static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
                                apr_dbd_prepared_t **out)
 {
-    const char *sql;
+    const char *sql, *key = label;
     int rv;
 
     if (s->broken != NULL) {
         return s->broken;
     }
-    *out = apr_hash_get(s->prepared, label, APR_HASH_KEY_STRING);
+    /* operator SQL is the operator's dialect already: never rewritten */
+    sql = s->prepare_on_demand
+          ? apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING) : NULL;
+    if (sql != NULL && s->dbd_conn) {
+        /* mod_dbd hands one connection to every virtual host with the same
+         * DBDParams, whatever each one's BTSSO*Query: the statement is
+         * known by its text too */
+        key = apr_pstrcat(s->pool, label, "\n", sql, NULL);
+    }
+    *out = apr_hash_get(s->prepared, key, APR_HASH_KEY_STRING);
     if (*out != NULL) {
         return NULL;
     }
@@ -920,8 +933,6 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
                                 "statement %s was not prepared on this "
                                 "connection", label);
     }
-    /* operator SQL is the operator's dialect already: never rewritten */
-    sql = apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING);
     if (sql == NULL && stmt_def(label) != NULL) {
         sql = btsso_store_stmt_sql(s->pool, s->dialect, stmt_def(label));
     }
@@ -930,12 +941,28 @@ static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
                                 "The account database is not set up.",
                                 "no SQL for statement %s", label);
     }
-    rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql, label, out);
+    rv = apr_dbd_prepare(s->driver, s->stmt_pool, s->handle, sql, label,
+                         out);
     if (rv != 0) {
         *out = NULL;
+        if (s->dbd_conn) {
+            /* httpd's connection: as when mod_dbd could not prepare (no
+             * schema, a BTSSO*Query that does not prepare, a lock held
+             * past the busy timeout), the store cannot serve */
+            return btsso_error_make(s->pool, 503, "store_unavailable",
+                                    "The service is temporarily unavailable: "
+                                    "the account database cannot be "
+                                    "reached; try again in a moment.",
+                                    "prepare %s: %s (is the schema there: "
+                                    "btssoctl init; does the BTSSO*Query "
+                                    "prepare?)", label,
+                                    one_line(s->pool,
+                                             apr_dbd_error(s->driver,
+                                                           s->handle, rv)));
+        }
         return db_error(s, rv, apr_psprintf(s->pool, "prepare %s", label));
     }
-    apr_hash_set(s->prepared, apr_pstrdup(s->pool, label),
+    apr_hash_set(s->prepared, apr_pstrdup(s->stmt_pool, key),
                  APR_HASH_KEY_STRING, *out);
     return NULL;
 }
@@ -1248,8 +1275,14 @@ static apr_status_t store_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+int btsso_store_prepares(const char *driver)
+{
+    return driver != NULL && strcmp(driver, "sqlite3") == 0;
+}
+
 btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
-                                apr_dbd_t *handle, apr_hash_t *prepared)
+                                apr_dbd_t *handle, apr_hash_t *prepared,
+                                apr_pool_t *conn_pool)
 {
     btsso_store_t *s = apr_pcalloc(p, sizeof(*s));
 
@@ -1259,7 +1292,13 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
     s->prepared = prepared != NULL ? prepared : apr_hash_make(p);
     s->overrides = apr_hash_make(p);
     s->dialect = apr_dbd_name(driver);
-    s->prepare_on_demand = 0;
+    s->dbd_conn = 1;
+    /* SQLite: statements prepared as requests need them, on the
+     * connection's pool, once its busy timeout is set below (mod_dbd
+     * prepares with none) */
+    s->prepare_on_demand = conn_pool != NULL && prepared != NULL
+                           && btsso_store_prepares(s->dialect);
+    s->stmt_pool = s->prepare_on_demand ? conn_pool : p;
     s->closed = 1;              /* mod_dbd owns the connection */
     s->is_mysql = strcmp(s->dialect, "mysql") == 0;
     s->random = !s->is_mysql;
@@ -1418,6 +1457,7 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
                                          : apr_hash_make(p);
     s->dialect = apr_dbd_name(drv);
     s->prepare_on_demand = 1;
+    s->stmt_pool = p;
     s->is_mysql = strcmp(s->dialect, "mysql") == 0;
     s->random = !s->is_mysql;
     apr_pool_cleanup_register(p, s, store_cleanup, apr_pool_cleanup_null);

@@ -63,10 +63,23 @@ const char *btsso_store_pool_params_problem(const char *driver,
 
 typedef struct btsso_store_t btsso_store_t;
 
-/* Wrap a connection whose prepared statements (label -> apr_dbd_prepared_t*)
- * are already in `prepared` (mod_dbd's ap_dbd_t). */
+/* Wrap a mod_dbd connection (ap_dbd_t): its prepared statements (label ->
+ * apr_dbd_prepared_t*) are in `prepared`.  On a driver for which
+ * btsso_store_prepares() and with conn_pool (the connection's pool, which
+ * lives as long as the connection), the statements are not handed to
+ * mod_dbd but prepared here when first used, kept in `prepared` and
+ * conn_pool; a statement that does not prepare is the store unavailable
+ * (503 store_unavailable). */
 btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
-                                apr_dbd_t *handle, apr_hash_t *prepared);
+                                apr_dbd_t *handle, apr_hash_t *prepared,
+                                apr_pool_t *conn_pool);
+
+/* 1 when the module prepares its statements on the driver's connections
+ * itself (sqlite3: mod_dbd prepares as it opens a connection, before any
+ * busy timeout can be set, and SQLite answers "database is locked" at once
+ * while another connection holds a lock), 0 when mod_dbd does
+ * (ap_dbd_prepare). */
+int btsso_store_prepares(const char *driver);
 
 /* The operator's SQL for a statement label (BTSSOUserQuery...) on a
  * wrapped connection, so that statements a reconnect lost are prepared

@@ -514,7 +514,7 @@ static void test_override_and_wrap(void **state)
 
     /* wrap: what the module does with mod_dbd's prepared statements */
     h = raw_open(f->p, f->params, &drv);
-    wrapped = btsso_store_wrap(f->p, drv, h, apr_hash_make(f->p));
+    wrapped = btsso_store_wrap(f->p, drv, h, apr_hash_make(f->p), NULL);
     expect_err(btsso_store_is_admin(wrapped, "acme", "100", &admin),
                "not_prepared", 500);
     prepared = apr_hash_make(f->p);
@@ -528,7 +528,7 @@ static void test_override_and_wrap(void **state)
                                          d->label, &stmt), 0);
         apr_hash_set(prepared, d->label, APR_HASH_KEY_STRING, stmt);
     }
-    wrapped = btsso_store_wrap(f->p, drv, h, prepared);
+    wrapped = btsso_store_wrap(f->p, drv, h, prepared, NULL);
     assert_string_equal(btsso_store_dialect(wrapped), backend_driver);
     ok(btsso_store_user_by_email(wrapped, f->p, "acme", " BOB@example.COM ",
                                  &u), "wrapped by email");
@@ -538,6 +538,97 @@ static void test_override_and_wrap(void **state)
     ok(btsso_store_user_by_email(wrapped, f->p, "acme", "bob@example.com",
                                  &u), "still open");
     apr_dbd_close(drv, h);
+}
+
+typedef struct {
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+} dbd_conn_t;
+
+/* as mod_dbd closes a connection: a cleanup of its pool registered before
+ * any statement's, so that the statements are finalized first */
+static apr_status_t dbd_conn_close(void *data)
+{
+    dbd_conn_t *c = data;
+
+    apr_dbd_close(c->drv, c->h);
+    return APR_SUCCESS;
+}
+
+/* SQLite: httpd's connections prepare the module's statements themselves
+ * (after the busy timeout), on the connection's pool, each vhost's operator
+ * SQL under its own key; the other drivers keep mod_dbd's. */
+static void test_wrap_prepares_on_sqlite(void **state)
+{
+    fx_t *f = *state;
+    btsso_store_t *w;
+    btsso_user_t *u;
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+    apr_pool_t *conn;
+    apr_hash_t *prepared;
+    const char *exact = "SELECT extension, email FROM users"
+                        " WHERE account = %s AND email = %s";
+    unsigned int n;
+    dbd_conn_t *c;
+
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_user_add(f->s, "acme", "100", "Bob@Example.com", "user",
+                            0, ACTOR), "user");
+    assert_int_equal(apr_pool_create(&conn, f->p), APR_SUCCESS);
+    h = raw_open(conn, f->params, &drv);
+    c = apr_palloc(conn, sizeof(*c));
+    c->drv = drv;
+    c->h = h;
+    apr_pool_cleanup_register(conn, c, dbd_conn_close, apr_pool_cleanup_null);
+    prepared = apr_hash_make(conn);
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    if (!btsso_store_prepares(backend_driver)) {
+        assert_int_equal(btsso_store_prepares("sqlite3"), 1);
+        expect_err(btsso_store_user_by_email(w, f->p, "acme",
+                                             "bob@example.com", &u),
+                   "not_prepared", 500);
+        apr_pool_destroy(conn);
+        return;
+    }
+    ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+       "default query");
+    assert_non_null(u);
+    assert_non_null(apr_hash_get(prepared, BTSSO_Q_USER,
+                                 APR_HASH_KEY_STRING));
+    n = apr_hash_count(prepared);
+
+    /* another vhost on the same connection, with its own BTSSOUserQuery */
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    btsso_store_set_sql(w, BTSSO_Q_USER, exact);
+    ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+       "override");
+    assert_null(u);
+    ok(btsso_store_user_by_email(w, f->p, "acme", "Bob@Example.com", &u),
+       "override exact");
+    assert_non_null(u);
+    assert_int_equal(apr_hash_count(prepared), n + 1);
+
+    /* and the first one still gets its own */
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+       "default again");
+    assert_non_null(u);
+    assert_int_equal(apr_hash_count(prepared), n + 1);
+
+    /* SQL that does not prepare: the store cannot serve (503), and the
+     * connection keeps serving the rest */
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    btsso_store_set_sql(w, BTSSO_Q_USER, "SELECT extension, email FROM"
+                        " no_such_table WHERE a = %s AND b = %s");
+    expect_err(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com",
+                                         &u), "store_unavailable", 503);
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+       "after a failure");
+    assert_non_null(u);
+    /* the statements live and go with the connection's pool */
+    apr_pool_destroy(conn);
 }
 
 /* ---- non-ASCII case folding (issue 8, item 11b) ------------------------ */
@@ -2565,6 +2656,7 @@ static const struct CMUnitTest store_tests[] = {
     cmocka_unit_test(test_dialect_sql),
     T(test_open_errors),
     T(test_override_and_wrap),
+    T(test_wrap_prepares_on_sqlite),
     T(test_accounts),
     T(test_non_ascii_never_folds_onto_ascii),
     T(test_accents_stay_distinct),
