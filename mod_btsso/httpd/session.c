@@ -74,8 +74,91 @@ static apr_status_t destroy_cache_on_exit(void *data)
 #define DEFAULT_SHMCB_SIZE 16777216
 
 /*
- * One instance per distinct BTSSOSessionCache value, created the first time
- * a generation asks for it and kept in the process pool for the next ones.
+ * One instance per key, created the first time a generation asks for it
+ * and kept in the process pool for the next ones; destroyed when httpd
+ * exits.  Errors name `what`.
+ */
+static const char *cache_open(server_rec *s, apr_pool_t *pconf,
+                              apr_pool_t *ptemp, const char *key,
+                              const char *name, const char *args,
+                              const char *what, const char *ns,
+                              struct ap_socache_hints *hints,
+                              shared_cache **out)
+{
+    apr_pool_t *pp = s->process->pool;
+    shared_cache *c = NULL;
+    const char *err;
+    apr_status_t rv;
+    void *seen = NULL;
+
+    apr_pool_userdata_get((void **)&c, key, pp);
+    if (c == NULL) {
+        c = apr_pcalloc(pp, sizeof(*c));
+        apr_pool_userdata_set(c, apr_pstrdup(pp, key), apr_pool_cleanup_null,
+                              pp);
+    }
+    c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                                     AP_SOCACHE_PROVIDER_VERSION);
+    if (c->provider == NULL) {
+        return apr_psprintf(ptemp, "%s: socache provider '%s' is not loaded "
+                            "(LoadModule socache_%s_module)", what, name,
+                            name);
+    }
+    if (c->instance == NULL) {
+        err = c->provider->create(&c->instance, args, ptemp, pp);
+        if (err != NULL) {
+            c->instance = NULL;
+            return apr_pstrcat(ptemp, what, ": ", err, NULL);
+        }
+        rv = c->provider->init(c->instance, ns, hints, s, pp);
+        if (rv != APR_SUCCESS) {
+            c->instance = NULL;
+            return apr_psprintf(ptemp, "%s: cannot initialise '%s' (%pm)",
+                                what, args ? args : name, &rv);
+        }
+    }
+    /* registered once per generation and per instance (several servers
+     * may share one) */
+    if (apr_pool_userdata_get(&seen, key, pconf) == APR_SUCCESS
+        && seen == NULL) {
+        apr_pool_userdata_set("", apr_pstrdup(pconf, key),
+                              apr_pool_cleanup_null, pconf);
+        apr_pool_cleanup_register(pconf, c, destroy_cache_on_exit,
+                                  apr_pool_cleanup_null);
+    }
+    *out = c;
+    return NULL;
+}
+
+/* The index shmcb's arguments from the session shmcb's: the same size, the
+ * path (where anonymous shared memory is unavailable) with "-index". */
+static const char *index_shmcb_args(apr_pool_t *p, const char *args)
+{
+    const char *paren = args != NULL ? strrchr(args, '(') : NULL;
+
+    if (args == NULL || *args == '\0') {
+        return args;
+    }
+    if (paren == NULL) {
+        return apr_pstrcat(p, args, "-index", NULL);
+    }
+    if (paren == args) {
+        return apr_pstrcat(p, ap_runtime_dir_relative(p, "btsso-index"),
+                           paren, NULL);
+    }
+    return apr_pstrcat(p, apr_pstrmemdup(p, args, paren - args), "-index",
+                       paren, NULL);
+}
+
+/*
+ * Per distinct BTSSOSessionCache value: the session cache, and where the
+ * NameID index and the replay marks go.  On memcache or redis that is the
+ * session cache itself, which every node shares.  On shmcb (one machine)
+ * it is a second shmcb of the same size: shmcb finds an entry by walking
+ * every entry of its sub-cache, and each login leaves three (the session,
+ * its NameID index, its assertion's replay mark), so a protected request
+ * walked three times as far as it needs; and sessions no longer compete
+ * with marks and indexes for room.
  */
 const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                       apr_pool_t *pconf, apr_pool_t *ptemp)
@@ -83,13 +166,13 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
     apr_pool_t *pp = s->process->pool;
     const char *key = apr_pstrcat(ptemp, "btsso-socache:",
                                   sc->session_cache, NULL);
-    shared_cache *c = NULL;
+    shared_cache *c = NULL, *ic = NULL;
     const char *name, *args = NULL, *sep, *err;
     /* keys: 32-byte digests; values: a session record of a few hundred
      * bytes (more with many attributes: up to BTSSO_SESSION_RECORD_MAX) */
     struct ap_socache_hints hints = { 32, 480, apr_time_from_sec(3600) };
-    apr_status_t rv;
-    void *seen = NULL;
+    /* NameID indexes (~80 bytes a session) and replay marks (1 byte) */
+    struct ap_socache_hints index_hints = { 32, 64, apr_time_from_sec(3600) };
 
     sep = ap_strchr_c(sc->session_cache, ':');
     if (sep != NULL) {
@@ -105,43 +188,28 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                 DEFAULT_SHMCB_SIZE);
         }
     }
-    apr_pool_userdata_get((void **)&c, key, pp);
-    if (c == NULL) {
-        c = apr_pcalloc(pp, sizeof(*c));
-        apr_pool_userdata_set(c, apr_pstrdup(pp, key), apr_pool_cleanup_null,
-                              pp);
-    }
-    c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
-                                     AP_SOCACHE_PROVIDER_VERSION);
-    if (c->provider == NULL) {
-        return apr_psprintf(ptemp, "BTSSOSessionCache: socache provider '%s' "
-                            "is not loaded (LoadModule socache_%s_module)",
-                            name, name);
-    }
-    if (c->instance == NULL) {
-        err = c->provider->create(&c->instance, args, ptemp, pp);
-        if (err != NULL) {
-            c->instance = NULL;
-            return apr_pstrcat(ptemp, "BTSSOSessionCache: ", err, NULL);
-        }
-        rv = c->provider->init(c->instance, "btsso", &hints, s, pp);
-        if (rv != APR_SUCCESS) {
-            c->instance = NULL;
-            return apr_psprintf(ptemp, "BTSSOSessionCache: cannot initialise "
-                                "'%s' (%pm)", sc->session_cache, &rv);
-        }
-    }
-    /* registered once per generation and per instance (several servers
-     * may share one) */
-    if (apr_pool_userdata_get(&seen, key, pconf) == APR_SUCCESS
-        && seen == NULL) {
-        apr_pool_userdata_set("", apr_pstrdup(pconf, key),
-                              apr_pool_cleanup_null, pconf);
-        apr_pool_cleanup_register(pconf, c, destroy_cache_on_exit,
-                                  apr_pool_cleanup_null);
+    err = cache_open(s, pconf, ptemp, key, name, args, "BTSSOSessionCache",
+                     "btsso", &hints, &c);
+    if (err != NULL) {
+        return err;
     }
     sc->socache_provider = c->provider;
     sc->socache_instance = c->instance;
+    sc->index_provider = c->provider;
+    sc->index_instance = c->instance;
+    if (strcmp(name, "shmcb") == 0) {
+        err = cache_open(s, pconf, ptemp,
+                         apr_pstrcat(ptemp, "btsso-socache-index:",
+                                     sc->session_cache, NULL),
+                         name, index_shmcb_args(pp, args),
+                         "BTSSOSessionCache (its NameID index)",
+                         "btsso-index", &index_hints, &ic);
+        if (err != NULL) {
+            return err;
+        }
+        sc->index_provider = ic->provider;
+        sc->index_instance = ic->instance;
+    }
     return NULL;
 }
 
@@ -596,10 +664,13 @@ static apr_array_header_t *name_index_read(request_rec *r, const char *key)
     apr_array_header_t *items = apr_array_make(r->pool, 4, sizeof(name_item));
     apr_size_t at = 1;
 
-    if (sc->socache_provider->retrieve(sc->socache_instance, r->server,
-                                       raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                       KEY_BYTES, buf, &len,
-                                       r->pool) != APR_SUCCESS || len == 0) {
+    if (sc->index_provider->retrieve(sc->index_instance, r->server,
+                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
+                                     KEY_BYTES, buf, &len,
+                                     r->pool) != APR_SUCCESS) {
+        return items;
+    }
+    if (len == 0) {
         return items;
     }
     buf[len] = '\0';
@@ -658,8 +729,8 @@ static apr_status_t name_index_write(request_rec *r, const char *key,
         need += one;
     }
     if (first >= items->nelts) {
-        return sc->socache_provider->remove(
-            sc->socache_instance, r->server,
+        return sc->index_provider->remove(
+            sc->index_instance, r->server,
             raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, r->pool);
     }
     o = buf;
@@ -680,7 +751,7 @@ static apr_status_t name_index_write(request_rec *r, const char *key,
         o += si_len;
         latest = it->expires > latest ? it->expires : latest;
     }
-    return sc->socache_provider->store(sc->socache_instance, r->server,
+    return sc->index_provider->store(sc->index_instance, r->server,
                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                        KEY_BYTES, apr_time_from_sec(latest),
                                        buf, (unsigned int)(o - buf), r->pool);
@@ -1148,12 +1219,12 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
 /* ---- replay cache -------------------------------------------------------------------- */
 
 /*
- * Replay marks live in the session cache, which every node shares, and
- * also in a shmcb of this machine's own that holds nothing else.  A cache
- * that is full evicts its oldest entries: in the session cache those are
- * sessions and the replay marks written beside them, so enough logins
- * would let a used assertion, still valid, in again.  Here only marks
- * compete, each a few dozen bytes for NotOnOrAfter plus the skew: 4 MiB
+ * Replay marks live where the NameID indexes do (the session cache, which
+ * every node shares; on shmcb the index shmcb beside it), and also in a
+ * shmcb of this machine's own that holds nothing else.  A cache that is
+ * full evicts its oldest entries: in the session cache those were sessions
+ * and the replay marks written beside them, so enough logins would let a
+ * used assertion, still valid, in again.  Here only marks compete, each a few dozen bytes for NotOnOrAfter plus the skew: 4 MiB
  * hold tens of thousands of logins within their validity.  An assertion is
  * a replay when either cache has seen it.
  */
@@ -1240,7 +1311,7 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* Remember it for as long as it could be accepted, plus the skew. */
     until += sc->clock_skew;
     cache_lock(sc);
-    rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
+    rv = sc->index_provider->retrieve(sc->index_instance, r->server,
                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                         KEY_BYTES, buf, &len,
                                         r->pool);
@@ -1258,7 +1329,7 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* A cache that cannot say whether it saw the ID cannot vouch for it:
      * only "not found" is a first sighting. */
     if (!seen && APR_STATUS_IS_NOTFOUND(rv)) {
-        rv = sc->socache_provider->store(sc->socache_instance, r->server,
+        rv = sc->index_provider->store(sc->index_instance, r->server,
                                          raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                          KEY_BYTES, until,
                                          (unsigned char *)"1", 1, r->pool);

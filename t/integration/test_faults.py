@@ -653,6 +653,29 @@ def test_session_cache_full(make_httpd, tmp_path):
             r.text[:500]
 
 
+def test_sessions_not_pushed_out_by_marks_and_indexes(make_httpd, tmp_path):
+    """On shmcb a login's NameID index and replay mark live in a shmcb of
+    their own beside the session cache, so a session cache of 32 KiB keeps
+    30 logins' sessions; with the two other entries of each login beside
+    them (90 entries) the fullest sub-caches evicted sessions: on the
+    version before, most of the 30 were gone.  A used assertion is still
+    refused."""
+    site = Site(make_httpd, tmp_path, processes=1)
+    h = site.httpd
+    h.btsso_conf += "BTSSOSessionCache shmcb:%s/sessions(32768)\n" % h.dir
+    site.start()
+    h.expect_log("BTSSO0210")   # the replay below
+    used = [site.response(USERS[i % len(USERS)]) for i in range(30)]
+    sids = [sid_of(site.acs(b)) for b in used]
+    assert all(sids)
+    kept = [site.page(sid).status_code for sid in sids]
+    assert kept == [200] * len(sids), kept
+    r = site.acs(used[0])
+    assert r.status_code == 403, r.text[:300]
+    assert "replay" in r.text.lower() or "already" in r.text.lower(), \
+        r.text[:500]
+
+
 # ---- an IdP metadata URL that never answers ---------------------------------------
 
 class StuckServer:
