@@ -66,10 +66,6 @@ typedef struct btsso_srv_cfg {
     struct btsso_runtime *rt;
     const ap_socache_provider_t *socache_provider;
     ap_socache_instance_t *socache_instance;
-    /* NameID indexes and replay marks: the session cache, or on shmcb a
-     * second shmcb beside it (session.c); under the same lock */
-    const ap_socache_provider_t *index_provider;
-    ap_socache_instance_t *index_instance;
 } btsso_srv_cfg;
 
 typedef struct btsso_dir_cfg {

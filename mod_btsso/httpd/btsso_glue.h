@@ -45,6 +45,10 @@ typedef struct btsso_runtime {
      * (session.c); NULL without mod_socache_shmcb */
     const ap_socache_provider_t *replay_provider;
     ap_socache_instance_t *replay_instance;
+    /* NameID indexes and replay marks: the session cache, or on shmcb a
+     * second shmcb beside it (session.c); under cache_mutex */
+    const ap_socache_provider_t *index_provider;
+    ap_socache_instance_t *index_instance;
     struct btsso_acct_cache *accounts;  /* btsso_acct.h */
 } btsso_runtime;
 

@@ -195,8 +195,8 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
     }
     sc->socache_provider = c->provider;
     sc->socache_instance = c->instance;
-    sc->index_provider = c->provider;
-    sc->index_instance = c->instance;
+    sc->rt->index_provider = c->provider;
+    sc->rt->index_instance = c->instance;
     if (strcmp(name, "shmcb") == 0) {
         err = cache_open(s, pconf, ptemp,
                          apr_pstrcat(ptemp, "btsso-socache-index:",
@@ -207,8 +207,8 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
         if (err != NULL) {
             return err;
         }
-        sc->index_provider = ic->provider;
-        sc->index_instance = ic->instance;
+        sc->rt->index_provider = ic->provider;
+        sc->rt->index_instance = ic->instance;
     }
     return NULL;
 }
@@ -664,7 +664,7 @@ static apr_array_header_t *name_index_read(request_rec *r, const char *key)
     apr_array_header_t *items = apr_array_make(r->pool, 4, sizeof(name_item));
     apr_size_t at = 1;
 
-    if (sc->index_provider->retrieve(sc->index_instance, r->server,
+    if (sc->rt->index_provider->retrieve(sc->rt->index_instance, r->server,
                                      raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                      KEY_BYTES, buf, &len,
                                      r->pool) != APR_SUCCESS) {
@@ -729,8 +729,8 @@ static apr_status_t name_index_write(request_rec *r, const char *key,
         need += one;
     }
     if (first >= items->nelts) {
-        return sc->index_provider->remove(
-            sc->index_instance, r->server,
+        return sc->rt->index_provider->remove(
+            sc->rt->index_instance, r->server,
             raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, r->pool);
     }
     o = buf;
@@ -751,7 +751,7 @@ static apr_status_t name_index_write(request_rec *r, const char *key,
         o += si_len;
         latest = it->expires > latest ? it->expires : latest;
     }
-    return sc->index_provider->store(sc->index_instance, r->server,
+    return sc->rt->index_provider->store(sc->rt->index_instance, r->server,
                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                        KEY_BYTES, apr_time_from_sec(latest),
                                        buf, (unsigned int)(o - buf), r->pool);
@@ -1311,7 +1311,7 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* Remember it for as long as it could be accepted, plus the skew. */
     until += sc->clock_skew;
     cache_lock(sc);
-    rv = sc->index_provider->retrieve(sc->index_instance, r->server,
+    rv = sc->rt->index_provider->retrieve(sc->rt->index_instance, r->server,
                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                         KEY_BYTES, buf, &len,
                                         r->pool);
@@ -1329,7 +1329,7 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* A cache that cannot say whether it saw the ID cannot vouch for it:
      * only "not found" is a first sighting. */
     if (!seen && APR_STATUS_IS_NOTFOUND(rv)) {
-        rv = sc->index_provider->store(sc->index_instance, r->server,
+        rv = sc->rt->index_provider->store(sc->rt->index_instance, r->server,
                                          raw_key(key, (unsigned char[KEY_BYTES]){0}),
                                          KEY_BYTES, until,
                                          (unsigned char *)"1", 1, r->pool);
