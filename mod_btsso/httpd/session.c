@@ -664,13 +664,10 @@ static apr_array_header_t *name_index_read(request_rec *r, const char *key)
     apr_array_header_t *items = apr_array_make(r->pool, 4, sizeof(name_item));
     apr_size_t at = 1;
 
-    if (sc->rt->index_provider->retrieve(sc->rt->index_instance, r->server,
-                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                     KEY_BYTES, buf, &len,
-                                     r->pool) != APR_SUCCESS) {
-        return items;
-    }
-    if (len == 0) {
+    if (sc->rt->index_provider->retrieve(
+            sc->rt->index_instance, r->server,
+            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf, &len,
+            r->pool) != APR_SUCCESS || len == 0) {
         return items;
     }
     buf[len] = '\0';
@@ -751,10 +748,10 @@ static apr_status_t name_index_write(request_rec *r, const char *key,
         o += si_len;
         latest = it->expires > latest ? it->expires : latest;
     }
-    return sc->rt->index_provider->store(sc->rt->index_instance, r->server,
-                                       raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                       KEY_BYTES, apr_time_from_sec(latest),
-                                       buf, (unsigned int)(o - buf), r->pool);
+    return sc->rt->index_provider->store(
+        sc->rt->index_instance, r->server,
+        raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES,
+        apr_time_from_sec(latest), buf, (unsigned int)(o - buf), r->pool);
 }
 
 static void name_index_add(request_rec *r, const btsso_session_t *ss)
@@ -1224,8 +1221,9 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
  * shmcb of this machine's own that holds nothing else.  A cache that is
  * full evicts its oldest entries: in the session cache those were sessions
  * and the replay marks written beside them, so enough logins would let a
- * used assertion, still valid, in again.  Here only marks compete, each a few dozen bytes for NotOnOrAfter plus the skew: 4 MiB
- * hold tens of thousands of logins within their validity.  An assertion is
+ * used assertion, still valid, in again.  Here only marks compete, each a
+ * few dozen bytes for NotOnOrAfter plus the skew: 4 MiB hold tens of
+ * thousands of logins within their validity.  An assertion is
  * a replay when either cache has seen it.
  */
 #define REPLAY_SHMCB_SIZE 4194304
@@ -1311,10 +1309,10 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* Remember it for as long as it could be accepted, plus the skew. */
     until += sc->clock_skew;
     cache_lock(sc);
-    rv = sc->rt->index_provider->retrieve(sc->rt->index_instance, r->server,
-                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                        KEY_BYTES, buf, &len,
-                                        r->pool);
+    rv = sc->rt->index_provider->retrieve(
+        sc->rt->index_instance, r->server,
+        raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf, &len,
+        r->pool);
     seen = (rv == APR_SUCCESS);
     if (!seen && sc->rt->replay_provider != NULL) {
         unsigned int llen = sizeof(buf);
@@ -1329,10 +1327,10 @@ int btsso_replay_check_and_mark(request_rec *r, const char *issuer,
     /* A cache that cannot say whether it saw the ID cannot vouch for it:
      * only "not found" is a first sighting. */
     if (!seen && APR_STATUS_IS_NOTFOUND(rv)) {
-        rv = sc->rt->index_provider->store(sc->rt->index_instance, r->server,
-                                         raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                         KEY_BYTES, until,
-                                         (unsigned char *)"1", 1, r->pool);
+        rv = sc->rt->index_provider->store(
+            sc->rt->index_instance, r->server,
+            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, until,
+            (unsigned char *)"1", 1, r->pool);
         if (rv == APR_SUCCESS && sc->rt->replay_provider != NULL) {
             apr_status_t lrv;
 
