@@ -449,7 +449,11 @@ def test_concurrent_churn(make_httpd):
                 bad.append((name, r.status_code))
         return n
 
-    # fewer clients than the child's 25 workers: no MaxRequestWorkers alarm
+    # fewer clients than the child's 25 workers; but each request is a new
+    # connection, and connections still closing (lingering close) hold
+    # workers too: the MPM may say it reached MaxRequestWorkers (seen once
+    # in CI), which is no failure of what this test checks
+    h.expect_log("AH00484")
     with ThreadPoolExecutor(20) as ex:
         counts = list(ex.map(worker, range(20)))
     assert not bad, bad[:5]
