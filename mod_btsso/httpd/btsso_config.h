@@ -65,7 +65,6 @@ typedef struct btsso_srv_cfg {
     /* runtime, not configuration (not merged; set at post_config) */
     struct btsso_runtime *rt;
     const ap_socache_provider_t *socache_provider;
-    ap_socache_instance_t *socache_instance;
 } btsso_srv_cfg;
 
 typedef struct btsso_dir_cfg {

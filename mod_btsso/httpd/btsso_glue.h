@@ -34,6 +34,8 @@ extern module AP_MODULE_DECLARE_DATA btsso_module;
 /* set by btsso_session_get: a session came but could not be checked now */
 #define BTSSO_NOTE_UNVERIFIED "btsso-session-unverified"
 
+#define BTSSO_SESSION_SHARDS_MAX 16
+
 typedef struct btsso_runtime {
     server_rec *s;
     btsso_spkey_t *spkey;            /* NULL without BTSSOSPPrivateKey */
@@ -49,6 +51,11 @@ typedef struct btsso_runtime {
      * second shmcb beside it (session.c); under cache_mutex */
     const ap_socache_provider_t *index_provider;
     ap_socache_instance_t *index_instance;
+    /* the sessions: one instance, or on shmcb up to
+     * BTSSO_SESSION_SHARDS_MAX, a key's second octet picking one
+     * (session.c); under cache_mutex */
+    int session_shards;
+    ap_socache_instance_t *session_shard[BTSSO_SESSION_SHARDS_MAX];
     struct btsso_acct_cache *accounts;  /* btsso_acct.h */
 } btsso_runtime;
 

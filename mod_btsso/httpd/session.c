@@ -130,24 +130,66 @@ static const char *cache_open(server_rec *s, apr_pool_t *pconf,
     return NULL;
 }
 
-/* The index shmcb's arguments from the session shmcb's: the same size, the
- * path (where anonymous shared memory is unavailable) with "-index". */
-static const char *index_shmcb_args(apr_pool_t *p, const char *args)
+/* A shmcb's arguments beside the session shmcb's: the path (where
+ * anonymous shared memory is unavailable) with suffix, and size octets
+ * (0: the session shmcb's own size). */
+static const char *shmcb_args_beside(apr_pool_t *p, const char *args,
+                                     const char *suffix, apr_size_t size)
 {
     const char *paren = args != NULL ? strrchr(args, '(') : NULL;
+    const char *path, *sz;
 
     if (args == NULL || *args == '\0') {
         return args;
     }
     if (paren == NULL) {
-        return apr_pstrcat(p, args, "-index", NULL);
+        path = args;
+        sz = "";
     }
-    if (paren == args) {
-        return apr_pstrcat(p, ap_runtime_dir_relative(p, "btsso-index"),
-                           paren, NULL);
+    else {
+        path = paren == args
+            ? ap_runtime_dir_relative(p, "btsso-sessions")
+            : apr_pstrmemdup(p, args, paren - args);
+        sz = paren;
     }
-    return apr_pstrcat(p, apr_pstrmemdup(p, args, paren - args), "-index",
-                       paren, NULL);
+    if (size > 0) {
+        sz = apr_psprintf(p, "(%" APR_SIZE_T_FMT ")", size);
+    }
+    return apr_pstrcat(p, path, suffix, sz, NULL);
+}
+
+/*
+ * How many shmcb segments the sessions are spread over.  shmcb finds an
+ * entry by comparing the key of every entry of its sub-cache, each at
+ * another place of the segment, and it makes at most 256 sub-caches, so a
+ * protected request walked some 60 entries at 16,000 live sessions.  Each
+ * shard has sub-caches of its own.  A shard is at least 6 MiB: shmcb then
+ * makes 64 sub-caches of 96 KiB or more (with the hints below), and a
+ * sub-cache must hold the largest session record (64 KiB).  A size that
+ * cannot be read (shmcb's own default) stays one segment.
+ */
+#define SHARD_MIN_SIZE (6 * 1024 * 1024)
+
+static int session_shard_count(const char *args, apr_size_t *shard_size)
+{
+    const char *paren = args != NULL ? strrchr(args, '(') : NULL;
+    char *end = NULL;
+    apr_int64_t size;
+    int n = 1;
+
+    if (paren == NULL) {
+        return 1;
+    }
+    size = apr_strtoi64(paren + 1, &end, 10);
+    if (end == NULL || *end != ')' || size <= 0) {
+        return 1;
+    }
+    if (size / SHARD_MIN_SIZE > 1) {
+        n = (int)(size / SHARD_MIN_SIZE < BTSSO_SESSION_SHARDS_MAX
+                  ? size / SHARD_MIN_SIZE : BTSSO_SESSION_SHARDS_MAX);
+    }
+    *shard_size = (apr_size_t)(size / n);
+    return n;
 }
 
 /*
@@ -188,20 +230,45 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                 DEFAULT_SHMCB_SIZE);
         }
     }
-    err = cache_open(s, pconf, ptemp, key, name, args, "BTSSOSessionCache",
-                     "btsso", &hints, &c);
-    if (err != NULL) {
-        return err;
+    if (strcmp(name, "shmcb") == 0) {
+        apr_size_t shard_size = 0;
+        int i, n = session_shard_count(args, &shard_size);
+
+        for (i = 0; i < n; i++) {
+            err = cache_open(s, pconf, ptemp,
+                             i == 0 ? key : apr_psprintf(ptemp, "%s#%d", key,
+                                                         i),
+                             name,
+                             n == 1 ? args
+                             : shmcb_args_beside(pp, args,
+                                                 i == 0 ? "" : apr_psprintf(
+                                                     ptemp, "-s%d", i),
+                                                 shard_size),
+                             "BTSSOSessionCache", "btsso", &hints, &c);
+            if (err != NULL) {
+                return err;
+            }
+            sc->rt->session_shard[i] = c->instance;
+        }
+        sc->rt->session_shards = n;
+    }
+    else {
+        err = cache_open(s, pconf, ptemp, key, name, args,
+                         "BTSSOSessionCache", "btsso", &hints, &c);
+        if (err != NULL) {
+            return err;
+        }
+        sc->rt->session_shards = 1;
+        sc->rt->session_shard[0] = c->instance;
     }
     sc->socache_provider = c->provider;
-    sc->socache_instance = c->instance;
     sc->rt->index_provider = c->provider;
     sc->rt->index_instance = c->instance;
     if (strcmp(name, "shmcb") == 0) {
         err = cache_open(s, pconf, ptemp,
                          apr_pstrcat(ptemp, "btsso-socache-index:",
                                      sc->session_cache, NULL),
-                         name, index_shmcb_args(pp, args),
+                         name, shmcb_args_beside(pp, args, "-index", 0),
                          "BTSSOSessionCache (its NameID index)",
                          "btsso-index", &index_hints, &ic);
         if (err != NULL) {
@@ -356,6 +423,15 @@ static void cache_unlock(btsso_srv_cfg *sc)
     }
 }
 
+/* The session cache's instance for raw key k: on shmcb, the shard its
+ * second octet picks (shmcb picks the sub-cache by the first; both octets
+ * are a digest's, evenly spread). */
+static ap_socache_instance_t *shard_of(const btsso_srv_cfg *sc,
+                                       const unsigned char *k)
+{
+    return sc->rt->session_shard[k[1] % sc->rt->session_shards];
+}
+
 static apr_status_t cache_put_octets(request_rec *r, const char *key,
                                      const unsigned char *value,
                                      apr_size_t len, apr_time_t expiry);
@@ -374,9 +450,11 @@ static apr_status_t cache_put_octets(request_rec *r, const char *key,
     btsso_srv_cfg *sc = btsso_srv(r->server);
     apr_status_t rv;
 
+    unsigned char k[KEY_BYTES];
+
+    raw_key(key, k);
     cache_lock(sc);
-    rv = sc->socache_provider->store(sc->socache_instance, r->server,
-                                     raw_key(key, (unsigned char[KEY_BYTES]){0}),
+    rv = sc->socache_provider->store(shard_of(sc, k), r->server, k,
                                      KEY_BYTES, expiry,
                                      (unsigned char *)value,
                                      (unsigned int)len, r->pool);
@@ -397,13 +475,13 @@ static const unsigned char *cache_get(request_rec *r, const char *key,
     btsso_srv_cfg *sc = btsso_srv(r->server);
     unsigned char *buf = apr_palloc(r->pool, max + 1);
     unsigned int len = (unsigned int)max;
+    unsigned char k[KEY_BYTES];
     apr_status_t rv;
 
+    raw_key(key, k);
     cache_lock(sc);
-    rv = sc->socache_provider->retrieve(sc->socache_instance, r->server,
-                                        raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                        KEY_BYTES, buf, &len,
-                                        r->pool);
+    rv = sc->socache_provider->retrieve(shard_of(sc, k), r->server, k,
+                                        KEY_BYTES, buf, &len, r->pool);
     cache_unlock(sc);
     if (rv != APR_SUCCESS) {
         if (!APR_STATUS_IS_NOTFOUND(rv)) {
@@ -421,11 +499,12 @@ static const unsigned char *cache_get(request_rec *r, const char *key,
 static void cache_del(request_rec *r, const char *key)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
+    unsigned char k[KEY_BYTES];
 
+    raw_key(key, k);
     cache_lock(sc);
-    sc->socache_provider->remove(sc->socache_instance, r->server,
-                                 raw_key(key, (unsigned char[KEY_BYTES]){0}),
-                                 KEY_BYTES, r->pool);
+    sc->socache_provider->remove(shard_of(sc, k), r->server, k, KEY_BYTES,
+                                 r->pool);
     cache_unlock(sc);
 }
 
@@ -829,7 +908,7 @@ int btsso_session_end_by_name_id(request_rec *r, const char *account,
             *(name_item *)apr_array_push(kept) = *it;
             continue;
         }
-        sc->socache_provider->remove(sc->socache_instance, r->server,
+        sc->socache_provider->remove(shard_of(sc, it->key), r->server,
                                      it->key, KEY_BYTES, r->pool);
         ended++;
         if (mine != NULL && !memcmp(it->key, my_key, KEY_BYTES)) {
@@ -1166,6 +1245,7 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
     json_error_t jerr;
     json_t *o;
     btsso_pending_t *pd;
+    unsigned char k[KEY_BYTES];
     apr_status_t rv;
 
     if (relay == NULL || strlen(relay) != 32
@@ -1175,14 +1255,12 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
     key = logout_key(r, relay);
     /* Read and remove under one lock: a pending request is usable once. */
     cache_lock(sc);
-    rv = sc->socache_provider->retrieve(
-        sc->socache_instance, r->server,
-        raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, buf, &len,
-        r->pool);
+    raw_key(key, k);
+    rv = sc->socache_provider->retrieve(shard_of(sc, k), r->server, k,
+                                        KEY_BYTES, buf, &len, r->pool);
     if (rv == APR_SUCCESS) {
-        sc->socache_provider->remove(
-            sc->socache_instance, r->server,
-            raw_key(key, (unsigned char[KEY_BYTES]){0}), KEY_BYTES, r->pool);
+        sc->socache_provider->remove(shard_of(sc, k), r->server, k,
+                                     KEY_BYTES, r->pool);
     }
     cache_unlock(sc);
     if (rv != APR_SUCCESS) {

@@ -933,3 +933,38 @@ def test_sqlite_full_filesystem(make_httpd, tmp_path, monkeypatch):
     assert r.status_code == 200, r.text
     assert admin.config()["email"]["attribute"] == "email"
     assert_no_crash(h)
+
+
+def test_sessions_spread_over_shmcb_shards(make_httpd, tmp_path):
+    """A shmcb session cache of 64 MiB is ten segments, each with 64
+    sub-caches of its own (shmcb walks every entry of a sub-cache to find
+    one, and makes at most 256 in one segment: one segment of 64 MiB would
+    have 256).  Every session is found in its shard by both processes and
+    after a graceful restart; a sign-out ends the session it names and no
+    other; attributes of 32 KiB still fit a sub-cache of a shard."""
+    site = Site(make_httpd, tmp_path, processes=2)
+    h = site.httpd
+    h.btsso_conf += ("BTSSOSessionCache shmcb:%s/sessions(67108864)\n"
+                     "LogLevel socache_shmcb:debug\n" % h.dir)
+    site.start()
+    shards = re.findall(r"AH00822: for \d+ bytes \(6710886 including "
+                        r"header\), recommending (\d+) subcaches", h.log_text())
+    assert shards == ["64"] * 10, shards
+    sids = [site.login(USERS[i % len(USERS)]) for i in range(40)]
+    big = {"mail": ["u01@example.com"]}
+    big.update({"big%d" % i: [str(i) * 8000] for i in range(1, 5)})
+    sids += [sid_of(site.acs(site.response("u01@example.com",
+                                           attributes=big)))
+             for _ in range(10)]
+    assert all(sids)
+    # keep-alive connections land on either process
+    with requests.Session() as s:
+        kept = [site.page(sid, session=s).status_code for sid in sids]
+    assert kept == [200] * len(sids), kept
+    r = requests.get(site.url + "/sso/logout", cookies={"btsso_session":
+                                                        sids[3]},
+                     allow_redirects=False, timeout=30)
+    assert r.status_code in (302, 303), r.status_code
+    h.graceful()
+    kept = [site.page(sid).status_code for sid in sids]
+    assert kept == [200] * 3 + [302] + [200] * (len(sids) - 4), kept
