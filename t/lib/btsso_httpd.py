@@ -453,10 +453,13 @@ DBDMax 8
             if any(tag in line for tag in self.expected_log):
                 continue
             # httpd's own notices about shutdown are not ours to judge, nor
-            # the event MPM's complaint about a keep-alive socket the test
-            # client closed while the server was stopping (AH03093)
+            # the event MPM's complaints that it could not put a keep-alive
+            # (AH03093) or lingering-close (AH03092) connection back in its
+            # pollset while the server was stopping (EBADF: the pollset is
+            # being torn down; CI's ASan run saw AH03092 once at a test's
+            # stop)
             if "caught SIGTERM" in line or "AH00491" in line \
-                    or "AH03093" in line:
+                    or "AH03093" in line or "AH03092" in line:
                 continue
             bad.append(line)
         return bad
