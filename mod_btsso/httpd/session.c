@@ -130,32 +130,38 @@ static const char *cache_open(server_rec *s, apr_pool_t *pconf,
     return NULL;
 }
 
-/* A shmcb's arguments beside the session shmcb's: the path (where
- * anonymous shared memory is unavailable) with suffix, and size octets
- * (0: the session shmcb's own size). */
-static const char *shmcb_args_beside(apr_pool_t *p, const char *args,
-                                     const char *suffix, apr_size_t size)
+/* The index shmcb's arguments from the session shmcb's: the same size, the
+ * path (where anonymous shared memory is unavailable) with "-index". */
+static const char *index_shmcb_args(apr_pool_t *p, const char *args)
 {
     const char *paren = args != NULL ? strrchr(args, '(') : NULL;
-    const char *path, *sz;
 
     if (args == NULL || *args == '\0') {
         return args;
     }
     if (paren == NULL) {
-        path = args;
-        sz = "";
+        return apr_pstrcat(p, args, "-index", NULL);
     }
-    else {
-        path = paren == args
-            ? ap_runtime_dir_relative(p, "btsso-sessions")
-            : apr_pstrmemdup(p, args, paren - args);
-        sz = paren;
+    if (paren == args) {
+        return apr_pstrcat(p, ap_runtime_dir_relative(p, "btsso-index"),
+                           paren, NULL);
     }
-    if (size > 0) {
-        sz = apr_psprintf(p, "(%" APR_SIZE_T_FMT ")", size);
-    }
-    return apr_pstrcat(p, path, suffix, sz, NULL);
+    return apr_pstrcat(p, apr_pstrmemdup(p, args, paren - args), "-index",
+                       paren, NULL);
+}
+
+/* Shard i's arguments from the session shmcb's "PATH(SIZE)": PATH, with
+ * "-s<i>" after the first (an anonymous segment, "(SIZE)", stays
+ * anonymous), and size octets. */
+static const char *shard_args(apr_pool_t *p, const char *args, int i,
+                              apr_size_t size)
+{
+    const char *paren = strrchr(args, '(');
+    const char *path = apr_pstrmemdup(p, args, paren - args);
+
+    return apr_psprintf(p, "%s%s(%" APR_SIZE_T_FMT ")", path,
+                        i > 0 && *path != '\0' ? apr_psprintf(p, "-s%d", i)
+                                                : "", size);
 }
 
 /*
@@ -210,6 +216,8 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                   sc->session_cache, NULL);
     shared_cache *c = NULL, *ic = NULL;
     const char *name, *args = NULL, *sep, *err;
+    apr_size_t shard_size = 0;
+    int i, shards;
     /* keys: 32-byte digests; values: a session record of a few hundred
      * bytes (more with many attributes: up to BTSSO_SESSION_RECORD_MAX) */
     struct ap_socache_hints hints = { 32, 480, apr_time_from_sec(3600) };
@@ -230,37 +238,21 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
                                 DEFAULT_SHMCB_SIZE);
         }
     }
-    if (strcmp(name, "shmcb") == 0) {
-        apr_size_t shard_size = 0;
-        int i, n = session_shard_count(args, &shard_size);
-
-        for (i = 0; i < n; i++) {
-            err = cache_open(s, pconf, ptemp,
-                             i == 0 ? key : apr_psprintf(ptemp, "%s#%d", key,
-                                                         i),
-                             name,
-                             n == 1 ? args
-                             : shmcb_args_beside(pp, args,
-                                                 i == 0 ? "" : apr_psprintf(
-                                                     ptemp, "-s%d", i),
-                                                 shard_size),
-                             "BTSSOSessionCache", "btsso", &hints, &c);
-            if (err != NULL) {
-                return err;
-            }
-            sc->rt->session_shard[i] = c->instance;
-        }
-        sc->rt->session_shards = n;
-    }
-    else {
-        err = cache_open(s, pconf, ptemp, key, name, args,
+    shards = strcmp(name, "shmcb") == 0
+        ? session_shard_count(args, &shard_size) : 1;
+    for (i = 0; i < shards; i++) {
+        err = cache_open(s, pconf, ptemp,
+                         i == 0 ? key : apr_psprintf(ptemp, "%s#%d", key, i),
+                         name,
+                         shards == 1 ? args
+                                     : shard_args(pp, args, i, shard_size),
                          "BTSSOSessionCache", "btsso", &hints, &c);
         if (err != NULL) {
             return err;
         }
-        sc->rt->session_shards = 1;
-        sc->rt->session_shard[0] = c->instance;
+        sc->rt->session_shard[i] = c->instance;
     }
+    sc->rt->session_shards = shards;
     sc->socache_provider = c->provider;
     sc->rt->index_provider = c->provider;
     sc->rt->index_instance = c->instance;
@@ -268,7 +260,7 @@ const char *btsso_session_cache_setup(server_rec *s, btsso_srv_cfg *sc,
         err = cache_open(s, pconf, ptemp,
                          apr_pstrcat(ptemp, "btsso-socache-index:",
                                      sc->session_cache, NULL),
-                         name, shmcb_args_beside(pp, args, "-index", 0),
+                         name, index_shmcb_args(pp, args),
                          "BTSSOSessionCache (its NameID index)",
                          "btsso-index", &index_hints, &ic);
         if (err != NULL) {
@@ -448,9 +440,8 @@ static apr_status_t cache_put_octets(request_rec *r, const char *key,
                                      apr_size_t len, apr_time_t expiry)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
-    apr_status_t rv;
-
     unsigned char k[KEY_BYTES];
+    apr_status_t rv;
 
     raw_key(key, k);
     cache_lock(sc);
