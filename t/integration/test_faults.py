@@ -935,17 +935,20 @@ def test_sqlite_full_filesystem(make_httpd, tmp_path, monkeypatch):
     assert_no_crash(h)
 
 
-def test_sessions_spread_over_shmcb_shards(make_httpd, tmp_path):
+@pytest.mark.parametrize("named", [True, False], ids=["file", "anonymous"])
+def test_sessions_spread_over_shmcb_shards(make_httpd, tmp_path, named):
     """A shmcb session cache of 64 MiB is ten segments, each with 64
     sub-caches of its own (shmcb walks every entry of a sub-cache to find
     one, and makes at most 256 in one segment: one segment of 64 MiB would
-    have 256).  Every session is found in its shard by both processes and
-    after a graceful restart; a sign-out ends the session it names and no
-    other; attributes of 32 KiB still fit a sub-cache of a shard."""
+    have 256), named after its file or anonymous as the cache is.  Every
+    session is found in its shard by both processes and after a graceful
+    restart; a sign-out ends the session it names and no other; attributes
+    of 32 KiB still fit a sub-cache of a shard."""
     site = Site(make_httpd, tmp_path, processes=2)
     h = site.httpd
-    h.btsso_conf += ("BTSSOSessionCache shmcb:%s/sessions(67108864)\n"
-                     "LogLevel socache_shmcb:debug\n" % h.dir)
+    h.btsso_conf += ("BTSSOSessionCache shmcb:%s(67108864)\n"
+                     "LogLevel socache_shmcb:debug\n"
+                     % (h.dir + "/sessions" if named else ""))
     site.start()
     shards = re.findall(r"AH00822: for \d+ bytes \(6710886 including "
                         r"header\), recommending (\d+) subcaches", h.log_text())
