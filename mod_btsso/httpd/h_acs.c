@@ -123,6 +123,7 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     const char *issuer = NULL;
     btsso_response_doc_t *rdoc = NULL;  /* parsed for the Issuer (global ACS) */
     const char *email;
+    const char *reference;
     const char *target = NULL;
     apr_time_t now = apr_time_now();
     int rc, test = 0, replay;
@@ -390,14 +391,16 @@ int btsso_handle_acs(request_rec *r, const char *path_account)
     if (err != NULL) {
         return fail(r, account, e->idp->entity_id, err, 0);
     }
+    /* Counted apart from the log line: below LogLevel info, httpd's
+     * ap_log_rerror does not evaluate its arguments. */
+    reference = btsso_signin_succeeded(r, st, account, user->email,
+                                       a->name_id, e->idp->entity_id,
+                                       a->verified_by
+                                       ? a->verified_by->sha256 : NULL);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "BTSSO0212: login (reference %s): account %s, user %s "
                   "(extension %s), IdP %s, assertion %s%s",
-                  btsso_signin_succeeded(r, st, account, user->email,
-                                         a->name_id, e->idp->entity_id,
-                                         a->verified_by
-                                         ? a->verified_by->sha256 : NULL),
-                  account, user->email,
+                  reference, account, user->email,
                   user->extension ? user->extension : "-", e->idp->entity_id,
                   a->assertion_id, pd ? "" : " (IdP-initiated)");
     /* Checked when stored, and again now that it is used. */

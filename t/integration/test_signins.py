@@ -317,6 +317,31 @@ def test_successes_counted_and_certificates_last_verified(site):
     assert sorted(s["result"] for s in j["sign_ins"]) == ["ok", "sig_invalid"]
 
 
+def test_successes_counted_at_log_level_warn(make_httpd, tmp_path,
+                                             monkeypatch):
+    """At LogLevel warn (production's level) a success is still counted:
+    the count must not ride on the info line that logs it (httpd's
+    ap_log_rerror does not evaluate its arguments below the level)."""
+    s = Site(make_httpd, tmp_path, btsso_conf="LogLevel warn\n")
+    monkeypatch.setattr(samlgen, "SP_ENTITY_ID", s.url + "/sso")
+    monkeypatch.setattr(samlgen, "ACS_URL", s.url + "/sso/acs")
+    s.start()
+    assert s.login().status_code == 303
+    assert s.log_lines("BTSSO0212") == []
+    db = sqlite3.connect(s.httpd.db)
+    try:
+        assert db.execute("SELECT ok FROM sign_in_days").fetchall() == [(1,)]
+        assert db.execute("SELECT email FROM sign_ins WHERE result = 'ok'"
+                          ).fetchall() == [("ann@example.com",)]
+    finally:
+        db.close()
+    assert s.login("bob@example.com").status_code == 303
+    cfg = s.admin().config()
+    assert cfg["sign_ins"]["days"][0]["ok"] == 2
+    assert cfg["sign_ins"]["last"]["email"] == "bob@example.com"
+    assert cert_of(cfg, PRIMARY[1])["last_verified"] is not None
+
+
 # ---- filters, limit, paging --------------------------------------------------
 
 def test_filters_limit_and_paging(site):
