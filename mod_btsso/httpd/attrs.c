@@ -108,17 +108,18 @@ const apr_array_header_t *btsso_attrs_for_session(request_rec *r,
 /* ---- on a protected request ------------------------------------------------ */
 
 typedef struct export_ctx {
-    request_rec *r;
-    const btsso_session_t *ss;
+    apr_pool_t *pool;
+    apr_array_header_t *vars;       /* btsso_session_var_t */
+    apr_array_header_t *refused;    /* const char * */
 } export_ctx;
 
 static void export_set(void *ctx, const char *var, const char *value)
 {
     export_ctx *c = ctx;
+    btsso_session_var_t *v = apr_array_push(c->vars);
 
-    /* added, not set: the caller (auth.c export_session) removed every
-     * BTSSO_* first, and the variables of one session are distinct */
-    apr_table_addn(c->r->subprocess_env, var, value);
+    v->name = var;
+    v->value = value;
 }
 
 static void export_skip(void *ctx, const btsso_session_attr_t *a,
@@ -127,27 +128,67 @@ static void export_skip(void *ctx, const btsso_session_attr_t *a,
     export_ctx *c = ctx;
 
     if (why == BTSSO_ATTR_SKIP_CONTROL) {
-        /* the ACS refuses these (bad_attribute): a record made otherwise */
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r,
-                      "BTSSO0342: session of account %s: attribute %s holds "
-                      "a control character; not exported",
-                      ap_escape_logitem(c->r->pool, c->ss->account),
-                      ap_escape_logitem(c->r->pool, a->name));
+        APR_ARRAY_PUSH(c->refused, const char *) = a->name;
     }
 }
 
 void btsso_attrs_export(request_rec *r, const btsso_session_t *ss,
                         int set_headers)
 {
-    export_ctx c = { r, ss };
+    btsso_session_exports_t *x = ss->exports;
+    const apr_array_header_t *vars, *refused;
+    const char *header;
+    int i;
 
-    btsso_session_attrs_env(r->pool, ss->attributes, export_set,
-                            export_skip, &c);
+    if (x != NULL && x->attr_vars != NULL) {
+        vars = x->attr_vars;
+        refused = x->attr_refused;
+    }
+    else {
+        export_ctx c;
+
+        c.pool = x != NULL ? x->pool : r->pool;
+        c.vars = apr_array_make(c.pool, 8, sizeof(btsso_session_var_t));
+        c.refused = apr_array_make(c.pool, 1, sizeof(const char *));
+        btsso_session_attrs_env(c.pool, ss->attributes, export_set,
+                                export_skip, &c);
+        vars = c.vars;
+        refused = c.refused;
+        if (x != NULL) {
+            x->attr_vars = vars;
+            x->attr_refused = refused;
+        }
+    }
+    for (i = 0; i < refused->nelts; i++) {
+        /* the ACS refuses these (bad_attribute): a record made otherwise */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BTSSO0342: session of account %s: attribute %s holds "
+                      "a control character; not exported",
+                      ap_escape_logitem(r->pool, ss->account),
+                      ap_escape_logitem(r->pool, APR_ARRAY_IDX(refused, i,
+                                                               const char *)));
+    }
+    /* added, not set: the caller (auth.c export_session) removed every
+     * BTSSO_* first, and the variables of one session are distinct */
+    for (i = 0; i < vars->nelts; i++) {
+        const btsso_session_var_t *v = &APR_ARRAY_IDX(vars, i,
+                                                      btsso_session_var_t);
+
+        apr_table_addn(r->subprocess_env, v->name, v->value);
+    }
     if (set_headers) {
-        apr_table_setn(r->headers_in, ATTRS_HEADER,
-                       btsso_session_attrs_header(r->pool, ss->attributes));
+        header = x != NULL ? x->attrs_header : NULL;
+        if (header == NULL) {
+            header = btsso_session_attrs_header(x != NULL ? x->pool : r->pool,
+                                                ss->attributes);
+            if (x != NULL) {
+                x->attrs_header = header;
+            }
+        }
+        apr_table_setn(r->headers_in, ATTRS_HEADER, header);
     }
 }
+
 
 /* ---- Require btsso-attr, Require btsso-account ---------------------------- */
 

@@ -91,6 +91,7 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
     const apr_array_header_t *env = apr_table_elts(r->subprocess_env);
     char expires[24];
     const char *values[6];
+    int controls;
     static const char *const env_names[] = {
         "BTSSO_ACCOUNT", "BTSSO_EMAIL", "BTSSO_NAME_ID", "BTSSO_IDP",
         "BTSSO_SESSION_EXPIRES", NULL
@@ -124,13 +125,26 @@ static void export_session(request_rec *r, const btsso_session_t *ss,
     values[1] = ss->email;
     values[2] = ss->name_id;
     values[3] = ss->idp;
-    values[4] = apr_pstrdup(r->pool, expires);
+    values[4] = apr_pstrdup(r->pool, expires);  /* digits only */
     values[5] = NULL;
+    if (ss->exports != NULL && ss->exports->controls >= 0) {
+        controls = ss->exports->controls;
+    }
+    else {
+        for (i = 0, controls = 0; i < 4; i++) {
+            if (values[i] != NULL && btsso_text_has_control(values[i])) {
+                controls |= 1 << i;
+            }
+        }
+        if (ss->exports != NULL) {
+            ss->exports->controls = controls;
+        }
+    }
     for (i = 0; env_names[i] != NULL; i++) {
         if (values[i] == NULL) {
             continue;
         }
-        if (btsso_text_has_control(values[i])) {
+        if (controls & (1 << i)) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           "BTSSO0313: session of account %s: %s holds a "
                           "control character; not exported",
@@ -250,7 +264,7 @@ static int btsso_check_user(request_rec *r)
     account = directed_account(r);
     ss = btsso_session_get(r);
     if (ss != NULL && (account == NULL || !strcmp(account, ss->account))) {
-        r->user = (char *)ss->email;
+        r->user = apr_pstrdup(r->pool, ss->email);
         r->ap_auth_type = AUTH_TYPE;
         export_session(r, ss, btsso_dir_set_headers(dc));
         return OK;

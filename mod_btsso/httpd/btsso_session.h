@@ -10,6 +10,28 @@
 #include "btsso_config.h"
 #include "core/btsso_error.h"
 
+/*
+ * What exporting a session makes (auth.c, attrs.c), a function of its
+ * record alone: made on the first request that exports it and kept as long
+ * as the decoded session is (session.c keeps one per connection, for as
+ * long as the cache holds the same record).
+ */
+typedef struct btsso_session_var_t {
+    const char *name;
+    const char *value;
+} btsso_session_var_t;
+
+typedef struct btsso_session_exports_t {
+    apr_pool_t *pool;           /* where they are made */
+    int controls;               /* bit i: auth.c's value i holds a control
+                                 * character; -1 not looked at yet */
+    /* btsso_session_var_t: the attributes' variables; NULL not made yet */
+    const apr_array_header_t *attr_vars;
+    /* const char *: attributes left out for a control character */
+    const apr_array_header_t *attr_refused;
+    const char *attrs_header;   /* X-BTSSO-Attributes; NULL not made yet */
+} btsso_session_exports_t;
+
 typedef struct btsso_session_t {
     const char *token;          /* cookie value; never logged */
     const char *sp_id;          /* the SP that made it (btsso_sp_id) */
@@ -34,6 +56,9 @@ typedef struct btsso_session_t {
      * attributes within the bounds (btsso_session_attrs_bound); NULL or
      * empty: none */
     const apr_array_header_t *attributes;
+    /* from btsso_session_get: what exporting it makes, kept with it; NULL
+     * for a session made otherwise (nothing kept) */
+    btsso_session_exports_t *exports;
 } btsso_session_t;
 
 typedef struct btsso_pending_t {

@@ -351,9 +351,12 @@ static const unsigned char *raw_key(const char *key, unsigned char *buf)
         ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15
     };
     const unsigned char *k = (const unsigned char *)key;
-    apr_size_t i;
+    apr_size_t i, n = strlen(key) / 2;
 
-    for (i = 0; i < KEY_BYTES && k[2 * i] && k[2 * i + 1]; i++) {
+    if (n > KEY_BYTES) {
+        n = KEY_BYTES;
+    }
+    for (i = 0; i < n; i++) {
         buf[i] = (unsigned char)(hexv[k[2 * i]] << 4 | hexv[k[2 * i + 1]]);
     }
     return buf;
@@ -376,7 +379,26 @@ typedef struct key_memo {
     const char *sp;                     /* sp_of() it was made for */
     char token[2 * SESSION_TOKEN_BYTES + 1];
     char key[2 * KEY_BYTES + 1];
+    /* The record the cache last gave for that key on this connection and
+     * the session it decoded to (in the connection's pool): the next
+     * request that reads the same octets takes a copy instead of decoding
+     * them again, and the variables its export made (a third of what a
+     * protected request cost this module).  A record is kept only up to
+     * MEMO_RECORD_MAX octets and MEMO_FILLS times per connection: the
+     * connection's pool keeps what it was given until it closes. */
+    const unsigned char *rec;
+    apr_size_t rec_len;
+    const btsso_session_t *ss;
+    int fills;
 } key_memo;
+
+#define MEMO_RECORD_MAX 4096
+#define MEMO_FILLS 8
+
+static key_memo *conn_memo(request_rec *r)
+{
+    return ap_get_module_config(r->connection->conn_config, &btsso_module);
+}
 
 static const char *session_key(request_rec *r, const char *token)
 {
@@ -397,6 +419,7 @@ static const char *session_key(request_rec *r, const char *token)
         m->sp = sp;
         apr_cpystrn(m->token, token, sizeof(m->token));
         apr_cpystrn(m->key, key, sizeof(m->key));
+        m->ss = NULL;           /* it was another cookie's */
     }
     return key;
 }
@@ -1093,6 +1116,56 @@ static int session_follows(request_rec *r, btsso_session_t *ss,
     return 1;
 }
 
+/*
+ * The session the record rec decodes to, a copy of its own in r->pool;
+ * NULL when it does not decode.  The same octets as the connection's last
+ * record for this cookie give a copy of that decoding (the same octets
+ * decode the same: everything checked of a session is checked again on the
+ * copy); other octets are decoded, and kept for the next request when the
+ * connection may keep one more.
+ */
+static btsso_session_t *session_from_memo(request_rec *r, const char *sp,
+                                          const char *token,
+                                          const unsigned char *rec,
+                                          apr_size_t len)
+{
+    key_memo *m = conn_memo(r);
+    btsso_session_t *ss, *copy;
+    apr_pool_t *p;
+
+    if (m != NULL && m->ss != NULL && m->sp == sp
+        && m->rec_len == len && strcmp(m->token, token) == 0
+        && memcmp(m->rec, rec, len) == 0) {
+        copy = apr_pmemdup(r->pool, m->ss, sizeof(*copy));
+        return copy;
+    }
+    if (m == NULL || m->sp != sp || strcmp(m->token, token) != 0
+        || len > MEMO_RECORD_MAX || m->fills >= MEMO_FILLS) {
+        ss = session_from_record(r->pool, rec, len);
+        if (ss != NULL) {
+            ss->exports = apr_pcalloc(r->pool, sizeof(*ss->exports));
+            ss->exports->pool = r->pool;
+            ss->exports->controls = -1;
+        }
+        return ss;
+    }
+    p = r->connection->pool;
+    m->ss = NULL;
+    m->fills++;
+    ss = session_from_record(p, rec, len);
+    if (ss == NULL) {
+        return NULL;
+    }
+    ss->exports = apr_pcalloc(p, sizeof(*ss->exports));
+    ss->exports->pool = p;
+    ss->exports->controls = -1;
+    m->rec = apr_pmemdup(p, rec, len);
+    m->rec_len = len;
+    m->ss = ss;
+    copy = apr_pmemdup(r->pool, ss, sizeof(*copy));
+    return copy;
+}
+
 btsso_session_t *btsso_session_get(request_rec *r)
 {
     btsso_srv_cfg *sc = btsso_srv(r->server);
@@ -1101,7 +1174,7 @@ btsso_session_t *btsso_session_get(request_rec *r)
     apr_size_t len = 0;
     btsso_session_t *ss;
     apr_time_t now;
-    const char *why = NULL;
+    const char *sp, *why = NULL;
     int follows, dirty = 0;
 
     ss = ap_get_module_config(r->request_config, &btsso_module);
@@ -1117,7 +1190,8 @@ btsso_session_t *btsso_session_get(request_rec *r)
     if (rec == NULL) {
         return NULL;
     }
-    ss = session_from_record(r->pool, rec, len);
+    sp = sp_of(r);
+    ss = session_from_memo(r, sp, token, rec, len);
     if (ss == NULL) {
         /* an old module's JSON record, or one altered in the cache: no
          * session, and gone, so that this is said once */
@@ -1134,7 +1208,7 @@ btsso_session_t *btsso_session_get(request_rec *r)
     ss->token = token;
     /* The key names the SP already; the record says it again, so that a
      * cache shared with another SP cannot hand us its session. */
-    if (ss->sp_id == NULL || strcmp(ss->sp_id, sp_of(r)) != 0) {
+    if (ss->sp_id == NULL || strcmp(ss->sp_id, sp) != 0) {
         return NULL;
     }
     now = apr_time_now();

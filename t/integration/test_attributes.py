@@ -21,6 +21,7 @@ with an IdP we did not write (pysaml2):
   record altered there, is no session.
 """
 import base64
+import http.client
 import http.server
 import json
 import os
@@ -553,4 +554,94 @@ def test_memcached_session_record(make_httpd, tmp_path, memcached):
         assert r.status_code == 302
         mc.close()
     finally:
+        p.backend.stop()
+
+
+def session_records(mc, emails):
+    """{email: (cache key, record)} of the sessions in memcached, found
+    through their NameID indexes (see test_memcached_session_record)."""
+    found = {}
+    for _ in range(50):     # the LRU crawler lists what it has seen
+        for k in mc.keys():
+            v = mc.get(k)
+            if v and v[:1] == b"\x01" \
+                    and len(v) == 43 + int.from_bytes(v[41:43], "big"):
+                key = "btsso:" + v[9:41].hex()
+                rec = mc.get(key)
+                for e in emails:
+                    if rec is not None and e.encode() in rec:
+                        found[e] = (key, rec)
+        if len(found) == len(emails):
+            return found
+        time.sleep(0.1)
+    raise AssertionError("session records not found: %r" % found)
+
+
+def test_keepalive_connection_reads_its_session_each_request(
+        make_httpd, tmp_path, memcached):
+    """A keep-alive connection keeps the session it decoded last (and the
+    variables it exported) only for as long as the cache gives the very
+    same record: another cookie on the connection is another session, a
+    record rewritten in the cache is read again, one removed is no
+    session, on the next request of the same connection."""
+    p = make_portal(make_httpd, tmp_path, btsso_conf=(
+        "BTSSOSessionCache memcache:127.0.0.1:%d\n" % memcached),
+        modules=[("socache_memcache_module",
+                  "mod_socache_memcache.so")]).start()
+    bob = dict(IDENTITY, mail=["bob@example.com"], groups=["Finance"])
+    conn = http.client.HTTPConnection("127.0.0.1", p.httpd.port, timeout=20)
+    mc = cachesrv.Memcache(memcached)
+    try:
+        ann_c = login(p)["btsso_session"]
+        r = p.login(email="bob@example.com", attributes=bob)
+        assert r.status_code == 303, r.text[-500:]
+        bob_c = r.cookies["btsso_session"]
+
+        socks = []
+
+        def env(cookie):
+            conn.request("GET", "/app/cgi/env.cgi", headers={
+                "Cookie": "btsso_session=%s" % cookie} if cookie else {})
+            r = conn.getresponse()
+            body = r.read()
+            # one connection for all (http.client would open another)
+            socks.append(conn.sock)
+            assert conn.sock is not None and conn.sock is socks[0]
+            if r.status != 200:
+                return r.status
+            return {k: base64.b64decode(v).decode("utf-8")
+                    for k, v in json.loads(body).items()}
+
+        for _ in range(2):
+            e = env(ann_c)
+            assert e["BTSSO_EMAIL"] == "ann@example.com"
+            assert e["BTSSO_ATTR_GROUPS_1"] == "Sales"
+        e = env(bob_c)
+        assert e["BTSSO_EMAIL"] == "bob@example.com"
+        assert e["BTSSO_ATTR_GROUPS_N"] == "1"
+        assert e["BTSSO_ATTR_GROUPS_1"] == "Finance"
+        assert env(None) == 302
+        assert env(ann_c)["BTSSO_ATTR_GROUPS_1"] == "Sales"
+
+        recs = session_records(mc, ["ann@example.com", "bob@example.com"])
+        ann_key, ann_rec = recs["ann@example.com"]
+        # the record rewritten (same length, one value changed): read anew
+        mc.set(ann_key, ann_rec.replace(b"Sales", b"Sabes"))
+        e = env(ann_c)
+        assert e["BTSSO_EMAIL"] == "ann@example.com"
+        assert e["BTSSO_ATTR_GROUPS_1"] == "Sabes"
+        # bob's record under ann's key: bob's session, not ann's kept one
+        mc.set(ann_key, recs["bob@example.com"][1])
+        e = env(ann_c)
+        assert e["BTSSO_EMAIL"] == "bob@example.com"
+        assert "BTSSO_ATTR_GROUPS_2" not in e
+        # the record gone (logged out on another node): no session now
+        mc.set(ann_key, ann_rec)
+        assert env(ann_c)["BTSSO_ATTR_GROUPS_1"] == "Sales"
+        mc.delete(ann_key)
+        assert env(ann_c) == 302
+        assert env(bob_c)["BTSSO_EMAIL"] == "bob@example.com"
+    finally:
+        conn.close()
+        mc.close()
         p.backend.stop()

@@ -82,6 +82,10 @@ class Memcache:
                        % (key.encode(), len(value), value))
         assert self.f.readline().strip() == b"STORED"
 
+    def delete(self, key):
+        self.cmd("delete %s" % key)
+        assert self.f.readline().strip() in (b"DELETED", b"NOT_FOUND")
+
     def close(self):
         self.f.close()
         self.s.close()
