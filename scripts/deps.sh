@@ -7,7 +7,7 @@
 set -eu
 BUILD="build-essential autoconf automake libtool pkg-config apache2 apache2-dev
   libxml2-dev libxmlsec1-dev libxmlsec1-openssl libssl-dev libcurl4-openssl-dev
-  libjansson-dev zlib1g-dev libcmocka-dev libaprutil1-dbd-sqlite3
+  libjansson-dev zlib1g-dev libcmocka-dev libsqlite3-dev libaprutil1-dbd-sqlite3
   libaprutil1-dbd-pgsql sqlite3 xmlsec1 libxml2-utils opensaml-schemas openssl"
 TEST="python3 python3-pytest python3-pysaml2 python3-lxml python3-xmlsec
   python3-requests python3-psycopg2 python3-pytest-xdist postgresql

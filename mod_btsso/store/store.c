@@ -28,6 +28,8 @@
 
 #include <apr_strings.h>
 #include <apr_lib.h>
+#include <apr_time.h>
+#include <sqlite3.h>
 
 #include "store/store.h"
 #include "core/text.h"
@@ -1213,6 +1215,61 @@ static const char *const mysql_session_sql[] = {
     NULL
 };
 
+/*
+ * Waiting for another writer on SQLite.  APR-util's sqlite3 driver holds
+ * one mutex of its own, for the whole process, around every call into
+ * SQLite (apr_dbd_mutex_lock, declared in apr_dbd_internal.h, which
+ * Debian does not install), and SQLite sleeps in its busy handler inside
+ * that call.  With "PRAGMA busy_timeout" a query waiting for a writer of
+ * another process stalled every store query of this process until the
+ * writer was done, and a query waiting for a writer of THIS process (a
+ * transaction between two statements: the sign-in counts) waited the full
+ * timeout, 10 s, for a writer that was itself waiting for the mutex.
+ * This handler sleeps with the mutex released, as the driver does between
+ * its own retries, and gives up after the same SQLITE_BUSY_TIMEOUT_MS.
+ * Every path into SQLite that can call it holds the mutex.
+ */
+apr_status_t apr_dbd_mutex_lock(void);
+apr_status_t apr_dbd_mutex_unlock(void);
+
+static int sqlite_busy_wait(void *ctx, int count)
+{
+    /* 1, 2, 5, 10, 15, 20, 25 ms, then 50 ms a time: about SQLite's own */
+    static const int steps[] = { 1, 2, 5, 10, 15, 20, 25 };
+    const int n = (int)(sizeof(steps) / sizeof(steps[0]));
+    int waited = 0, i, ms;
+
+    for (i = 0; i < count && i < n; i++) {
+        waited += steps[i];
+    }
+    if (count > n) {
+        waited += (count - n) * 50;
+    }
+    if (waited >= SQLITE_BUSY_TIMEOUT_MS) {
+        return 0;
+    }
+    ms = count < n ? steps[count] : 50;
+    apr_dbd_mutex_unlock();
+    apr_sleep(apr_time_from_msec(ms));
+    apr_dbd_mutex_lock();
+    return 1;
+}
+
+/* The busy handler on an SQLite connection of the store; NULL, or why
+ * not. */
+static btsso_error_t *sqlite_busy_setup(btsso_store_t *s, apr_pool_t *p)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+
+    if (db == NULL || sqlite3_busy_handler(db, sqlite_busy_wait, NULL)
+                      != SQLITE_OK) {
+        return btsso_error_make(p, 503, "store_unavailable",
+                                "The account store is unavailable.",
+                                "cannot set the SQLite busy handler");
+    }
+    return NULL;
+}
+
 /* Marks, in mod_dbd's per-connection statement hash, a connection that
  * ran mysql_session_sql (mod_dbd makes a new hash with a new connection). */
 static const char mysql_session_mark[] = "btsso:mysql-session";
@@ -1323,11 +1380,7 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
          * the connection's; a query per request cost 3% of a login); an
          * error only leaves the driver's own few retries, and is tried
          * again by the next request. */
-        apr_array_header_t *rows;
-
-        if (raw_select(s, p, "PRAGMA busy_timeout = "
-                       APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS), &rows) == NULL
-            && prepared != NULL) {
+        if (sqlite_busy_setup(s, p) == NULL && prepared != NULL) {
             apr_hash_set(prepared, sqlite_busy_mark, APR_HASH_KEY_STRING,
                          sqlite_busy_mark);
         }
@@ -1470,10 +1523,7 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
     if (strcmp(s->dialect, "sqlite3") == 0) {
         /* btssoctl and httpd share the file: wait for a writer instead of
          * failing at once, and enforce the schema's foreign keys. */
-        apr_array_header_t *rows;
-        if ((err = raw_select(s, p, "PRAGMA busy_timeout = "
-                              APR_STRINGIFY(SQLITE_BUSY_TIMEOUT_MS),
-                              &rows)) != NULL
+        if ((err = sqlite_busy_setup(s, p)) != NULL
             || (err = raw_exec(s, "PRAGMA foreign_keys = ON")) != NULL) {
             btsso_store_close(s);
             return err;

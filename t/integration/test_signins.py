@@ -342,6 +342,45 @@ def test_successes_counted_at_log_level_warn(make_httpd, tmp_path,
     assert cert_of(cfg, PRIMARY[1])["last_verified"] is not None
 
 
+def test_login_waiting_for_a_writer_holds_up_no_other_request(site):
+    """A login whose success counts wait for another writer of the SQLite
+    store (btssoctl, another process) must not hold up the store reads of
+    the other requests of its process: APR-util's sqlite3 driver holds one
+    mutex per process around every call into SQLite, and the wait for the
+    writer used to sleep inside it (PRAGMA busy_timeout), 10 s at worst,
+    and as long between two writers of the same process."""
+    import threading
+
+    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
+    out = {}
+
+    def login():
+        out["login"] = site.login()
+
+    try:
+        db.execute("BEGIN IMMEDIATE")           # the store's write lock
+        t = threading.Thread(target=login)
+        t.start()
+        time.sleep(1.0)         # the login is waiting for the lock now
+        assert t.is_alive(), "the login did not wait for the writer"
+        # another request of the same process reads the store meanwhile
+        r = site.p.get("/sso/login/acme", timeout=5)
+        assert r.status_code == 302
+        assert t.is_alive(), "the login did not wait for the writer"
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+    t.join(20)
+    assert out["login"].status_code == 303
+    db = sqlite3.connect(site.httpd.db)
+    try:
+        assert db.execute("SELECT ok FROM sign_in_days").fetchall() == [(1,)]
+    finally:
+        db.close()
+
+
 # ---- filters, limit, paging --------------------------------------------------
 
 def test_filters_limit_and_paging(site):
