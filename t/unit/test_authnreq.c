@@ -6,6 +6,7 @@
  * schema (offline, through t/fixtures/xsd/catalog.xml); RSA signatures are
  * checked with the openssl command line on the exact signed octets.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -956,6 +957,68 @@ static void test_percent_encoding(void **state)
                                          &out_len)->code, "bad_encoding");
 }
 
+/* The decoding octet by octet, as it was before it went run by run: 1 and
+ * the octets, or 0 for a malformed escape. */
+static int pct_decode_reference(const char *s, size_t len, char *out,
+                                size_t *out_len)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            char hex[3] = { 0, 0, 0 };
+            char *end;
+
+            if (len - i < 3 || !isxdigit((unsigned char)s[i + 1])
+                || !isxdigit((unsigned char)s[i + 2])) {
+                return 0;
+            }
+            hex[0] = s[i + 1];
+            hex[1] = s[i + 2];
+            out[n++] = (char)strtol(hex, &end, 16);
+            i += 2;
+        }
+        else {
+            out[n++] = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    *out_len = n;
+    return 1;
+}
+
+static void test_pct_decode_matches_reference(void **state)
+{
+    static const char alphabet[] = "aZ09+/=%%%+++2BfF3Dg\0";
+    char in[96], want[96];
+    unsigned int seed = 12345;
+    int round;
+
+    for (round = 0; round < 200000; round++) {
+        size_t len, i, want_len = 0, out_len = 0;
+        char *out = NULL;
+        btsso_error_t *err;
+        int ok;
+
+        seed = seed * 1103515245u + 12345u;
+        len = (seed >> 16) % sizeof(in);
+        for (i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            in[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+        }
+        ok = pct_decode_reference(in, len, want, &want_len);
+        err = btsso_pct_decode(pool, in, len, &out, &out_len);
+        if (!ok) {
+            assert_non_null(err);
+            assert_string_equal(err->code, "bad_encoding");
+            continue;
+        }
+        assert_null(err);
+        assert_int_equal(out_len, want_len);
+        assert_memory_equal(out, want, want_len);
+        assert_int_equal(out[out_len], '\0');
+    }
+}
+
 static void test_deflate_inflate(void **state)
 {
     static const char text[] = "<samlp:AuthnRequest ID=\"_1\"/>";
@@ -1017,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_base64_random),
         cmocka_unit_test(test_percent_encoding),
+        cmocka_unit_test(test_pct_decode_matches_reference),
         cmocka_unit_test(test_deflate_inflate),
     };
 
