@@ -1161,6 +1161,19 @@ static btsso_error_t *txn_begin(btsso_store_t *s, apr_pool_t *p,
     int rv;
 
     *txn = NULL;
+    if (strcmp(s->dialect, "pgsql") == 0) {
+        /* apr_dbd_pgsql dereferences a NULL transaction when BEGIN fails
+         * with a result, as it does on a connection the server has closed
+         * (PostgreSQL restarted; libpq only finds out at the next
+         * statement): a statement first, which fails instead and leaves
+         * the connection marked bad for BEGIN to fail without a result. */
+        apr_array_header_t *rows;
+        btsso_error_t *err = raw_select(s, p, "SELECT 1", &rows);
+
+        if (err != NULL) {
+            return err;
+        }
+    }
     rv = apr_dbd_transaction_start(s->driver, p, s->handle, txn);
     if (rv != 0) {
         btsso_error_t *err = db_error(s, rv, "begin transaction");

@@ -417,7 +417,7 @@ def test_postgresql_down_under_load(make_httpd, tmp_path, pg):
     for tag in ("AH00629", "AH00633", "AH00635", "AH00631", "AH00632",
                 "AH00639", "AH02655", "BTSSO0101", "BTSSO0330",
                 "BTSSO0312", "BTSSO0210", "BTSSO0351",
-                "BTSSO0253"):   # sign-in counts not written while down
+                "BTSSO0253", "BTSSO0254"):  # counts not written while down
         h.expect_log(tag)
     sids = [site.login(u) for u in USERS[:8]]
     for sid in sids:
@@ -881,6 +881,7 @@ def test_sqlite_full_filesystem(make_httpd, tmp_path, monkeypatch):
     h.start()
     pid = h.proc.pid
     h.expect_log("BTSSO0401")       # the refused writes, for the operator
+    h.expect_log("BTSSO0253")       # sign-in counts not written while full
     admin = site.admin()
     sids = [site.login(u) for u in USERS[:3]]
     before = settings_of(admin.config())
