@@ -226,7 +226,7 @@ static apr_status_t signin_tick(int state, void *data, apr_pool_t *pool)
         }
         db = dbd_open(pool, s);
         if (db == NULL) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0254: "
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0257: "
                          "sign-in counts not written: no connection to the "
                          "account database (mod_dbd)");
             continue;
@@ -289,7 +289,7 @@ static int signin_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         rv = reg(wd, FLUSH_MIN, NULL, signin_tick);
     }
     if (rv != APR_SUCCESS && rv != APR_EEXIST) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, base, "BTSSO0255: no "
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, base, "BTSSO0258: no "
                      "watchdog for the sign-in counts: logins write them "
                      "themselves");
         return OK;
