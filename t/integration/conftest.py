@@ -24,6 +24,7 @@ def make_httpd(request):
     """Factory: make_httpd(**kwargs) -> Httpd (not started).  Every instance
     is stopped and its log checked when the test ends."""
     made = []
+    request.node.btsso_httpds = made
 
     def factory(**kwargs):
         h = btsso_httpd.Httpd(**kwargs)
@@ -45,6 +46,17 @@ def make_httpd(request):
     if problems:
         pytest.fail("unexpected lines in the error log:\n" +
                     "\n".join(problems))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The test's httpds stop before any fixture is torn down: a database
+    or cache fixture requested after make_httpd is torn down before it,
+    and each child's watchdog may still be writing the sign-in counts of
+    the test's last logins (within a second); their log is checked later,
+    by make_httpd's own teardown."""
+    for h in getattr(item, "btsso_httpds", ()):
+        h.stop()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
