@@ -224,7 +224,14 @@ static apr_status_t signin_tick(int state, void *data, apr_pool_t *pool)
         if (s == NULL) {
             continue;           /* written with an earlier server's */
         }
+        /* a pooled connection found dead (the server restarted, or
+         * dropped it) is thrown away by mod_dbd and fails only the one
+         * that found it: the next is a new connection */
         db = dbd_open(pool, s);
+        if (db == NULL) {
+            apr_sleep(apr_time_from_msec(20));
+            db = dbd_open(pool, s);
+        }
         if (db == NULL) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0257: "
                          "sign-in counts not written: no connection to the "
