@@ -113,6 +113,10 @@ static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close;
  * pre-cleanup of the child's pool waits for it and stops the ticks. */
 static apr_thread_mutex_t *tick_mutex;
 static int ticks_stopped;
+/* Since when the watchdog has found no database connection (0: it has);
+ * COUNTS_PATIENCE later it says so as a warning. */
+static apr_time_t conn_failing_since;
+#define COUNTS_PATIENCE apr_time_from_sec(60)
 
 /* ---- the process's table ---------------------------------------------- */
 
@@ -163,12 +167,17 @@ static void signin_child_init(apr_pool_t *pchild, server_rec *s)
 static int has_pending(const acct_stats_t *st);
 static void take_pending(apr_pool_t *p, acct_stats_t *st,
                          btsso_signin_counts_t *c);
+static acct_stats_t *stats_of(const char *account, apr_time_t now);
+static char *dup_or_null(const char *s);
+static void note_cert(acct_stats_t *st, const char *sha256, apr_time_t now);
 
 typedef struct due_counts {
     const char *account;
     server_rec *server;
     btsso_signin_counts_t c;
 } due_counts;
+
+static int put_back(const due_counts *d, apr_time_t now);
 
 /*
  * The watchdog's tick, in every child: the counts due (an account's first
@@ -233,11 +242,35 @@ static apr_status_t signin_tick(int state, void *data, apr_pool_t *pool)
             db = dbd_open(pool, s);
         }
         if (db == NULL) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0257: "
-                         "sign-in counts not written: no connection to the "
-                         "account database (mod_dbd)");
+            int n = 0;
+
+            /* kept for the next tick: a database restarting, or a pool of
+             * dropped connections that each attempt empties by one, loses
+             * nothing; said as a warning once it lasts */
+            if (conn_failing_since == 0) {
+                conn_failing_since = now;
+            }
+            apr_thread_mutex_lock(stats_mutex);
+            for (j = i; j < due->nelts; j++) {
+                due_counts *d = &APR_ARRAY_IDX(due, j, due_counts);
+
+                if (d->server == s) {
+                    n += put_back(d, now);
+                    d->server = NULL;
+                }
+            }
+            apr_thread_mutex_unlock(stats_mutex);
+            ap_log_error(APLOG_MARK, now - conn_failing_since
+                                     >= COUNTS_PATIENCE ? APLOG_WARNING
+                                                        : APLOG_INFO,
+                         0, s, "BTSSO0257: sign-in counts not written: no "
+                         "connection to the account database (mod_dbd) for "
+                         "%" APR_TIME_T_FMT " s; %d account(s) kept for the "
+                         "next try", apr_time_sec(now - conn_failing_since),
+                         n);
             continue;
         }
+        conn_failing_since = 0;
         store = btsso_store_wrap(pool, db->driver, db->handle, db->prepared,
                                  db->pool);
         for (j = i; j < due->nelts; j++) {
@@ -263,6 +296,59 @@ static apr_status_t signin_tick(int state, void *data, apr_pool_t *pool)
     apr_thread_mutex_unlock(tick_mutex);
     /* never anything else: another status would stop the callback */
     return APR_SUCCESS;
+}
+
+/* Put counts taken for a write that could not be made back into the
+ * table (under the mutex); 1 when kept, 0 when lost (the table is full,
+ * or the day has changed since: they would count on another day). */
+static int put_back(const due_counts *d, apr_time_t now)
+{
+    const btsso_signin_counts_t *c = &d->c;
+    acct_stats_t *st = stats_of(d->account, now);
+    char name[11];
+    apr_time_exp_t tm;
+    int i;
+
+    if (st == NULL) {
+        return 0;
+    }
+    if (c->day != 0) {
+        apr_time_exp_gmt(&tm, c->day);
+        apr_snprintf(name, sizeof(name), "%04d-%02d-%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday);
+        if (st->day != 0 && strcmp(name, st->day_name) != 0) {
+            return 0;
+        }
+        st->day = c->day;
+        memcpy(st->day_name, name, sizeof(name));
+    }
+    st->ok += c->ok;
+    st->failed += c->failed;
+    st->unrecorded += c->unrecorded;
+    if (c->last_ok != NULL && (!st->has_last || st->last_at < c->last_ok->at)) {
+        free(st->last_email);
+        free(st->last_name_id);
+        free(st->last_idp);
+        st->has_last = 1;
+        st->last_at = c->last_ok->at;
+        apr_cpystrn(st->last_ref, c->last_ok->reference ? c->last_ok->reference
+                                                        : "",
+                    sizeof(st->last_ref));
+        st->last_email = dup_or_null(c->last_ok->email);
+        st->last_name_id = dup_or_null(c->last_ok->name_id);
+        st->last_idp = dup_or_null(c->last_ok->idp);
+    }
+    for (i = 0; c->certs != NULL && i < c->certs->nelts; i++) {
+        const btsso_signin_cert_seen_t *cs =
+            &APR_ARRAY_IDX(c->certs, i, btsso_signin_cert_seen_t);
+
+        note_cert(st, cs->sha256, cs->at);
+    }
+    if (st->server == NULL) {
+        st->server = d->server;
+    }
+    st->flushed = 0;            /* due again at the next tick */
+    return 1;
 }
 
 /* One watchdog of every child (not a singleton: each child has counts of
@@ -464,7 +550,9 @@ static void note_cert(acct_stats_t *st, const char *sha256, apr_time_t now)
     }
     for (i = 0; i < st->ncerts; i++) {
         if (strcmp(st->certs[i].sha256, sha256) == 0) {
-            st->certs[i].at = now;
+            if (now > st->certs[i].at) {
+                st->certs[i].at = now;
+            }
             return;
         }
         if (st->certs[i].at < st->certs[oldest].at) {

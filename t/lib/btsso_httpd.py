@@ -106,6 +106,18 @@ def sanitizer_reports(workdir):
     return found
 
 
+def glibc_tls_teardown_report(text):
+    """Whether a sanitizer report is glibc's, not ours: a child that httpd
+    stops while it is still dropping privileges (initgroups loads the NSS
+    modules) exits in the middle of glibc's TLS bookkeeping, and ASan sees
+    _dl_update_slotinfo free a slot twice.  Seen in CI's ASan pass at the
+    end of tests that start httpd and stop it at once; no frame of the
+    module's in it."""
+    return ("_dl_update_slotinfo" in text and "initgroups" in text
+            and "mod_btsso" not in text and "btsso" not in text.replace(
+                "btsso-httpd", ""))
+
+
 if ASAN:
     HTTPD = sanitizer_httpd_wrapper(HTTPD)
 # ---- end of the sanitizer part ----------------------------------------------
@@ -443,6 +455,8 @@ DBDMax 8
             bad.append("httpd exited on signal %d when stopped"
                        % -self.exit_status)
         for name, text in sanitizer_reports(self.dir):
+            if glibc_tls_teardown_report(text):
+                continue
             bad.append("sanitizer report %s/%s:\n%s" % (
                 self.dir, name, "\n".join(text.splitlines()[:40])))
         text = self.log_text()[self.log_offset:]
