@@ -67,8 +67,9 @@ def test_connections_dropped_by_the_server(make_httpd, tmp_path, mariadb):
     # and what the store says is still right after the reconnect
     assert p.ctl("--json", "account", "show", p.account).returncode == 0
     # the watchdog that writes the sign-in counts finds its pooled
-    # connection dead too: it takes a new one, and nothing is lost or
-    # logged (BTSSO0257/BTSSO0253 would fail the test)
+    # connections dead too: it keeps the counts and tries again with new
+    # ones; every success is counted, and nothing is warned (a BTSSO0253
+    # or a warning BTSSO0257 would fail the test)
     time.sleep(1.2)
     assert p.login().status_code == 303
     ok = 1 + codes.count(303) + 1
