@@ -16,16 +16,11 @@
  *   refusal is counted per day; those given no row count as "unrecorded".
  *   The code is in the page and the log line in every case.
  * - Successes are counted in this process's memory, with the last one and
- *   the time each certificate last verified a login, and written by the
- *   process's own mod_watchdog thread: an account's first counts within
- *   FLUSH_MIN, then at most once per BTSSOConfigTTL (at least FLUSH_MIN)
- *   per account, so that no login waits for a store write (a login writing
- *   its account's first success itself made every login of a cold
- *   Monday-morning peak queue for SQLite's write lock).  Without
- *   mod_watchdog the login writes them itself, the first at once.  The
- *   admin API writes this process's counts before it reads them.  A
- *   process that stops loses what it had not written yet (at most one
- *   interval's worth).
+ *   the time each certificate last verified a login, and written at the
+ *   first success and then at most once per BTSSOConfigTTL (at least
+ *   FLUSH_MIN) per account; the admin API writes this process's counts
+ *   before it reads them.  A process that stops loses what it had not
+ *   written yet (at most one interval's worth).
  *
  * Nothing here stores a SAML message or a secret: the detail is the
  * error's operator detail, which names elements, IDs and times only.
@@ -36,14 +31,8 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
-#include <http_main.h>
-#include <http_core.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
-#include <apr_optional.h>
-#include <apr_dbd.h>
-#include <mod_dbd.h>
-#include <mod_watchdog.h>
 
 #include "btsso_glue.h"
 #include "core/addressing.h"
@@ -86,7 +75,6 @@ typedef struct acct_stats_t {
     int ncerts;
     apr_time_t flushed;         /* 0: never written */
     bucket_t buckets[2];
-    server_rec *server;         /* whose store the watchdog writes to */
 } acct_stats_t;
 
 /* What a handler knows of the sign-in it is refusing (btsso_signin_note). */
@@ -100,23 +88,6 @@ typedef struct signin_ctx_t {
 static apr_pool_t *stats_pool;
 static apr_thread_mutex_t *stats_mutex;
 static apr_hash_t *stats;       /* account -> acct_stats_t * */
-
-#define WATCHDOG_NAME "btsso-signins"
-/* Set at post_config (inherited by the children) when every child has a
- * watchdog thread that writes the counts: logins then write none. */
-static int flusher;
-static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *dbd_open;
-static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close;
-/* mod_watchdog stops a child's thread only after the child's pool is gone,
- * with the counters and mod_dbd's connections: a tick runs holding
- * tick_mutex (in the process's pool, which outlives the child's), and a
- * pre-cleanup of the child's pool waits for it and stops the ticks. */
-static apr_thread_mutex_t *tick_mutex;
-static int ticks_stopped;
-/* Since when the watchdog has found no database connection (0: it has);
- * COUNTS_PATIENCE later it says so as a warning. */
-static apr_time_t conn_failing_since;
-#define COUNTS_PATIENCE apr_time_from_sec(60)
 
 /* ---- the process's table ---------------------------------------------- */
 
@@ -135,21 +106,8 @@ static apr_status_t stats_gone(void *data)
     return APR_SUCCESS;
 }
 
-static apr_status_t stop_ticks(void *data)
-{
-    apr_thread_mutex_lock(tick_mutex);
-    ticks_stopped = 1;
-    apr_thread_mutex_unlock(tick_mutex);
-    return APR_SUCCESS;
-}
-
 static void signin_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    if (flusher
-        && apr_thread_mutex_create(&tick_mutex, APR_THREAD_MUTEX_DEFAULT,
-                                   s->process->pool) == APR_SUCCESS) {
-        apr_pool_pre_cleanup_register(pchild, NULL, stop_ticks);
-    }
     apr_pool_create(&stats_pool, pchild);
     if (apr_thread_mutex_create(&stats_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 stats_pool) != APR_SUCCESS) {
@@ -164,241 +122,12 @@ static void signin_child_init(apr_pool_t *pchild, server_rec *s)
                               apr_pool_cleanup_null);
 }
 
-static int has_pending(const acct_stats_t *st);
-static void take_pending(apr_pool_t *p, acct_stats_t *st,
-                         btsso_signin_counts_t *c);
-static acct_stats_t *stats_of(const char *account, apr_time_t now);
-static char *dup_or_null(const char *s);
-static void note_cert(acct_stats_t *st, const char *sha256, apr_time_t now);
-
-typedef struct due_counts {
-    const char *account;
-    server_rec *server;
-    btsso_signin_counts_t c;
-} due_counts;
-
-static int put_back(const due_counts *d, apr_time_t now);
-
-/*
- * The watchdog's tick, in every child: the counts due (an account's first
- * ones, or an interval after its last write) taken under the mutex, then
- * written through a connection of mod_dbd's pool, outside any request.
- * Never at STOPPING: mod_dbd's pool may be gone by then.
- */
-static apr_status_t signin_tick(int state, void *data, apr_pool_t *pool)
-{
-    apr_array_header_t *due;
-    apr_hash_index_t *hi;
-    apr_time_t now = apr_time_now();
-    int i, j;
-
-    if (state != AP_WATCHDOG_STATE_RUNNING || tick_mutex == NULL) {
-        return APR_SUCCESS;
-    }
-    apr_thread_mutex_lock(tick_mutex);
-    if (ticks_stopped || stats == NULL || stats_mutex == NULL) {
-        apr_thread_mutex_unlock(tick_mutex);
-        return APR_SUCCESS;
-    }
-    due = apr_array_make(pool, 8, sizeof(due_counts));
-    apr_thread_mutex_lock(stats_mutex);
-    for (hi = apr_hash_first(pool, stats); hi; hi = apr_hash_next(hi)) {
-        acct_stats_t *st = apr_hash_this_val(hi);
-        apr_interval_time_t interval;
-        due_counts *d;
-
-        if (!has_pending(st) || st->server == NULL) {
-            continue;
-        }
-        interval = btsso_srv(st->server)->config_ttl;
-        if (st->flushed != 0
-            && now - st->flushed < (interval > FLUSH_MIN ? interval
-                                                         : FLUSH_MIN)) {
-            continue;
-        }
-        d = apr_array_push(due);
-        d->account = apr_pstrdup(pool, st->account);
-        d->server = st->server;
-        take_pending(pool, st, &d->c);
-        st->flushed = now;
-    }
-    apr_thread_mutex_unlock(stats_mutex);
-    /* a connection per server whose counts are due (each server may have
-     * a store of its own), in the order they come */
-    for (i = 0; i < due->nelts; i++) {
-        server_rec *s = APR_ARRAY_IDX(due, i, due_counts).server;
-        btsso_store_t *store;
-        ap_dbd_t *db;
-
-        if (s == NULL) {
-            continue;           /* written with an earlier server's */
-        }
-        /* a pooled connection found dead (the server restarted, or
-         * dropped it) is thrown away by mod_dbd and fails only the one
-         * that found it: the next is a new connection */
-        db = dbd_open(pool, s);
-        if (db == NULL) {
-            apr_sleep(apr_time_from_msec(20));
-            db = dbd_open(pool, s);
-        }
-        if (db == NULL) {
-            int n = 0;
-
-            /* kept for the next tick: a database restarting, or a pool of
-             * dropped connections that each attempt empties by one, loses
-             * nothing; said as a warning once it lasts */
-            if (conn_failing_since == 0) {
-                conn_failing_since = now;
-            }
-            apr_thread_mutex_lock(stats_mutex);
-            for (j = i; j < due->nelts; j++) {
-                due_counts *d = &APR_ARRAY_IDX(due, j, due_counts);
-
-                if (d->server == s) {
-                    n += put_back(d, now);
-                    d->server = NULL;
-                }
-            }
-            apr_thread_mutex_unlock(stats_mutex);
-            ap_log_error(APLOG_MARK, now - conn_failing_since
-                                     >= COUNTS_PATIENCE ? APLOG_WARNING
-                                                        : APLOG_INFO,
-                         0, s, "BTSSO0257: sign-in counts not written: no "
-                         "connection to the account database (mod_dbd) for "
-                         "%" APR_TIME_T_FMT " s; %d account(s) kept for the "
-                         "next try", apr_time_sec(now - conn_failing_since),
-                         n);
-            continue;
-        }
-        conn_failing_since = 0;
-        store = btsso_store_wrap(pool, db->driver, db->handle, db->prepared,
-                                 db->pool);
-        for (j = i; j < due->nelts; j++) {
-            due_counts *d = &APR_ARRAY_IDX(due, j, due_counts);
-            btsso_error_t *err;
-
-            if (d->server != s) {
-                continue;
-            }
-            d->server = NULL;
-            if (d->c.day == 0 && d->c.last_ok == NULL && d->c.certs == NULL) {
-                continue;
-            }
-            err = btsso_store_signin_counts_add(store, d->account, &d->c);
-            if (err != NULL) {
-                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "BTSSO0253: "
-                             "account %s: %s", d->account,
-                             btsso_error_line(pool, err));
-            }
-        }
-        dbd_close(s, db);
-    }
-    apr_thread_mutex_unlock(tick_mutex);
-    /* never anything else: another status would stop the callback */
-    return APR_SUCCESS;
-}
-
-/* Put counts taken for a write that could not be made back into the
- * table (under the mutex); 1 when kept, 0 when lost (the table is full,
- * or the day has changed since: they would count on another day). */
-static int put_back(const due_counts *d, apr_time_t now)
-{
-    const btsso_signin_counts_t *c = &d->c;
-    acct_stats_t *st = stats_of(d->account, now);
-    char name[11];
-    apr_time_exp_t tm;
-    int i;
-
-    if (st == NULL) {
-        return 0;
-    }
-    if (c->day != 0) {
-        apr_time_exp_gmt(&tm, c->day);
-        apr_snprintf(name, sizeof(name), "%04d-%02d-%02d", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday);
-        if (st->day != 0 && strcmp(name, st->day_name) != 0) {
-            return 0;
-        }
-        st->day = c->day;
-        memcpy(st->day_name, name, sizeof(name));
-    }
-    st->ok += c->ok;
-    st->failed += c->failed;
-    st->unrecorded += c->unrecorded;
-    if (c->last_ok != NULL && (!st->has_last || st->last_at < c->last_ok->at)) {
-        free(st->last_email);
-        free(st->last_name_id);
-        free(st->last_idp);
-        st->has_last = 1;
-        st->last_at = c->last_ok->at;
-        apr_cpystrn(st->last_ref, c->last_ok->reference ? c->last_ok->reference
-                                                        : "",
-                    sizeof(st->last_ref));
-        st->last_email = dup_or_null(c->last_ok->email);
-        st->last_name_id = dup_or_null(c->last_ok->name_id);
-        st->last_idp = dup_or_null(c->last_ok->idp);
-    }
-    for (i = 0; c->certs != NULL && i < c->certs->nelts; i++) {
-        const btsso_signin_cert_seen_t *cs =
-            &APR_ARRAY_IDX(c->certs, i, btsso_signin_cert_seen_t);
-
-        note_cert(st, cs->sha256, cs->at);
-    }
-    if (st->server == NULL) {
-        st->server = d->server;
-    }
-    st->flushed = 0;            /* due again at the next tick */
-    return 1;
-}
-
-/* One watchdog of every child (not a singleton: each child has counts of
- * its own), for the first server that runs the module. */
-static int signin_post_config(apr_pool_t *pconf, apr_pool_t *plog,
-                              apr_pool_t *ptemp, server_rec *base)
-{
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance;
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *reg;
-    ap_watchdog_t *wd = NULL;
-    server_rec *s;
-    apr_status_t rv;
-
-    flusher = 0;
-    /* mod_watchdog only starts instances on the second pass */
-    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
-        return OK;
-    }
-    for (s = base; s != NULL && btsso_srv(s)->rt == NULL; s = s->next) {
-    }
-    get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    reg = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
-    dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
-    if (s == NULL || get_instance == NULL || reg == NULL || dbd_open == NULL
-        || dbd_close == NULL) {
-        return OK;      /* logins write their counts themselves */
-    }
-    rv = get_instance(&wd, WATCHDOG_NAME, 0, 0, pconf);
-    if (rv == APR_SUCCESS) {
-        rv = reg(wd, FLUSH_MIN, NULL, signin_tick);
-    }
-    if (rv != APR_SUCCESS && rv != APR_EEXIST) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, base, "BTSSO0258: no "
-                     "watchdog for the sign-in counts: logins write them "
-                     "themselves");
-        return OK;
-    }
-    flusher = 1;
-    return OK;
-}
-
 void btsso_register_signin_hooks(apr_pool_t *p)
 {
     ap_hook_child_init(signin_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    /* before mod_watchdog's post_config (APR_HOOK_LAST), which starts
-     * the instances that have callbacks */
-    ap_hook_post_config(signin_post_config, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
+static int has_pending(const acct_stats_t *st);
 
 /* An entry with nothing pending whose buckets are full again: forgetting
  * it loses nothing.  Under the mutex. */
@@ -550,9 +279,7 @@ static void note_cert(acct_stats_t *st, const char *sha256, apr_time_t now)
     }
     for (i = 0; i < st->ncerts; i++) {
         if (strcmp(st->certs[i].sha256, sha256) == 0) {
-            if (now > st->certs[i].at) {
-                st->certs[i].at = now;
-            }
+            st->certs[i].at = now;
             return;
         }
         if (st->certs[i].at < st->certs[oldest].at) {
@@ -676,7 +403,6 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
     st = stats_of(account, now);
     if (st != NULL) {
         roll_day(r->pool, st, now, &old);
-        st->server = r->server;
         st->failed++;
         row = take_token(&st->buckets[ctx && ctx->verified ? BUCKET_VERIFIED
                                                            : BUCKET_UNVERIFIED],
@@ -684,8 +410,7 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
         if (!row) {
             st->unrecorded++;
         }
-        if (!flusher
-            && (st->flushed == 0 || now - st->flushed >= flush_interval(r))) {
+        if (st->flushed == 0 || now - st->flushed >= flush_interval(r)) {
             take_pending(r->pool, st, &due);
             st->flushed = now;
         }
@@ -746,7 +471,6 @@ const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
     st = stats_of(account, now);
     if (st != NULL) {
         roll_day(r->pool, st, now, &old);
-        st->server = r->server;
         st->ok++;
         free(st->last_email);
         free(st->last_name_id);
@@ -758,8 +482,7 @@ const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
         st->last_name_id = dup_or_null(name_id);
         st->last_idp = dup_or_null(idp);
         note_cert(st, cert_sha256, now);
-        if (!flusher
-            && (st->flushed == 0 || now - st->flushed >= flush_interval(r))) {
+        if (st->flushed == 0 || now - st->flushed >= flush_interval(r)) {
             take_pending(r->pool, st, &due);
             st->flushed = now;
         }

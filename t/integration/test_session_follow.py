@@ -267,8 +267,7 @@ def test_fresh_entry_reads_no_store(make_httpd, tmp_path):
     loaded = time.time()        # at or before the entry's load (the login)
     ann = login(p)
     assert app_status(p.url, ann) == 200
-    # the login's success counts are written by the process's watchdog
-    # within a second: let it, before the tables go
+    # the login's success counts are in the store before the tables go
     deadline = time.time() + 5
     while time.time() < deadline:
         db = sqlite3.connect(p.httpd.db)
