@@ -1155,24 +1155,31 @@ static btsso_error_t *raw_select(btsso_store_t *s, apr_pool_t *p,
     return drain(s, p, res, rows);
 }
 
+/*
+ * On PostgreSQL the module sends BEGIN, COMMIT and ROLLBACK itself:
+ * apr_dbd_pgsql allocates its transaction only when BEGIN succeeds and
+ * then dereferences it in any case, so a BEGIN failing with a result (a
+ * connection PostgreSQL has closed, or is terminating while it shuts
+ * down) crashed the process (test_faults.py's PostgreSQL outage).  The
+ * server itself refuses every statement after an error until ROLLBACK, as
+ * the driver would; pg_txn marks such a transaction.
+ */
+static char pg_txn_mark;
+#define PG_TXN ((apr_dbd_transaction_t *)(void *)&pg_txn_mark)
+
 static btsso_error_t *txn_begin(btsso_store_t *s, apr_pool_t *p,
                                 apr_dbd_transaction_t **txn)
 {
-    int rv;
+    int rv, n = 0;
 
     *txn = NULL;
     if (strcmp(s->dialect, "pgsql") == 0) {
-        /* apr_dbd_pgsql dereferences a NULL transaction when BEGIN fails
-         * with a result, as it does on a connection the server has closed
-         * (PostgreSQL restarted; libpq only finds out at the next
-         * statement): a statement first, which fails instead and leaves
-         * the connection marked bad for BEGIN to fail without a result. */
-        apr_array_header_t *rows;
-        btsso_error_t *err = raw_select(s, p, "SELECT 1", &rows);
-
-        if (err != NULL) {
-            return err;
+        rv = apr_dbd_query(s->driver, s->handle, &n, "BEGIN");
+        if (rv != 0) {
+            return db_error(s, rv, "begin transaction");
         }
+        *txn = PG_TXN;
+        return NULL;
     }
     rv = apr_dbd_transaction_start(s->driver, p, s->handle, txn);
     if (rv != 0) {
@@ -1195,13 +1202,19 @@ static btsso_error_t *txn_end(btsso_store_t *s, apr_pool_t *p,
                               apr_dbd_transaction_t *txn, btsso_error_t *err,
                               int rollback)
 {
-    int rv;
+    int rv, n = 0;
 
-    if (err != NULL || rollback) {
-        apr_dbd_transaction_mode_set(s->driver, txn,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
+    if (txn == PG_TXN) {
+        rv = apr_dbd_query(s->driver, s->handle, &n,
+                           err != NULL || rollback ? "ROLLBACK" : "COMMIT");
     }
-    rv = apr_dbd_transaction_end(s->driver, p, txn);
+    else {
+        if (err != NULL || rollback) {
+            apr_dbd_transaction_mode_set(s->driver, txn,
+                                         APR_DBD_TRANSACTION_ROLLBACK);
+        }
+        rv = apr_dbd_transaction_end(s->driver, p, txn);
+    }
     if (err != NULL) {
         return err;
     }
