@@ -1293,7 +1293,10 @@ static btsso_error_t *sqlite_busy_setup(btsso_store_t *s, apr_pool_t *p)
                                 "The account store is unavailable.",
                                 "cannot set the SQLite busy handler");
     }
-    return NULL;
+    /* the schema's foreign keys (ON DELETE CASCADE): SQLite enforces
+     * them only on connections that ask, and a count written for an
+     * account deleted meanwhile must not outlive it */
+    return raw_exec(s, "PRAGMA foreign_keys = ON");
 }
 
 /* Marks, in mod_dbd's per-connection statement hash, a connection that
@@ -1402,8 +1405,9 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
                             APR_HASH_KEY_STRING) == NULL)) {
         /* apr_dbd_sqlite3 sets no busy handler: wait for a writer (btssoctl,
          * another process) as btssoctl does instead of failing a login
-         * with "database is locked".  Once per connection (the setting is
-         * the connection's; a query per request cost 3% of a login); an
+         * with "database is locked"; and foreign keys, off by default,
+         * are enforced.  Once per connection (the settings are the
+         * connection's; a query per request cost 3% of a login); an
          * error only leaves the driver's own few retries, and is tried
          * again by the next request. */
         if (sqlite_busy_setup(s, p) == NULL && prepared != NULL) {
@@ -1548,9 +1552,9 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
 
     if (strcmp(s->dialect, "sqlite3") == 0) {
         /* btssoctl and httpd share the file: wait for a writer instead of
-         * failing at once, and enforce the schema's foreign keys. */
-        if ((err = sqlite_busy_setup(s, p)) != NULL
-            || (err = raw_exec(s, "PRAGMA foreign_keys = ON")) != NULL) {
+         * failing at once, and enforce the schema's foreign keys (as
+         * btsso_store_wrap does for httpd's connections). */
+        if ((err = sqlite_busy_setup(s, p)) != NULL) {
             btsso_store_close(s);
             return err;
         }
@@ -4382,15 +4386,28 @@ btsso_error_t *btsso_store_signin_counts_add(btsso_store_t *s,
                                              const char *account,
                                              const btsso_signin_counts_t *c)
 {
-    btsso_error_t *err;
-    int attempt;
+    return btsso_store_signin_counts_add_many(s, 1, &account, c);
+}
 
-    if ((err = check_account_id(s, account)) != NULL) {
-        return err;
+btsso_error_t *btsso_store_signin_counts_add_many(
+    btsso_store_t *s, int n, const char *const *accounts,
+    const btsso_signin_counts_t *counts)
+{
+    btsso_error_t *err;
+    int attempt, i;
+
+    for (i = 0; i < n; i++) {
+        if ((err = check_account_id(s, accounts[i])) != NULL) {
+            return err;
+        }
+        if (counts[i].last_ok != NULL
+            && ((err = signin_check(s, accounts[i], counts[i].last_ok))
+                != NULL)) {
+            return err;
+        }
     }
-    if (c->last_ok != NULL
-        && ((err = signin_check(s, account, c->last_ok)) != NULL)) {
-        return err;
+    if (n <= 0) {
+        return NULL;
     }
     /* Two nodes making the same day's row (or the last success) at once:
      * one insert loses to the other's key; the second try then updates
@@ -4402,7 +4419,12 @@ btsso_error_t *btsso_store_signin_counts_add(btsso_store_t *s,
         apr_pool_create(&tmp, s->pool);
         err = txn_begin(s, tmp, &txn);
         if (err == NULL) {
-            err = txn_end(s, tmp, txn, counts_write(s, tmp, account, c), 0);
+            btsso_error_t *w = NULL;
+
+            for (i = 0; w == NULL && i < n; i++) {
+                w = counts_write(s, tmp, accounts[i], &counts[i]);
+            }
+            err = txn_end(s, tmp, txn, w, 0);
         }
         apr_pool_destroy(tmp);
         if (err == NULL) {

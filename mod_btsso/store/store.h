@@ -595,6 +595,13 @@ btsso_error_t *btsso_store_signin_counts_add(btsso_store_t *s,
                                              const char *account,
                                              const btsso_signin_counts_t *c);
 
+/* The counts of n accounts (accounts[i] gets counts[i]) in one
+ * transaction: one commit (one sync to disk on SQLite) for all of them.
+ * Nothing is written when an account ID or a last success is not valid. */
+btsso_error_t *btsso_store_signin_counts_add_many(
+    btsso_store_t *s, int n, const char *const *accounts,
+    const btsso_signin_counts_t *counts);
+
 typedef struct btsso_signin_filter_t {
     int failed_only;            /* refusals only */
     const char *reference;      /* normalized code, NULL: any */
