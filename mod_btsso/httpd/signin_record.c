@@ -21,6 +21,15 @@
  *   FLUSH_MIN) per account; the admin API writes this process's counts
  *   before it reads them.  A process that stops loses what it had not
  *   written yet (at most one interval's worth).
+ * - Counts due to be written join the process's queue.  The sign-in that
+ *   finds the queue not empty and nobody writing becomes the writer: it
+ *   writes up to BATCH_MAX accounts per transaction, for up to
+ *   WRITER_ROUNDS transactions, before it answers; sign-ins that queue
+ *   counts meanwhile answer at once.  The first sign-ins of thousands of
+ *   accounts (a cold start, a Monday morning) then cost a commit (on
+ *   SQLite a sync to disk, under the database's one write lock) per batch
+ *   rather than per sign-in.  What a writer leaves after its last round
+ *   is written by the process's next sign-in.
  *
  * Nothing here stores a SAML message or a secret: the detail is the
  * error's operator detail, which names elements, IDs and times only.
@@ -33,6 +42,7 @@
 #include <http_log.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_cond.h>
 
 #include "btsso_glue.h"
 #include "core/addressing.h"
@@ -48,6 +58,9 @@ APLOG_USE_MODULE(btsso);
 #define FLUSH_MIN apr_time_from_sec(1)
 #define TRACKED_MAX 4096
 #define CERTS_TRACKED 4
+#define BATCH_MAX 64
+#define WRITER_ROUNDS 8
+#define FLUSH_WAIT apr_time_from_sec(2)
 
 enum { BUCKET_UNVERIFIED = 0, BUCKET_VERIFIED = 1 };
 
@@ -74,6 +87,7 @@ typedef struct acct_stats_t {
     cert_seen_t certs[CERTS_TRACKED];
     int ncerts;
     apr_time_t flushed;         /* 0: never written */
+    int queued;                 /* in the queue of counts to write */
     bucket_t buckets[2];
 } acct_stats_t;
 
@@ -88,6 +102,12 @@ typedef struct signin_ctx_t {
 static apr_pool_t *stats_pool;
 static apr_thread_mutex_t *stats_mutex;
 static apr_hash_t *stats;       /* account -> acct_stats_t * */
+/* The queue of entries whose counts are due, oldest first: a ring of
+ * TRACKED_MAX (an entry is in it at most once). */
+static acct_stats_t **due_ring;
+static int due_head, due_n;
+static int writing;             /* a sign-in of this process is writing */
+static apr_thread_cond_t *written;  /* signalled when it stops */
 
 /* ---- the process's table ---------------------------------------------- */
 
@@ -103,6 +123,9 @@ static apr_status_t stats_gone(void *data)
     }
     stats = NULL;
     stats_mutex = NULL;
+    written = NULL;
+    due_ring = NULL;
+    due_n = 0;
     return APR_SUCCESS;
 }
 
@@ -117,6 +140,12 @@ static void signin_child_init(apr_pool_t *pchild, server_rec *s)
                      "no refusals and writes each success at once");
         return;
     }
+    if (apr_thread_cond_create(&written, stats_pool) != APR_SUCCESS) {
+        written = NULL;         /* the admin API then does not wait */
+    }
+    due_ring = apr_pcalloc(stats_pool, TRACKED_MAX * sizeof(*due_ring));
+    due_head = due_n = 0;
+    writing = 0;
     stats = apr_hash_make(stats_pool);
     apr_pool_cleanup_register(stats_pool, NULL, stats_gone,
                               apr_pool_cleanup_null);
@@ -138,7 +167,7 @@ static acct_stats_t *evictable(apr_time_t now)
     for (hi = apr_hash_first(NULL, stats); hi; hi = apr_hash_next(hi)) {
         acct_stats_t *st = apr_hash_this_val(hi);
 
-        if (!has_pending(st)
+        if (!has_pending(st) && !st->queued
             && now - st->buckets[0].refilled >= ROW_BURST * ROW_REFILL
             && now - st->buckets[1].refilled >= ROW_BURST * ROW_REFILL) {
             return st;
@@ -318,6 +347,100 @@ static void write_counts(request_rec *r, btsso_store_t *store,
     }
 }
 
+/* ---- the queue of counts to write ---------------------------------------- */
+
+/* Under the mutex: queue st's counts when they are due, and say whether
+ * the caller is to write the queue (nobody else is). */
+static int queue_if_due(request_rec *r, acct_stats_t *st, apr_time_t now)
+{
+    if (st->flushed == 0 || now - st->flushed >= flush_interval(r)) {
+        if (!st->queued) {
+            due_ring[(due_head + due_n) % TRACKED_MAX] = st;
+            due_n++;
+            st->queued = 1;
+        }
+        st->flushed = now;
+    }
+    if (due_n > 0 && !writing) {
+        writing = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void write_batch(request_rec *r, btsso_store_t *store, int n,
+                        const char **accounts,
+                        const btsso_signin_counts_t *counts)
+{
+    btsso_error_t *err;
+    int i;
+
+    err = btsso_store_signin_counts_add_many(store, n, accounts, counts);
+    if (err == NULL) {
+        return;
+    }
+    if (n == 1) {
+        btsso_log_error(r, APLOG_WARNING, "BTSSO0253", accounts[0], err);
+        return;
+    }
+    /* one account (deleted meanwhile, say) must not cost the others their
+     * counts: each on its own, and only the failures are logged */
+    for (i = 0; i < n; i++) {
+        err = btsso_store_signin_counts_add(store, accounts[i], &counts[i]);
+        if (err != NULL) {
+            btsso_log_error(r, APLOG_WARNING, "BTSSO0253", accounts[i], err);
+        }
+    }
+}
+
+/* The caller is the writer (queue_if_due said so): write the queue,
+ * BATCH_MAX accounts a transaction, WRITER_ROUNDS transactions at most. */
+static void write_queue(request_rec *r, btsso_store_t *store)
+{
+    const char *accounts[BATCH_MAX];
+    btsso_signin_counts_t counts[BATCH_MAX];
+    int round, n;
+
+    for (round = 0; round < WRITER_ROUNDS; round++) {
+        apr_pool_t *tmp;
+
+        apr_pool_create(&tmp, r->pool);
+        apr_thread_mutex_lock(stats_mutex);
+        n = 0;
+        while (due_n > 0 && n < BATCH_MAX) {
+            acct_stats_t *st = due_ring[due_head];
+
+            due_head = (due_head + 1) % TRACKED_MAX;
+            due_n--;
+            st->queued = 0;
+            if (has_pending(st)) {      /* the admin API may have written */
+                take_pending(tmp, st, &counts[n]);
+                accounts[n] = apr_pstrdup(tmp, st->account);
+                n++;
+            }
+        }
+        if (n == 0) {
+            apr_thread_mutex_unlock(stats_mutex);
+            apr_pool_destroy(tmp);
+            break;
+        }
+        apr_thread_mutex_unlock(stats_mutex);
+        if (store == NULL) {
+            store = btsso_request_store(r);     /* NULL: logged (BTSSO0101) */
+        }
+        if (store != NULL) {
+            write_batch(r, store, n, accounts, counts);
+        }
+        apr_pool_destroy(tmp);
+    }
+    apr_thread_mutex_lock(stats_mutex);
+    writing = 0;
+    if (written != NULL) {
+        apr_thread_cond_broadcast(written);
+    }
+    apr_thread_mutex_unlock(stats_mutex);
+}
+
 /* ---- per request -------------------------------------------------------- */
 
 const char *btsso_signin_reference(request_rec *r)
@@ -370,11 +493,11 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
 {
     const char *ref = btsso_signin_reference(r);
     signin_ctx_t *ctx = NULL;
-    btsso_signin_counts_t old, due;
+    btsso_signin_counts_t old;
     btsso_signin_t si;
     acct_stats_t *st;
     apr_time_t now = apr_time_now();
-    int record, row = 0;
+    int record, row = 0, writer = 0;
 
     ap_log_rerror(APLOG_MARK, level, 0, r,
                   "%s: %s (reference %s): account %s, IdP %s: %s: %s%s%s",
@@ -396,7 +519,6 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
     }
 
     memset(&old, 0, sizeof(old));
-    memset(&due, 0, sizeof(due));
     if (stats_mutex != NULL) {
         apr_thread_mutex_lock(stats_mutex);
     }
@@ -410,10 +532,7 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
         if (!row) {
             st->unrecorded++;
         }
-        if (st->flushed == 0 || now - st->flushed >= flush_interval(r)) {
-            take_pending(r->pool, st, &due);
-            st->flushed = now;
-        }
+        writer = queue_if_due(r, st, now);
     }
     if (stats_mutex != NULL) {
         apr_thread_mutex_unlock(stats_mutex);
@@ -444,7 +563,9 @@ const char *btsso_signin_refused(request_rec *r, int level, const char *tag,
             }
         }
     }
-    write_counts(r, NULL, account, &due);
+    if (writer) {
+        write_queue(r, NULL);
+    }
     return ref;
 }
 
@@ -459,6 +580,7 @@ const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
     apr_array_header_t *certs;
     acct_stats_t *st;
     apr_time_t now = apr_time_now();
+    int writer = 0;
 
     if (ref == NULL) {
         ref = btsso_signin_reference(r);
@@ -482,10 +604,7 @@ const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
         st->last_name_id = dup_or_null(name_id);
         st->last_idp = dup_or_null(idp);
         note_cert(st, cert_sha256, now);
-        if (st->flushed == 0 || now - st->flushed >= flush_interval(r)) {
-            take_pending(r->pool, st, &due);
-            st->flushed = now;
-        }
+        writer = queue_if_due(r, st, now);
     }
     if (stats_mutex != NULL) {
         apr_thread_mutex_unlock(stats_mutex);
@@ -515,6 +634,9 @@ const char *btsso_signin_succeeded(request_rec *r, btsso_store_t *store,
         write_counts(r, store, account, &old);
     }
     write_counts(r, store, account, &due);
+    if (writer) {
+        write_queue(r, store);
+    }
     return ref;
 }
 
@@ -526,7 +648,20 @@ void btsso_signin_flush(request_rec *r, btsso_store_t *store,
 
     memset(&due, 0, sizeof(due));
     if (stats_mutex != NULL) {
+        apr_time_t until = apr_time_now() + FLUSH_WAIT;
+
         apr_thread_mutex_lock(stats_mutex);
+        /* counts a sign-in is writing now are in the store before the
+         * caller reads it */
+        while (writing && written != NULL) {
+            apr_time_t left = until - apr_time_now();
+
+            if (left <= 0
+                || apr_thread_cond_timedwait(written, stats_mutex, left)
+                       == APR_TIMEUP) {
+                break;
+            }
+        }
     }
     st = stats != NULL ? apr_hash_get(stats, account, APR_HASH_KEY_STRING)
                        : NULL;

@@ -387,6 +387,146 @@ def test_login_waiting_for_a_writer_holds_up_no_other_request(site):
                         "WHERE result = 'sig_invalid'", [(ref,)])
 
 
+def clone_acme(site, names):
+    """More accounts like acme straight in SQLite, each with its own IdP
+    entityID (https://<name>.idp.example) and user ann@<name>.example."""
+    db = sqlite3.connect(site.httpd.db)
+    entity = samlgen.IDP_ENTITY_ID
+    with db:
+        for n in names:
+            db.execute("INSERT INTO accounts (account, name, sso_enabled,"
+                       " allow_password, version, created, updated)"
+                       " SELECT ?, name, sso_enabled, allow_password,"
+                       " version, created, updated FROM accounts"
+                       " WHERE account = 'acme'", (n,))
+            db.execute("INSERT INTO idp (account, entity_id, shared,"
+                       " metadata_xml, source_url, email_attribute,"
+                       " email_from_name_id, updated)"
+                       " SELECT ?, ?, shared, replace(metadata_xml, ?, ?),"
+                       " source_url, email_attribute, email_from_name_id,"
+                       " updated FROM idp WHERE account = 'acme'",
+                       (n, "https://%s.idp.example" % n, entity,
+                        "https://%s.idp.example" % n))
+            db.execute("INSERT INTO certificates (account, sha256, role,"
+                       " der, subject, issuer, not_before, not_after,"
+                       " source, added) SELECT ?, sha256, role, der,"
+                       " subject, issuer, not_before, not_after, source,"
+                       " added FROM certificates WHERE account = 'acme'",
+                       (n,))
+            db.execute("INSERT INTO users (account, extension, kind, email,"
+                       " is_admin) VALUES (?, '100', 'user', ?, 0)",
+                       (n, "ann@%s.example" % n))
+    db.close()
+    site.httpd.fix_perms()
+
+
+def test_first_sign_ins_of_many_accounts_wait_for_no_commit(site):
+    """The first success of an account in a process is written at once,
+    but a sign-in must not wait for the store on behalf of its account
+    while another sign-in of the process is already writing: it leaves
+    its counts to that writer, which writes them all in one transaction
+    after its own (a cold start, a Monday morning: one commit, and on
+    SQLite one sync to disk, per batch instead of one per sign-in, each
+    under the database's one write lock).  The store's write lock is
+    held here while a first sign-in writes; the first sign-ins of three
+    more accounts answer meanwhile, and every count is in the store once
+    the lock is free."""
+    import threading
+
+    names = ["beta", "gamma", "delta", "eps"]
+    clone_acme(site, names)
+
+    def login(n):
+        return site.login("ann@%s.example" % n,
+                          issuer="https://%s.idp.example" % n)
+
+    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
+    out = {}
+
+    def first():
+        out["first"] = login(names[0])
+
+    try:
+        db.execute("BEGIN IMMEDIATE")           # the store's write lock
+        t = threading.Thread(target=first)
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the first sign-in did not wait to write"
+        for n in names[1:]:
+            t0 = time.monotonic()
+            r = login(n)
+            took = time.monotonic() - t0
+            assert r.status_code == 303, (n, r.status_code, r.text[-300:])
+            assert took < 2.0, "%s waited %.1f s for the store" % (n, took)
+        assert t.is_alive(), "the first sign-in did not wait to write"
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+    t.join(20)
+    assert out["first"].status_code == 303
+    got = sorted(names)
+    assert written_soon(site.httpd.db, "SELECT account, ok FROM sign_in_days"
+                        " WHERE account <> 'acme' ORDER BY account",
+                        [(n, 1) for n in got])
+    assert written_soon(site.httpd.db, "SELECT account, email FROM sign_ins"
+                        " WHERE result = 'ok' AND account <> 'acme'"
+                        " ORDER BY account",
+                        [(n, "ann@%s.example" % n) for n in got])
+    # the admin API still reads its own account's counts at once
+    assert site.login().status_code == 303
+    assert site.admin().config()["sign_ins"]["days"][0]["ok"] == 1
+    assert not site.log_lines("BTSSO0253")
+
+
+def test_account_deleted_while_its_counts_wait_costs_no_other_its_counts(site):
+    """Counts waiting in the queue of a process go into one transaction;
+    an account deleted meanwhile makes that transaction fail.  The other
+    accounts of the batch are then written one by one, and the warning
+    names only the deleted account."""
+    import threading
+
+    names = ["beta", "gamma", "delta", "eps"]
+    clone_acme(site, names)
+
+    def login(n):
+        return site.login("ann@%s.example" % n,
+                          issuer="https://%s.idp.example" % n)
+
+    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
+    db.execute("PRAGMA foreign_keys = ON")
+    out = {}
+
+    def first():
+        out["first"] = login(names[0])
+
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        t = threading.Thread(target=first)
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the first sign-in did not wait to write"
+        for n in names[1:]:
+            assert login(n).status_code == 303
+        # gamma's counts are queued behind beta's write: gone meanwhile
+        db.execute("DELETE FROM accounts WHERE account = 'gamma'")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+    t.join(20)
+    assert out["first"].status_code == 303
+    assert written_soon(site.httpd.db, "SELECT account, ok FROM sign_in_days"
+                        " WHERE account <> 'acme' ORDER BY account",
+                        [("beta", 1), ("delta", 1), ("eps", 1)])
+    site.httpd.expect_log("BTSSO0253")
+    lines = site.log_lines("BTSSO0253")
+    assert lines and all("account gamma:" in l for l in lines), lines
+    assert not any(n in l for l in lines for n in ("beta", "delta", "eps"))
+
+
 # ---- filters, limit, paging --------------------------------------------------
 
 def test_filters_limit_and_paging(site):
