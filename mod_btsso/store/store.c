@@ -759,6 +759,7 @@ struct btsso_store_t {
     const char *dialect;
     int prepare_on_demand;      /* btsso_store_open: yes; wrap: mod_dbd did,
                                  * except on SQLite (btsso_store_prepares) */
+    int in_txn;                 /* between txn_begin and txn_end */
     apr_pool_t *stmt_pool;      /* where statements prepared on demand live:
                                  * the connection's pool */
     int dbd_conn;               /* a mod_dbd connection (wrap) */
@@ -907,24 +908,33 @@ static int count_placeholders(const char *sql)
     return n;
 }
 
+/* The key of label's statement in s->prepared; *sql: the operator's SQL
+ * for it, if any (prepared on demand only). */
+static const char *stmt_key(btsso_store_t *s, const char *label,
+                            const char **sql)
+{
+    /* operator SQL is the operator's dialect already: never rewritten */
+    *sql = s->prepare_on_demand
+           ? apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING) : NULL;
+    if (*sql != NULL && s->dbd_conn) {
+        /* mod_dbd hands one connection to every virtual host with the same
+         * DBDParams, whatever each one's BTSSO*Query: the statement is
+         * known by its text too */
+        return apr_pstrcat(s->pool, label, "\n", *sql, NULL);
+    }
+    return label;
+}
+
 static btsso_error_t *stmt_get(btsso_store_t *s, const char *label,
                                apr_dbd_prepared_t **out)
 {
-    const char *sql, *key = label;
+    const char *sql, *key;
     int rv;
 
     if (s->broken != NULL) {
         return s->broken;
     }
-    /* operator SQL is the operator's dialect already: never rewritten */
-    sql = s->prepare_on_demand
-          ? apr_hash_get(s->overrides, label, APR_HASH_KEY_STRING) : NULL;
-    if (sql != NULL && s->dbd_conn) {
-        /* mod_dbd hands one connection to every virtual host with the same
-         * DBDParams, whatever each one's BTSSO*Query: the statement is
-         * known by its text too */
-        key = apr_pstrcat(s->pool, label, "\n", sql, NULL);
-    }
+    key = stmt_key(s, label, &sql);
     *out = apr_hash_get(s->prepared, key, APR_HASH_KEY_STRING);
     if (*out != NULL) {
         return NULL;
@@ -1027,6 +1037,10 @@ void btsso_store_set_sql(btsso_store_t *s, const char *label,
     }
 }
 
+/* SQLite: statements expired by a schema change (below raw_select). */
+static int sqlite_stmt_expired(btsso_store_t *s);
+static void sqlite_schema_check(btsso_store_t *s);
+
 static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
                               const char *label, int *nrows,
                               const char **args, int nargs)
@@ -1039,6 +1053,10 @@ static btsso_error_t *db_exec(btsso_store_t *s, apr_pool_t *p,
         return err;
     }
     rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
+    if (rv != 0 && sqlite_stmt_expired(s) && !s->in_txn
+        && stmt_get(s, label, &stmt) == NULL) {
+        rv = apr_dbd_pquery(s->driver, p, s->handle, &n, stmt, nargs, args);
+    }
     if (rv != 0) {
         /* A change is not retried: one on a connection that broke may have
          * been applied before it did. */
@@ -1110,6 +1128,12 @@ static btsso_error_t *db_select(btsso_store_t *s, apr_pool_t *p,
      * it reports errors here either way. */
     rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, s->random,
                          nargs, args);
+    if (rv != 0 && sqlite_stmt_expired(s) && !s->in_txn
+        && stmt_get(s, label, &stmt) == NULL) {
+        res = NULL;
+        rv = apr_dbd_pselect(s->driver, p, s->handle, &res, stmt, s->random,
+                             nargs, args);
+    }
     if (rv != 0) {
         const char *why = apr_pstrdup(s->pool, apr_dbd_error(
             s->driver, s->handle, rv));
@@ -1156,6 +1180,102 @@ static btsso_error_t *raw_select(btsso_store_t *s, apr_pool_t *p,
 }
 
 /*
+ * apr_dbd_sqlite3 prepares with the legacy sqlite3_prepare: once the
+ * schema changes (btssoctl init upgrading it, or an operator's VACUUM,
+ * CREATE INDEX or ANALYZE), a statement prepared before fails its next
+ * run with SQLITE_SCHEMA and every later one with "not an error", for as
+ * long as the connection lives, and httpd's connections live as long as
+ * httpd.  The store's statements on SQLite are prepared on demand
+ * (stmt_get): the connection's set remembers the schema version it was
+ * prepared under, and a set prepared under another is forgotten, to be
+ * prepared again as statements are used.  This is checked before each
+ * transaction (any error fails a transaction whole), and after a failed
+ * statement when SQLite says the schema changed; that run changed
+ * nothing, so the caller runs it again outside a transaction.  Expired
+ * statements' memory goes with the connection's pool.
+ */
+static const char sqlite_schema_mark[] = "btsso:sqlite-schema";
+
+static apr_int64_t sqlite_schema_version(btsso_store_t *s)
+{
+    apr_array_header_t *rows;
+    apr_pool_t *tmp;
+    apr_int64_t v = -1;
+
+    if (apr_pool_create(&tmp, s->pool) != APR_SUCCESS) {
+        return -1;
+    }
+    if (raw_select(s, tmp, "PRAGMA schema_version", &rows) == NULL
+        && rows->nelts == 1) {
+        v = col_i64(&APR_ARRAY_IDX(rows, 0, db_row_t), 0);
+    }
+    apr_pool_destroy(tmp);
+    return v;
+}
+
+/* Forget the store's statements of this connection (not the marks, nor
+ * statements other modules had mod_dbd prepare on it). */
+static void sqlite_statements_forget(btsso_store_t *s)
+{
+    apr_hash_index_t *hi;
+    apr_pool_t *tmp;
+
+    if (apr_pool_create(&tmp, s->pool) != APR_SUCCESS) {
+        return;
+    }
+    for (hi = apr_hash_first(tmp, s->prepared); hi; hi = apr_hash_next(hi)) {
+        const char *key = apr_hash_this_key(hi);
+        const char *nl = strchr(key, '\n');
+        const char *label = nl != NULL ? apr_pstrndup(tmp, key,
+                                                      (apr_size_t)(nl - key))
+                                       : key;
+
+        if (stmt_def(label) != NULL) {
+            apr_hash_set(s->prepared, key, APR_HASH_KEY_STRING, NULL);
+        }
+    }
+    apr_pool_destroy(tmp);
+}
+
+static void sqlite_schema_check(btsso_store_t *s)
+{
+    apr_int64_t *had, now;
+
+    if (!s->prepare_on_demand || strcmp(s->dialect, "sqlite3") != 0
+        || (now = sqlite_schema_version(s)) < 0) {
+        return;
+    }
+    had = apr_hash_get(s->prepared, sqlite_schema_mark, APR_HASH_KEY_STRING);
+    if (had == NULL) {
+        had = apr_palloc(s->stmt_pool, sizeof(*had));
+        apr_hash_set(s->prepared, sqlite_schema_mark, APR_HASH_KEY_STRING,
+                     had);
+    }
+    else if (*had == now) {
+        return;
+    }
+    sqlite_statements_forget(s);
+    *had = now;
+}
+
+/* After a failed statement: 1 when it failed because the schema changed
+ * (its connection's statements are then forgotten). */
+static int sqlite_stmt_expired(btsso_store_t *s)
+{
+    sqlite3 *db;
+
+    if (!s->prepare_on_demand || strcmp(s->dialect, "sqlite3") != 0) {
+        return 0;
+    }
+    db = apr_dbd_native_handle(s->driver, s->handle);
+    if (db == NULL || sqlite3_errcode(db) != SQLITE_SCHEMA) {
+        return 0;
+    }
+    sqlite_schema_check(s);
+    return 1;
+}
+
+/*
  * On PostgreSQL the module sends BEGIN, COMMIT and ROLLBACK itself:
  * apr_dbd_pgsql allocates its transaction only when BEGIN succeeds and
  * then dereferences it in any case, so a BEGIN failing with a result (a
@@ -1179,8 +1299,10 @@ static btsso_error_t *txn_begin(btsso_store_t *s, apr_pool_t *p,
             return db_error(s, rv, "begin transaction");
         }
         *txn = PG_TXN;
+        s->in_txn = 1;
         return NULL;
     }
+    sqlite_schema_check(s);
     rv = apr_dbd_transaction_start(s->driver, p, s->handle, txn);
     if (rv != 0) {
         btsso_error_t *err = db_error(s, rv, "begin transaction");
@@ -1193,6 +1315,7 @@ static btsso_error_t *txn_begin(btsso_store_t *s, apr_pool_t *p,
         }
         return err;
     }
+    s->in_txn = 1;
     return NULL;
 }
 
@@ -1204,6 +1327,7 @@ static btsso_error_t *txn_end(btsso_store_t *s, apr_pool_t *p,
 {
     int rv, n = 0;
 
+    s->in_txn = 0;
     if (txn == PG_TXN) {
         rv = apr_dbd_query(s->driver, s->handle, &n,
                            err != NULL || rollback ? "ROLLBACK" : "COMMIT");
@@ -1293,10 +1417,7 @@ static btsso_error_t *sqlite_busy_setup(btsso_store_t *s, apr_pool_t *p)
                                 "The account store is unavailable.",
                                 "cannot set the SQLite busy handler");
     }
-    /* the schema's foreign keys (ON DELETE CASCADE): SQLite enforces
-     * them only on connections that ask, and a count written for an
-     * account deleted meanwhile must not outlive it */
-    return raw_exec(s, "PRAGMA foreign_keys = ON");
+    return NULL;
 }
 
 /* Marks, in mod_dbd's per-connection statement hash, a connection that
@@ -1405,11 +1526,14 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
                             APR_HASH_KEY_STRING) == NULL)) {
         /* apr_dbd_sqlite3 sets no busy handler: wait for a writer (btssoctl,
          * another process) as btssoctl does instead of failing a login
-         * with "database is locked"; and foreign keys, off by default,
-         * are enforced.  Once per connection (the settings are the
-         * connection's; a query per request cost 3% of a login); an
+         * with "database is locked".  Once per connection (the setting is
+         * the connection's; a query per request cost 3% of a login); an
          * error only leaves the driver's own few retries, and is tried
-         * again by the next request. */
+         * again by the next request.  Foreign keys stay as mod_dbd left
+         * them (off on SQLite): turning them on expires the statements
+         * mod_dbd has prepared, and apr_dbd_sqlite3 can then fail the
+         * next one (test_store saw it); the statements httpd writes rows
+         * with insert nothing for an account that is gone. */
         if (sqlite_busy_setup(s, p) == NULL && prepared != NULL) {
             apr_hash_set(prepared, sqlite_busy_mark, APR_HASH_KEY_STRING,
                          sqlite_busy_mark);
@@ -1552,9 +1676,9 @@ btsso_error_t *btsso_store_open(apr_pool_t *p, const char *driver,
 
     if (strcmp(s->dialect, "sqlite3") == 0) {
         /* btssoctl and httpd share the file: wait for a writer instead of
-         * failing at once, and enforce the schema's foreign keys (as
-         * btsso_store_wrap does for httpd's connections). */
-        if ((err = sqlite_busy_setup(s, p)) != NULL) {
+         * failing at once, and enforce the schema's foreign keys. */
+        if ((err = sqlite_busy_setup(s, p)) != NULL
+            || (err = raw_exec(s, "PRAGMA foreign_keys = ON")) != NULL) {
             btsso_store_close(s);
             return err;
         }
@@ -4298,6 +4422,7 @@ btsso_error_t *btsso_store_signin_add(btsso_store_t *s, const char *account,
     apr_dbd_transaction_t *txn;
     apr_array_header_t *rows;
     btsso_error_t *err;
+    int n = 0;
 
     if ((err = signin_check(s, account, si)) != NULL) {
         return err;
@@ -4312,14 +4437,15 @@ btsso_error_t *btsso_store_signin_add(btsso_store_t *s, const char *account,
     }
     /* the first statement writes: SQLite then takes the write lock at
      * once instead of failing to upgrade a read */
-    err = db_exec(s, tmp, "btsso_signin_insert", NULL,
-                  ARGS(account, si->reference,
+    err = db_exec(s, tmp, "btsso_signin_insert", &n,
+                  ARGS(si->reference,
                        i64(tmp, apr_time_sec(si->at)), si->result,
                        clipped(tmp, si->email, 254),
                        clipped(tmp, si->name_id, 1024),
                        clipped(tmp, si->idp, 1024),
-                       clipped(tmp, si->detail, 2048)));
-    if (err == NULL && keep > 0) {
+                       clipped(tmp, si->detail, 2048), account));
+    /* n == 0: the account is gone, and its rows with it */
+    if (err == NULL && n > 0 && keep > 0) {
         err = db_select(s, tmp, "btsso_signin_prune_mark", &rows,
                         ARGS(account, apr_itoa(tmp, keep)));
         if (err == NULL && rows->nelts > 0) {
@@ -4351,8 +4477,9 @@ static btsso_error_t *counts_write(btsso_store_t *s, apr_pool_t *tmp,
         err = db_exec(s, tmp, "btsso_signin_day_add", &n,
                       ARGS(ok, failed, unrec, account, day));
         if (err == NULL && n == 0) {
+            /* inserts nothing for an account deleted meanwhile */
             err = db_exec(s, tmp, "btsso_signin_day_insert", NULL,
-                          ARGS(account, day, ok, failed, unrec));
+                          ARGS(day, ok, failed, unrec, account));
         }
     }
     if (err == NULL && c->last_ok != NULL) {
@@ -4363,10 +4490,11 @@ static btsso_error_t *counts_write(btsso_store_t *s, apr_pool_t *tmp,
                       ARGS(account, at));
         if (err == NULL) {
             err = db_exec(s, tmp, "btsso_signin_ok_insert", NULL,
-                          ARGS(account, l->reference, at,
+                          ARGS(l->reference, at,
                                clipped(tmp, l->email, 254),
                                clipped(tmp, l->name_id, 1024),
-                               clipped(tmp, l->idp, 1024), account));
+                               clipped(tmp, l->idp, 1024), account,
+                               account));
         }
     }
     for (i = 0; err == NULL && c->certs != NULL && i < c->certs->nelts; i++) {

@@ -342,11 +342,15 @@ static const btsso_stmt_def_t store_statements[] = {
       " force_authn, session_max_age seconds, updated" },
 
     /* ---- signins: sign-in records (refusals, last success, counts) ---- */
+    /* httpd's writes of sign-in rows insert nothing for an account
+     * deleted meanwhile (httpd's SQLite connections do not enforce the
+     * foreign keys, and on the other databases the insert would fail) */
     { "btsso_signin_insert",
       "INSERT INTO sign_ins (account, reference, at, result, email,"
       " name_id, idp, detail)"
-      " VALUES (%s, %s, CAST(%s AS BIGINT), %s, %s, %s, %s, %s)",
-      "account, reference, at, result, email, name_id, idp, detail" },
+      " SELECT account, %s, CAST(%s AS BIGINT), %s, %s, %s, %s, %s"
+      " FROM accounts WHERE account = %s",
+      "reference, at, result, email, name_id, idp, detail, account" },
     /* the newest refusal beyond the bound: it and every older one go */
     { "btsso_signin_prune_mark",
       "SELECT at, reference FROM sign_ins"
@@ -380,9 +384,9 @@ static const btsso_stmt_def_t store_statements[] = {
       "ok, failed, unrecorded, account, day" },
     { "btsso_signin_day_insert",
       "INSERT INTO sign_in_days (account, day, ok, failed, unrecorded)"
-      " VALUES (%s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT),"
-      " CAST(%s AS BIGINT))",
-      "account, day, ok, failed, unrecorded" },
+      " SELECT account, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT),"
+      " CAST(%s AS BIGINT) FROM accounts WHERE account = %s",
+      "day, ok, failed, unrecorded, account" },
     { "btsso_signin_days",
       "SELECT day, ok, failed, unrecorded FROM sign_in_days"
       " WHERE account = %s ORDER BY day DESC LIMIT CAST(%s AS INTEGER)",
@@ -396,10 +400,10 @@ static const btsso_stmt_def_t store_statements[] = {
     { "btsso_signin_ok_insert",
       "INSERT INTO sign_ins (account, reference, at, result, email,"
       " name_id, idp, detail)"
-      " SELECT %s, %s, CAST(%s AS BIGINT), 'ok', %s, %s, %s, NULL"
-      " WHERE NOT EXISTS (SELECT 1 FROM sign_ins"
-      "  WHERE account = %s AND result = 'ok')",
-      "account, reference, at, email, name_id, idp, account" },
+      " SELECT account, %s, CAST(%s AS BIGINT), 'ok', %s, %s, %s, NULL"
+      " FROM accounts WHERE account = %s AND NOT EXISTS"
+      " (SELECT 1 FROM sign_ins WHERE account = %s AND result = 'ok')",
+      "reference, at, email, name_id, idp, account, account" },
     { "btsso_signin_last_ok",
       "SELECT reference, at, result, COALESCE(email, ''),"
       " COALESCE(name_id, ''), COALESCE(idp, ''), COALESCE(detail, '')"
@@ -431,13 +435,6 @@ static const dialect_stmt_t dialect_statements[] = {
       "SELECT at, reference FROM sign_ins"
       " WHERE account = %s AND result <> 'ok'"
       " ORDER BY at DESC, reference DESC LIMIT 1 OFFSET %s" },
-    /* a SELECT without a table needs FROM DUAL before its WHERE */
-    { "btsso_signin_ok_insert", "mysql",
-      "INSERT INTO sign_ins (account, reference, at, result, email,"
-      " name_id, idp, detail)"
-      " SELECT %s, %s, CAST(%s AS SIGNED), 'ok', %s, %s, %s, NULL FROM DUAL"
-      " WHERE NOT EXISTS (SELECT 1 FROM sign_ins"
-      "  WHERE account = %s AND result = 'ok')" },
     { NULL, NULL, NULL }
 };
 

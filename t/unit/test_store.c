@@ -631,6 +631,64 @@ static void test_wrap_prepares_on_sqlite(void **state)
     apr_pool_destroy(conn);
 }
 
+/* SQLite: a schema change by another connection (btssoctl init, VACUUM,
+ * CREATE INDEX) expires every statement apr_dbd_sqlite3 prepared before
+ * it, for good; the store prepares them again: reads, changes (in a
+ * transaction) and statements first run inside one, on httpd's
+ * connections and on btssoctl's own. */
+static void test_sqlite_schema_change(void **state)
+{
+    fx_t *f = *state;
+    btsso_store_t *w;
+    btsso_user_t *u;
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+    apr_pool_t *conn;
+    apr_hash_t *prepared;
+    dbd_conn_t *c;
+    int i;
+
+    if (strcmp(backend_driver, "sqlite3") != 0) {
+        skip();
+    }
+    ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
+    ok(btsso_store_user_add(f->s, "acme", "100", "bob@example.com", "user",
+                            0, ACTOR), "user");
+    assert_int_equal(apr_pool_create(&conn, f->p), APR_SUCCESS);
+    h = raw_open(conn, f->params, &drv);
+    c = apr_palloc(conn, sizeof(*c));
+    c->drv = drv;
+    c->h = h;
+    apr_pool_cleanup_register(conn, c, dbd_conn_close, apr_pool_cleanup_null);
+    prepared = apr_hash_make(conn);
+    w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+    ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+       "before");
+    assert_non_null(u);
+    ok(btsso_store_user_add(w, "acme", "101", "carl@example.com", "user", 0,
+                            ACTOR), "change before");
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(raw_exec(f->p, f->params, i == 0
+                                  ? "CREATE INDEX test_idx ON users (kind)"
+                                  : i == 1 ? "VACUUM" : "ANALYZE", NULL), 0);
+        w = btsso_store_wrap(f->p, drv, h, prepared, conn);
+        ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
+           "read after a schema change");
+        assert_non_null(u);
+        ok(btsso_store_user_add(w, "acme", apr_itoa(f->p, 102 + i),
+                                apr_psprintf(f->p, "u%d@example.com", i),
+                                "user", 0, ACTOR), "change after");
+        /* btssoctl's own connection too */
+        ok(btsso_store_user_by_email(f->s, f->p, "acme", "bob@example.com",
+                                     &u), "btssoctl read");
+        assert_non_null(u);
+        ok(btsso_store_user_add(f->s, "acme", apr_itoa(f->p, 202 + i),
+                                apr_psprintf(f->p, "v%d@example.com", i),
+                                "user", 0, ACTOR), "btssoctl change");
+    }
+    apr_pool_destroy(conn);
+}
+
 /* ---- non-ASCII case folding (issue 8, item 11b) ------------------------ */
 
 #define KELVIN_KATE "\xe2\x84\xaa" "ate@example.com"   /* U+212A */
@@ -2657,6 +2715,7 @@ static const struct CMUnitTest store_tests[] = {
     T(test_open_errors),
     T(test_override_and_wrap),
     T(test_wrap_prepares_on_sqlite),
+    T(test_sqlite_schema_change),
     T(test_accounts),
     T(test_non_ascii_never_folds_onto_ascii),
     T(test_accents_stay_distinct),
