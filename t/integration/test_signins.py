@@ -420,6 +420,51 @@ def clone_acme(site, names):
     site.httpd.fix_perms()
 
 
+def login_as(site, name):
+    """ann of a clone_acme account, through its own IdP."""
+    return site.login("ann@%s.example" % name,
+                      issuer="https://%s.idp.example" % name)
+
+
+def while_first_writes(site, names, before_commit=None):
+    """The first sign-in of names[0] in a process while the test holds the
+    store's write lock (it waits to write its counts), then one of each
+    other name, each timed; before_commit(db) then runs in the test's
+    transaction, and the lock is let go.  The seconds each other sign-in
+    took, once the first has answered 303."""
+    import threading
+
+    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
+    db.execute("PRAGMA foreign_keys = ON")
+    out, took = {}, {}
+
+    def first():
+        out["first"] = login_as(site, names[0])
+
+    t = threading.Thread(target=first)
+    try:
+        db.execute("BEGIN IMMEDIATE")           # the store's write lock
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the first sign-in did not wait to write"
+        for n in names[1:]:
+            t0 = time.monotonic()
+            r = login_as(site, n)
+            took[n] = time.monotonic() - t0
+            assert r.status_code == 303, (n, r.status_code, r.text[-300:])
+        assert t.is_alive(), "the first sign-in did not wait to write"
+        if before_commit is not None:
+            before_commit(db)
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+        t.join(20)
+    assert out["first"].status_code == 303
+    return took
+
+
 def test_first_sign_ins_of_many_accounts_wait_for_no_commit(site):
     """The first success of an account in a process is written at once,
     but a sign-in must not wait for the store on behalf of its account
@@ -431,41 +476,11 @@ def test_first_sign_ins_of_many_accounts_wait_for_no_commit(site):
     held here while a first sign-in writes; the first sign-ins of three
     more accounts answer meanwhile, and every count is in the store once
     the lock is free."""
-    import threading
-
     names = ["beta", "gamma", "delta", "eps"]
     clone_acme(site, names)
-
-    def login(n):
-        return site.login("ann@%s.example" % n,
-                          issuer="https://%s.idp.example" % n)
-
-    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
-    out = {}
-
-    def first():
-        out["first"] = login(names[0])
-
-    try:
-        db.execute("BEGIN IMMEDIATE")           # the store's write lock
-        t = threading.Thread(target=first)
-        t.start()
-        time.sleep(1.0)
-        assert t.is_alive(), "the first sign-in did not wait to write"
-        for n in names[1:]:
-            t0 = time.monotonic()
-            r = login(n)
-            took = time.monotonic() - t0
-            assert r.status_code == 303, (n, r.status_code, r.text[-300:])
-            assert took < 2.0, "%s waited %.1f s for the store" % (n, took)
-        assert t.is_alive(), "the first sign-in did not wait to write"
-        db.execute("COMMIT")
-    finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        db.close()
-    t.join(20)
-    assert out["first"].status_code == 303
+    took = while_first_writes(site, names)
+    for n, secs in took.items():
+        assert secs < 2.0, "%s waited %.1f s for the store" % (n, secs)
     got = sorted(names)
     assert written_soon(site.httpd.db, "SELECT account, ok FROM sign_in_days"
                         " WHERE account <> 'acme' ORDER BY account",
@@ -487,42 +502,17 @@ def test_account_gone_or_failing_while_its_counts_wait_costs_no_other(site):
     inherited by a new account of the same ID).  An account whose write
     fails makes the transaction fail: the other accounts of the batch are
     then written one by one, and the warning names only that account."""
-    import threading
-
     names = ["beta", "gamma", "delta", "eps"]
     clone_acme(site, names)
 
-    def login(n):
-        return site.login("ann@%s.example" % n,
-                          issuer="https://%s.idp.example" % n)
-
-    db = sqlite3.connect(site.httpd.db, isolation_level=None, timeout=0)
-    db.execute("PRAGMA foreign_keys = ON")
-    out = {}
-
-    def first():
-        out["first"] = login(names[0])
-
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        t = threading.Thread(target=first)
-        t.start()
-        time.sleep(1.0)
-        assert t.is_alive(), "the first sign-in did not wait to write"
-        for n in names[1:]:
-            assert login(n).status_code == 303
+    def meanwhile(db):
         # queued behind beta's write: gamma is deleted, delta's write fails
         db.execute("DELETE FROM accounts WHERE account = 'gamma'")
         db.execute("CREATE TRIGGER refuse_delta BEFORE INSERT ON sign_in_days"
                    " WHEN NEW.account = 'delta'"
                    " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
-        db.execute("COMMIT")
-    finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        db.close()
-    t.join(20)
-    assert out["first"].status_code == 303
+
+    while_first_writes(site, names, meanwhile)
     assert written_soon(site.httpd.db, "SELECT account, ok FROM sign_in_days"
                         " WHERE account <> 'acme' ORDER BY account",
                         [("beta", 1), ("eps", 1)])

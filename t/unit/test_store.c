@@ -555,6 +555,25 @@ static apr_status_t dbd_conn_close(void *data)
     return APR_SUCCESS;
 }
 
+/* A connection as mod_dbd keeps one: its own pool, closed by a cleanup
+ * of that pool registered before any statement's, and its (empty) hash of
+ * prepared statements. */
+static apr_pool_t *dbd_like_conn(fx_t *f, const apr_dbd_driver_t **drv,
+                                 apr_dbd_t **h, apr_hash_t **prepared)
+{
+    apr_pool_t *conn;
+    dbd_conn_t *c;
+
+    assert_int_equal(apr_pool_create(&conn, f->p), APR_SUCCESS);
+    *h = raw_open(conn, f->params, drv);
+    c = apr_palloc(conn, sizeof(*c));
+    c->drv = *drv;
+    c->h = *h;
+    apr_pool_cleanup_register(conn, c, dbd_conn_close, apr_pool_cleanup_null);
+    *prepared = apr_hash_make(conn);
+    return conn;
+}
+
 /* SQLite: httpd's connections prepare the module's statements themselves
  * (after the busy timeout), on the connection's pool, each vhost's operator
  * SQL under its own key; the other drivers keep mod_dbd's. */
@@ -570,18 +589,11 @@ static void test_wrap_prepares_on_sqlite(void **state)
     const char *exact = "SELECT extension, email FROM users"
                         " WHERE account = %s AND email = %s";
     unsigned int n;
-    dbd_conn_t *c;
 
     ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
     ok(btsso_store_user_add(f->s, "acme", "100", "Bob@Example.com", "user",
                             0, ACTOR), "user");
-    assert_int_equal(apr_pool_create(&conn, f->p), APR_SUCCESS);
-    h = raw_open(conn, f->params, &drv);
-    c = apr_palloc(conn, sizeof(*c));
-    c->drv = drv;
-    c->h = h;
-    apr_pool_cleanup_register(conn, c, dbd_conn_close, apr_pool_cleanup_null);
-    prepared = apr_hash_make(conn);
+    conn = dbd_like_conn(f, &drv, &h, &prepared);
     w = btsso_store_wrap(f->p, drv, h, prepared, conn);
     if (!btsso_store_prepares(backend_driver)) {
         assert_int_equal(btsso_store_prepares("sqlite3"), 1);
@@ -645,7 +657,6 @@ static void test_sqlite_schema_change(void **state)
     apr_dbd_t *h;
     apr_pool_t *conn;
     apr_hash_t *prepared;
-    dbd_conn_t *c;
     int i;
 
     if (strcmp(backend_driver, "sqlite3") != 0) {
@@ -654,13 +665,7 @@ static void test_sqlite_schema_change(void **state)
     ok(btsso_store_account_add(f->s, "acme", NULL, ACTOR), "add");
     ok(btsso_store_user_add(f->s, "acme", "100", "bob@example.com", "user",
                             0, ACTOR), "user");
-    assert_int_equal(apr_pool_create(&conn, f->p), APR_SUCCESS);
-    h = raw_open(conn, f->params, &drv);
-    c = apr_palloc(conn, sizeof(*c));
-    c->drv = drv;
-    c->h = h;
-    apr_pool_cleanup_register(conn, c, dbd_conn_close, apr_pool_cleanup_null);
-    prepared = apr_hash_make(conn);
+    conn = dbd_like_conn(f, &drv, &h, &prepared);
     w = btsso_store_wrap(f->p, drv, h, prepared, conn);
     ok(btsso_store_user_by_email(w, f->p, "acme", "bob@example.com", &u),
        "before");
