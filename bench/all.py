@@ -105,14 +105,16 @@ def main():
             print("%-*s  %8s  not found in %s.py's output" % (w, label, "?",
                                                              script))
             continue
+        # the figure as the script printed it, judged on those digits
+        # (mellon.py prints three: 1.4975 is not 1.50 >= 1.5)
         v = float(m.group(1))
         if goal is None:
-            print("%-*s  %8.2f" % (w, label, v))
+            print("%-*s  %8s" % (w, label, m.group(1)))
             continue
         met = v >= goal if higher else v <= goal
-        print("%-*s  %8.2f  %s %.2f %s" % (w, label, v,
-                                           ">=" if higher else "<=", goal,
-                                           "ok" if met else "MISSED"))
+        print("%-*s  %8s  %s %.2f %s" % (w, label, m.group(1),
+                                         ">=" if higher else "<=", goal,
+                                         "ok" if met else "MISSED"))
     return rc
 
 
