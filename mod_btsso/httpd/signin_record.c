@@ -419,12 +419,11 @@ static void write_queue(request_rec *r, btsso_store_t *store)
                 n++;
             }
         }
+        apr_thread_mutex_unlock(stats_mutex);
         if (n == 0) {
-            apr_thread_mutex_unlock(stats_mutex);
             apr_pool_destroy(tmp);
             break;
         }
-        apr_thread_mutex_unlock(stats_mutex);
         if (store == NULL) {
             store = btsso_request_store(r);     /* NULL: logged (BTSSO0101) */
         }

@@ -1531,9 +1531,9 @@ btsso_store_t *btsso_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver,
          * error only leaves the driver's own few retries, and is tried
          * again by the next request.  Foreign keys stay as mod_dbd left
          * them (off on SQLite): turning them on expires the statements
-         * mod_dbd has prepared, and apr_dbd_sqlite3 can then fail the
-         * next one (test_store saw it); the statements httpd writes rows
-         * with insert nothing for an account that is gone. */
+         * already prepared on the connection (test_store saw the next
+         * one fail); the statements httpd writes rows with insert nothing
+         * for an account that is gone. */
         if (sqlite_busy_setup(s, p) == NULL && prepared != NULL) {
             apr_hash_set(prepared, sqlite_busy_mark, APR_HASH_KEY_STRING,
                          sqlite_busy_mark);
