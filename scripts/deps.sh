@@ -10,7 +10,7 @@ BUILD="build-essential autoconf automake libtool pkg-config apache2 apache2-dev
   libjansson-dev zlib1g-dev libcmocka-dev libsqlite3-dev libaprutil1-dbd-sqlite3
   libaprutil1-dbd-pgsql sqlite3 xmlsec1 libxml2-utils opensaml-schemas openssl"
 TEST="python3 python3-pytest python3-pysaml2 python3-lxml python3-xmlsec
-  python3-requests python3-psycopg2 python3-pytest-xdist postgresql
+  python3-requests python3-psycopg2 python3-pytest-xdist postgresql gdb
   mariadb-server libaprutil1-dbd-mysql memcached redis-server valgrind wrk
   simplesamlphp php8.2-xml php8.2-mbstring libapache2-mod-php8.2
   chromium chromium-driver python3-selenium

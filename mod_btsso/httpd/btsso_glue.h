@@ -36,13 +36,28 @@ extern module AP_MODULE_DECLARE_DATA btsso_module;
 
 #define BTSSO_SESSION_SHARDS_MAX 16
 
+/*
+ * The session cache's lock (made by mod_btsso.c at post_config, taken by
+ * session.c): the mechanism httpd's Mutex directive gives btsso-session,
+ * except that where that is a pthread mutex the module makes its own
+ * (core/plock.h: APR's has priority inheritance, which made protected
+ * requests convoy on it).
+ */
+typedef struct btsso_cache_lock {
+    apr_global_mutex_t *apr;        /* NULL when own is used */
+    struct btsso_plock_t *own;
+} btsso_cache_lock;
+
+void btsso_cache_lock_take(btsso_cache_lock *l, server_rec *s);
+void btsso_cache_lock_give(btsso_cache_lock *l, server_rec *s);
+
 typedef struct btsso_runtime {
     server_rec *s;
     btsso_spkey_t *spkey;            /* NULL without BTSSOSPPrivateKey */
     btsso_spkey_t *spkey_next;
     apr_array_header_t *dec_keys;    /* btsso_sp_key_t *, current then next */
-    apr_global_mutex_t *cache_mutex; /* socache lock, when not MP-safe */
-    apr_global_mutex_t *replay_mutex; /* the same, for the replay cache */
+    btsso_cache_lock *cache_mutex;   /* socache lock, when not MP-safe */
+    btsso_cache_lock *replay_mutex;  /* the same, for the replay cache */
     /* replay marks also kept apart, where sessions cannot evict them
      * (session.c); NULL without mod_socache_shmcb */
     const ap_socache_provider_t *replay_provider;

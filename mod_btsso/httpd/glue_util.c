@@ -3,9 +3,10 @@
  * connection (mod_dbd's functions, retrieved at post_config, live here),
  * tagged logging of core errors, JSON errors and pages for people, query
  * arguments and return targets, redirects, the discovery page's URL and
- * the SP metadata document.  Endpoint files (h_*.c) stand on these and
+ * the SP metadata document, the session cache's lock.  Endpoint files (h_*.c) stand on these and
  * on glue_signin.c; nothing here calls an endpoint file.
  */
+#include <errno.h>
 #include <string.h>
 
 #include <httpd.h>
@@ -20,6 +21,7 @@
 #include "btsso_handlers.h"
 #include "core/addressing.h"
 #include "core/b64.h"
+#include "core/plock.h"
 #include "core/url.h"
 #include "saml/spmeta.h"
 
@@ -203,6 +205,46 @@ int btsso_send_error_page(request_rec *r, const btsso_error_t *e)
     }
     return btsso_send_page(r, status, "Sign-in failed", e->message,
                            NULL, NULL);
+}
+
+/* ---- the session cache's lock (btsso_glue.h) ------------------------------ */
+
+void btsso_cache_lock_take(btsso_cache_lock *l, server_rec *s)
+{
+    apr_status_t rv;
+    int rc;
+
+    if (l->own == NULL) {
+        rv = apr_global_mutex_lock(l->apr);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         "BTSSO0015: cannot take the session cache lock");
+        }
+        return;
+    }
+    rc = btsso_plock_acquire(l->own);
+    if (rc == 1) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "BTSSO0014: a process died holding the session cache "
+                     "lock; the lock works again (what that process was "
+                     "writing to the cache may be lost)");
+    }
+    else if (rc < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, APR_FROM_OS_ERROR(errno), s,
+                     "BTSSO0015: cannot take the session cache lock");
+    }
+}
+
+void btsso_cache_lock_give(btsso_cache_lock *l, server_rec *s)
+{
+    apr_status_t rv = l->own == NULL ? apr_global_mutex_unlock(l->apr)
+                      : btsso_plock_release(l->own) == 0 ? APR_SUCCESS
+                      : APR_FROM_OS_ERROR(errno);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "BTSSO0015: cannot release the session cache lock");
+    }
 }
 
 /* ---- request arguments, redirects, return targets ----------------------- */

@@ -24,6 +24,7 @@
 
 #include "btsso_glue.h"
 #include "core/addressing.h"
+#include "core/plock.h"
 #include "saml/metadata.h"
 #include "btsso_session.h"
 #include "btsso_attrs.h"
@@ -40,9 +41,10 @@ static int btsso_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     /* A process-shared pthread mutex where APR has one: no system call
      * unless contended, where a file lock takes two per cache access (a
-     * tenth of a protected request under load).  "Mutex ... default" (as
-     * Debian's apache2.conf sets) overrides this; conf/btsso.conf names
-     * the type itself so that it does not. */
+     * tenth of a protected request under load); the module then makes it
+     * itself (cache_lock_create).  "Mutex ... default" (as Debian's
+     * apache2.conf sets) overrides this; conf/btsso.conf names the type
+     * itself so that it does not. */
 #if APR_HAS_PROC_PTHREAD_SERIALIZE
     apr_status_t rv = ap_mutex_register(pconf, BTSSO_MUTEX_TYPE, NULL,
                                         APR_LOCK_PROC_PTHREAD, 0);
@@ -232,12 +234,48 @@ static int btsso_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/*
+ * The session cache's lock, in the process pool: the mechanism httpd's
+ * Mutex directive gives btsso-session, except that a pthread mutex is the
+ * module's own (core/plock.h), without the priority inheritance APR gives
+ * its own.
+ */
+static apr_status_t cache_lock_create(server_rec *base,
+                                      btsso_cache_lock **out)
+{
+    apr_pool_t *pp = base->process->pool;
+    btsso_cache_lock *l = apr_pcalloc(pp, sizeof(*l));
+    apr_status_t rv;
+
+    *out = NULL;
+    rv = ap_global_mutex_create(&l->apr, NULL, BTSSO_MUTEX_TYPE, NULL, base,
+                                pp, 0);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (apr_global_mutex_mech(l->apr) == APR_LOCK_PROC_PTHREAD) {
+        rv = btsso_plock_create(&l->own, pp);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        apr_global_mutex_destroy(l->apr);
+        l->apr = NULL;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, base,
+                 "BTSSO0016: session cache lock: %s",
+                 l->own != NULL ? "pthread (robust, without priority "
+                                  "inheritance)"
+                                : apr_global_mutex_name(l->apr));
+    *out = l;
+    return APR_SUCCESS;
+}
+
 static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *base)
 {
     server_rec *s;
     apr_status_t rv;
-    apr_global_mutex_t *mutex = NULL;
+    btsso_cache_lock *lock = NULL;
     int need_mutex = 0, need_replay_mutex = 0;
     const char *err;
 
@@ -266,27 +304,26 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
 
     if (need_mutex || need_replay_mutex) {
-        /* Like the cache it guards, the mutex outlives graceful restarts:
+        /* Like the cache it guards, the lock outlives graceful restarts:
          * children of the old and the new generation must share it. */
-        apr_pool_userdata_get((void **)&mutex, "btsso-cache-mutex",
+        apr_pool_userdata_get((void **)&lock, "btsso-cache-mutex",
                               base->process->pool);
-        if (mutex == NULL) {
-            rv = ap_global_mutex_create(&mutex, NULL, BTSSO_MUTEX_TYPE, NULL,
-                                        base, base->process->pool, 0);
+        if (lock == NULL) {
+            rv = cache_lock_create(base, &lock);
             if (rv != APR_SUCCESS) {
                 ap_log_error(APLOG_MARK, APLOG_CRIT, rv, base,
                              "BTSSO0009: cannot create the session cache "
                              "mutex");
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
-            apr_pool_userdata_set(mutex, "btsso-cache-mutex",
+            apr_pool_userdata_set(lock, "btsso-cache-mutex",
                                   apr_pool_cleanup_null, base->process->pool);
         }
     }
 
     for (s = base; s != NULL; s = s->next) {
-        btsso_srv(s)->rt->cache_mutex = need_mutex ? mutex : NULL;
-        btsso_srv(s)->rt->replay_mutex = need_replay_mutex ? mutex : NULL;
+        btsso_srv(s)->rt->cache_mutex = need_mutex ? lock : NULL;
+        btsso_srv(s)->rt->replay_mutex = need_replay_mutex ? lock : NULL;
     }
     /* the pending sign-in cookie key and every server's SP identity */
     if (btsso_pending_init(pconf, base) != OK) {
@@ -310,18 +347,23 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 static void btsso_child_init(apr_pool_t *p, server_rec *base)
 {
     btsso_srv_cfg *sc = btsso_srv(base);
+    btsso_cache_lock *lock;
     apr_global_mutex_t *mutex;
-    server_rec *s;
     apr_status_t rv;
 
     if (sc->rt == NULL
         || (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex == NULL)) {
         return;
     }
-    /* One mutex serves every virtual host: attach once, hand all of them
-     * the child's handle. */
-    mutex = sc->rt->cache_mutex != NULL ? sc->rt->cache_mutex
-                                        : sc->rt->replay_mutex;
+    /* One lock serves every virtual host.  The module's own needs nothing
+     * in a child; an APR mutex is attached to once, and every server
+     * shares the one btsso_cache_lock, which holds the child's handle. */
+    lock = sc->rt->cache_mutex != NULL ? sc->rt->cache_mutex
+                                       : sc->rt->replay_mutex;
+    if (lock->own != NULL) {
+        return;
+    }
+    mutex = lock->apr;
     rv = apr_global_mutex_child_init(&mutex,
                                      apr_global_mutex_lockfile(mutex), p);
     if (rv != APR_SUCCESS) {
@@ -329,16 +371,7 @@ static void btsso_child_init(apr_pool_t *p, server_rec *base)
                      "BTSSO0012: cannot attach to the session cache mutex");
         return;
     }
-    for (s = base; s != NULL; s = s->next) {
-        if (btsso_srv(s)->rt != NULL) {
-            if (btsso_srv(s)->rt->cache_mutex != NULL) {
-                btsso_srv(s)->rt->cache_mutex = mutex;
-            }
-            if (btsso_srv(s)->rt->replay_mutex != NULL) {
-                btsso_srv(s)->rt->replay_mutex = mutex;
-            }
-        }
-    }
+    lock->apr = mutex;
 }
 
 /*

@@ -23,7 +23,6 @@
 #include <util_cookies.h>
 #include <ap_provider.h>
 #include <apr_strings.h>
-#include <apr_global_mutex.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/crypto.h>
@@ -427,14 +426,14 @@ static const char *session_key(request_rec *r, const char *token)
 static void cache_lock(btsso_srv_cfg *sc)
 {
     if (sc->rt->cache_mutex != NULL) {
-        apr_global_mutex_lock(sc->rt->cache_mutex);
+        btsso_cache_lock_take(sc->rt->cache_mutex, sc->rt->s);
     }
 }
 
 static void cache_unlock(btsso_srv_cfg *sc)
 {
     if (sc->rt->cache_mutex != NULL) {
-        apr_global_mutex_unlock(sc->rt->cache_mutex);
+        btsso_cache_lock_give(sc->rt->cache_mutex, sc->rt->s);
     }
 }
 
@@ -1377,14 +1376,14 @@ btsso_pending_t *btsso_logout_pending_take(request_rec *r, const char *relay)
 static void replay_lock(btsso_srv_cfg *sc)
 {
     if (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex != NULL) {
-        apr_global_mutex_lock(sc->rt->replay_mutex);
+        btsso_cache_lock_take(sc->rt->replay_mutex, sc->rt->s);
     }
 }
 
 static void replay_unlock(btsso_srv_cfg *sc)
 {
     if (sc->rt->cache_mutex == NULL && sc->rt->replay_mutex != NULL) {
-        apr_global_mutex_unlock(sc->rt->replay_mutex);
+        btsso_cache_lock_give(sc->rt->replay_mutex, sc->rt->s);
     }
 }
 

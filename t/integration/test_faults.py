@@ -20,7 +20,9 @@ only) of logins and protected-page requests runs:
   half-written, reads and logins go on, writes work again once there is
   room;
 - a graceful restart (SIGUSR1 to httpd's parent) under login load: no
-  request fails, no session is lost.
+  request fails, no session is lost;
+- a child killed while it holds the session cache lock: the next child
+  takes it, sessions and logins go on.
 
 A crash shows as an "exit signal" line in the error log (checked here) or
 as httpd's own exit status (the harness).
@@ -830,6 +832,92 @@ def test_graceful_restart_under_login_load(make_httpd, tmp_path):
     for sid in sids + made:
         assert site.page(sid).status_code == 200, sid
     assert len(made) > 10, len(made)
+
+
+# ---- a child killed holding the session cache lock -------------------------------
+
+def child_pids(parent):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)],
+                         capture_output=True, text=True).stdout
+    return {int(x) for x in out.split()}
+
+
+def kill_holding_the_lock(pid, request):
+    """Stop httpd child `pid` (gdb) right after it took the session cache
+    lock for `request` (called in a thread once the breakpoint is set),
+    then SIGKILL it there.  gdb's output."""
+    gdb = subprocess.Popen(
+        ["gdb", "-nx", "-batch", "-p", str(pid),
+         "-ex", "set pagination off",
+         "-ex", "break btsso_cache_lock_take",
+         "-ex", "continue",
+         "-ex", "finish",          # back in the caller: the lock is held
+         "-ex", "kill"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    out = []
+    sent = None
+    for line in gdb.stdout:
+        out.append(line)
+        if sent is None and line.startswith("Breakpoint 1 at"):
+            sent = threading.Thread(target=request, daemon=True)
+            sent.start()
+    gdb.wait(60)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("mechanism", ["pthread", "fcntl"])
+def test_child_killed_holding_the_session_lock(make_httpd, tmp_path,
+                                               mechanism):
+    """A child that dies while it holds the session cache lock (killed
+    there through gdb) must not leave every other process waiting for it
+    for ever: the next child takes the lock, sessions are read and logins
+    written again.  "pthread" is the module's own robust mutex (BTSSO0014
+    says it recovered), "fcntl" is APR's file lock, which the kernel
+    releases with the process."""
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed (scripts/deps.sh test installs it)")
+    site = Site(make_httpd, tmp_path, processes=1)
+    h = site.httpd
+    if mechanism != "pthread":
+        h.btsso_conf += "Mutex %s:%s btsso-session\n" % (mechanism, h.dir)
+    site.start()
+    h.expect_log("AH00052")      # the child's death: ours, on purpose
+    h.expect_log("BTSSO0014")
+    said = {"pthread": "session cache lock: pthread (robust, without "
+                       "priority inheritance)",
+            "fcntl": "session cache lock: fcntl"}[mechanism]
+    assert said in h.log_text(), h.log_text()[-2000:]
+    sid = site.login()
+    assert site.page(sid).status_code == 200
+    victims = child_pids(h.proc.pid)
+    assert len(victims) == 1, victims
+    victim = victims.pop()
+
+    def request():
+        try:
+            site.page(sid, timeout=30)
+        except requests.RequestException:
+            pass                # its child dies under it
+    out = kill_holding_the_lock(victim, request)
+    if "ptrace" in out and "not permitted" in out:
+        pytest.skip("this machine forbids ptrace: " + out[-300:])
+    assert "hit Breakpoint 1" in out and "killed" in out, out
+    deadline = time.time() + 20
+    while os.path.exists("/proc/%d" % victim) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists("/proc/%d" % victim), out
+    # the parent starts another child; it must get the lock
+    while not child_pids(h.proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    r = site.page(sid, timeout=10)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert site.acs(site.response("u01@example.com"),
+                    timeout=10).status_code == 303
+    assert site.page(site.login("u02@example.com"),
+                     timeout=10).status_code == 200
+    if mechanism == "pthread":
+        assert "BTSSO0014" in h.log_text(), h.log_text()[-2000:]
 
 
 # ---- SQLite on a full filesystem ---------------------------------------------------
