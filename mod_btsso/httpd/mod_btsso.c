@@ -305,8 +305,11 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     if (need_mutex || need_replay_mutex) {
         /* Like the cache it guards, the lock outlives graceful restarts:
-         * children of the old and the new generation must share it. */
-        apr_pool_userdata_get((void **)&lock, "btsso-cache-mutex",
+         * children of the old and the new generation must share it.  (A
+         * key of its own: a module before 2026-12 kept an APR mutex under
+         * "btsso-cache-mutex", which a graceful restart into this one
+         * must not take for a btsso_cache_lock.) */
+        apr_pool_userdata_get((void **)&lock, "btsso-cache-lock",
                               base->process->pool);
         if (lock == NULL) {
             rv = cache_lock_create(base, &lock);
@@ -316,7 +319,7 @@ static int btsso_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              "mutex");
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
-            apr_pool_userdata_set(lock, "btsso-cache-mutex",
+            apr_pool_userdata_set(lock, "btsso-cache-lock",
                                   apr_pool_cleanup_null, base->process->pool);
         }
     }
